@@ -1,0 +1,3 @@
+"""SDE Workbench: score-based generative modelling with stochastic differential equations."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Every file format: HDF5 trajectories, checkpoints, exports, run folders."""
