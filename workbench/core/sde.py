@@ -1,0 +1,466 @@
+"""Forward SDEs dX = f(X, t) dt + g(t) dW on t in [0, T], and what the solvers need of them.
+
+As in score_sde_pytorch's ``sde_lib``, an SDE only states its coefficients; samplers, losses and
+likelihoods live elsewhere and ask it for f, g, and (for linear SDEs) the transition kernel.
+
+Every built-in SDE is linear, f(x, t) = a(t) x, so the transition kernel is Gaussian
+(Särkkä & Solin 2019, eq. 6.2):
+
+    p_t(x | x0) = N(m(t) x0, s(t)^2 I),   m(t) = exp(int_0^t a),
+    s(t)^2 = m(t)^2 int_0^t g(u)^2 / m(u)^2 du.
+
+The reverse-time SDE (Anderson 1982) and the probability-flow ODE (Song et al. 2021, eq. 13):
+
+    dX = [f(X, t) - g(t)^2 grad log p_t(X)] dt + g(t) dW_bar     (t running from T down)
+    dx/dt = f(x, t) - 1/2 g(t)^2 grad log p_t(x).
+
+Times are tensors of shape () or (batch,); states are (batch, *sample_shape). Every method is
+torch in, torch out and keeps the dtype and device of its inputs (float64 works throughout).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from workbench.core.expr import Expression
+from workbench.core.params import Float, Param, Text, validate_params
+from workbench.core.registry import Registry
+from workbench.errors import ConfigError, ExpressionError
+
+__all__ = [
+    "SDE",
+    "LinearSDE",
+    "VPSDE",
+    "SubVPSDE",
+    "VESDE",
+    "CosineVPSDE",
+    "ExpressionLinearSDE",
+    "SDES",
+    "build_sde",
+    "validate_sde_params",
+    "broadcast_time",
+]
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+SDES: Registry[type[SDE]] = Registry("SDE", key="kind")
+
+
+def _time(t: Tensor | float, like: Tensor | None = None) -> Tensor:
+    if isinstance(t, Tensor):
+        return t
+    if like is not None:
+        return torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    return torch.as_tensor(t, dtype=torch.get_default_dtype())
+
+
+def broadcast_time(c: Tensor, x: Tensor) -> Tensor:
+    """Shape a per-sample coefficient (), (batch,) or (batch, 1...) to multiply ``x``."""
+    if c.ndim == 0:
+        return c.to(x.dtype)
+    c = c.reshape(c.shape[0], *([1] * (x.ndim - 1)))
+    return c.to(x.dtype)
+
+
+class SDE(ABC):
+    """A forward SDE on [0, T]: drift f(x, t), diffusion g(t), a prior p_T to start sampling from.
+
+    Subclasses declare ``params`` (their config keys) and take them as constructor arguments.
+    """
+
+    params: ClassVar[tuple[Param, ...]] = ()
+    config_name: ClassVar[str] = ""
+    T: float = 1.0
+
+    @abstractmethod
+    def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """f(x, t)."""
+
+    @abstractmethod
+    def diffusion(self, t: Tensor | float) -> Tensor:
+        """g(t), the same for every coordinate."""
+
+    @abstractmethod
+    def prior_sample(
+        self, shape: tuple[int, ...], generator: torch.Generator | None = None, **kw: Any
+    ) -> Tensor:
+        """Draws from the distribution the reverse process starts from at t = T."""
+
+    @abstractmethod
+    def prior_logp(self, z: Tensor) -> Tensor:
+        """log density of the prior, summed over all but the first axis."""
+
+    def reverse_drift(self, x: Tensor, t: Tensor | float, score_fn: ScoreFn) -> Tensor:
+        """f - g^2 score: the drift of the reverse-time SDE (Anderson 1982), in forward time."""
+        t = _time(t, x)
+        g = broadcast_time(self.diffusion(t), x)
+        return self.drift(x, t) - g * g * score_fn(x, t)
+
+    def probability_flow_drift(self, x: Tensor, t: Tensor | float, score_fn: ScoreFn) -> Tensor:
+        """f - 1/2 g^2 score: the probability-flow ODE's velocity (Song et al. 2021, eq. 13)."""
+        t = _time(t, x)
+        g = broadcast_time(self.diffusion(t), x)
+        return self.drift(x, t) - 0.5 * g * g * score_fn(x, t)
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class LinearSDE(SDE):
+    """f(x, t) = a(t) x: Gaussian transitions with mean m(t) x0 and std s(t)."""
+
+    @abstractmethod
+    def drift_coeff(self, t: Tensor | float) -> Tensor:
+        """a(t)."""
+
+    @abstractmethod
+    def log_mean_coeff(self, t: Tensor | float) -> Tensor:
+        """log m(t) = int_0^t a(u) du."""
+
+    @abstractmethod
+    def std(self, t: Tensor | float) -> Tensor:
+        """s(t), the standard deviation of p_t(x | x0)."""
+
+    def mean_coeff(self, t: Tensor | float) -> Tensor:
+        """m(t)."""
+        return torch.exp(self.log_mean_coeff(t))
+
+    def marginal_coeffs(self, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        """(m(t), s(t))."""
+        return self.mean_coeff(t), self.std(t)
+
+    def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
+        return broadcast_time(self.drift_coeff(_time(t, x)), x) * x
+
+    def perturb(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """x_t = m(t) x0 + s(t) noise, a draw from p_t(x | x0) given standard normal noise."""
+        m, s = self.marginal_coeffs(t)
+        return broadcast_time(m, x0) * x0 + broadcast_time(s, x0) * noise
+
+    def snr(self, t: Tensor | float) -> Tensor:
+        """m(t)^2 / s(t)^2, the signal-to-noise ratio."""
+        m, s = self.marginal_coeffs(t)
+        return (m / s) ** 2
+
+    def prior_std(self) -> float:
+        """sqrt(m(T)^2 + s(T)^2): the std of p_T for data standardised to mean 0, variance 1.
+
+        For VP this is exactly 1 (score_sde_pytorch's N(0, I)); for VE it is
+        sqrt(sigma_max^2 - sigma_min^2 + 1), within 2e-4 of score_sde_pytorch's sigma_max.
+        """
+        t = torch.tensor(self.T, dtype=torch.float64)
+        m, s = self.marginal_coeffs(t)
+        return float(torch.sqrt(m * m + s * s))
+
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        return self.prior_std() * z
+
+    def prior_logp(self, z: Tensor) -> Tensor:
+        sd = self.prior_std()
+        n = z[0].numel() if z.ndim else 1
+        flat = z.reshape(z.shape[0], -1) if z.ndim > 1 else z.reshape(-1, 1)
+        return -0.5 * (flat / sd).pow(2).sum(-1) - n * (math.log(sd) + 0.5 * math.log(2 * math.pi))
+
+
+# --------------------------------------------------------------------------------------------
+_T_PARAM = Param("T", Float(0.0, None, low_open=True), 1.0, "the end time of the diffusion")
+
+
+def _check_order(low_key: str, low: float, high_key: str, high: float) -> None:
+    if not high > low:
+        raise ConfigError(high_key, f"must be greater than {low_key} ({low:g}), got {high:g}")
+
+
+@SDES.register("vp")
+class VPSDE(LinearSDE):
+    """Variance preserving (Song et al. 2021, eq. 11): beta(t) = b0 + t (b1 - b0),
+
+    a = -beta/2, g = sqrt(beta), log m = -t^2 (b1 - b0)/4 - t b0/2, s = sqrt(1 - m^2).
+    """
+
+    params = (
+        Param("beta_min", Float(0.0, None, low_open=True), 0.1, "beta(0)"),
+        Param("beta_max", Float(0.0, None, low_open=True), 20.0, "beta(t) at t = 1"),
+        _T_PARAM,
+    )
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0) -> None:
+        if beta_min <= 0:
+            raise ConfigError("beta_min", f"must be > 0, got {beta_min:g}")
+        _check_order("beta_min", beta_min, "beta_max", beta_max)
+        self.beta_0 = float(beta_min)
+        self.beta_1 = float(beta_max)
+        self.T = float(T)
+
+    def beta(self, t: Tensor | float) -> Tensor:
+        return self.beta_0 + _time(t) * (self.beta_1 - self.beta_0)
+
+    def drift_coeff(self, t: Tensor | float) -> Tensor:
+        return -0.5 * self.beta(t)
+
+    def diffusion(self, t: Tensor | float) -> Tensor:
+        return torch.sqrt(self.beta(t))
+
+    def log_mean_coeff(self, t: Tensor | float) -> Tensor:
+        t = _time(t)
+        return -0.25 * t * t * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+
+    def std(self, t: Tensor | float) -> Tensor:
+        # 1 - m^2 by expm1 keeps full relative precision at small t, where s ~ sqrt(b0 t).
+        return torch.sqrt(-torch.expm1(2.0 * self.log_mean_coeff(t)))
+
+
+@SDES.register("subvp")
+class SubVPSDE(VPSDE):
+    """sub-VP (Song et al. 2021, eq. 12): VP's drift, g^2 = beta(t)(1 - exp(-2 b0 t - (b1-b0) t^2)).
+
+    Then s(t) = 1 - m(t)^2, below VP's sqrt(1 - m^2) at every t.
+    """
+
+    def diffusion(self, t: Tensor | float) -> Tensor:
+        t = _time(t)
+        return torch.sqrt(self.beta(t) * -torch.expm1(4.0 * self.log_mean_coeff(t)))
+
+    def std(self, t: Tensor | float) -> Tensor:
+        return -torch.expm1(2.0 * self.log_mean_coeff(t))
+
+
+@SDES.register("ve")
+class VESDE(LinearSDE):
+    """Variance exploding (Song et al. 2021, eq. 9): sigma(t) = smin (smax/smin)^t,
+
+    a = 0, g = sigma(t) sqrt(2 ln(smax/smin)), m = 1 and s^2 = sigma(t)^2 - smin^2 exactly.
+    score_sde_pytorch takes s = sigma(t), which is off by smin^2 (it assumes the diffusion
+    started at t = -inf); here s(0) = 0, so p_0 is the data itself.
+    """
+
+    params = (
+        Param("sigma_min", Float(0.0, None, low_open=True), 0.01, "sigma at t = 0"),
+        Param("sigma_max", Float(0.0, None, low_open=True), 50.0, "sigma at t = T"),
+        _T_PARAM,
+    )
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0) -> None:
+        if sigma_min <= 0:
+            raise ConfigError("sigma_min", f"must be > 0, got {sigma_min:g}")
+        _check_order("sigma_min", sigma_min, "sigma_max", sigma_max)
+        self.sigma_min = float(sigma_min)
+        self.sigma_max = float(sigma_max)
+        self.T = float(T)
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+
+    def sigma(self, t: Tensor | float) -> Tensor:
+        return self.sigma_min * torch.exp(_time(t) / self.T * self._log_ratio)
+
+    def drift_coeff(self, t: Tensor | float) -> Tensor:
+        return torch.zeros_like(_time(t))
+
+    def diffusion(self, t: Tensor | float) -> Tensor:
+        return self.sigma(t) * math.sqrt(2.0 * self._log_ratio / self.T)
+
+    def log_mean_coeff(self, t: Tensor | float) -> Tensor:
+        return torch.zeros_like(_time(t))
+
+    def std(self, t: Tensor | float) -> Tensor:
+        # sigma^2 - smin^2 = smin^2 (exp(2 t L) - 1): expm1 keeps precision near t = 0.
+        return self.sigma_min * torch.sqrt(torch.expm1(2.0 * _time(t) / self.T * self._log_ratio))
+
+
+@SDES.register("cosine")
+class CosineVPSDE(LinearSDE):
+    """VP with the cosine schedule of Nichol & Dhariwal (2021, eq. 17) in continuous time.
+
+    alpha_bar(t) = m(t)^2 = cos(theta(t))^2 / cos(theta_0)^2 with theta running linearly from
+    theta_0 = s/(1+s) pi/2 to the angle where alpha_bar reaches ``alpha_bar_min`` at t = T.
+    (The original schedule reaches alpha_bar = 0 at T, where beta is infinite; Nichol & Dhariwal
+    clip beta in discrete time, here the end point is moved instead so every formula stays exact.)
+    beta(t) = -d/dt log alpha_bar = 2 tan(theta(t)) theta', a = -beta/2, g = sqrt(beta).
+    """
+
+    params = (
+        Param("s", Float(0.0, 1.0), 0.008, "the offset s of the cosine schedule"),
+        Param(
+            "alpha_bar_min",
+            Float(0.0, 0.5, low_open=True, high_open=True),
+            1e-4,
+            "m(T)^2, where the schedule ends",
+        ),
+        _T_PARAM,
+    )
+
+    def __init__(self, s: float = 0.008, alpha_bar_min: float = 1e-4, T: float = 1.0) -> None:
+        self.s = float(s)
+        self.alpha_bar_min = float(alpha_bar_min)
+        self.T = float(T)
+        self.theta_0 = self.s / (1.0 + self.s) * math.pi / 2
+        self.theta_1 = math.acos(math.sqrt(self.alpha_bar_min) * math.cos(self.theta_0))
+        self._rate = (self.theta_1 - self.theta_0) / self.T
+
+    def theta(self, t: Tensor | float) -> Tensor:
+        return self.theta_0 + self._rate * _time(t)
+
+    def beta(self, t: Tensor | float) -> Tensor:
+        return 2.0 * self._rate * torch.tan(self.theta(t))
+
+    def drift_coeff(self, t: Tensor | float) -> Tensor:
+        return -0.5 * self.beta(t)
+
+    def diffusion(self, t: Tensor | float) -> Tensor:
+        return torch.sqrt(self.beta(t))
+
+    def log_mean_coeff(self, t: Tensor | float) -> Tensor:
+        return torch.log(torch.cos(self.theta(t))) - math.log(math.cos(self.theta_0))
+
+    def std(self, t: Tensor | float) -> Tensor:
+        # log m(0) is 0 only up to rounding here; the clamp keeps s(0) = 0 rather than NaN.
+        return torch.sqrt((-torch.expm1(2.0 * self.log_mean_coeff(t))).clamp_min(0.0))
+
+
+@SDES.register("linear")
+class ExpressionLinearSDE(LinearSDE):
+    """dX = a(t) X dt + g(t) dW with a and g typed by the user as expressions in t.
+
+    m(t) and s(t) come from quadrature on a grid of ``n_grid`` panels: Gauss–Legendre (8 nodes)
+    on every panel gives log m and I(t) = int_0^t g^2/m^2 to near machine precision, and
+    between grid points they are interpolated by cubic Hermite polynomials using their exact
+    derivatives a(t) and g(t)^2/m(t)^2 (error O(h^4)). Then s(t)^2 = m(t)^2 I(t).
+    """
+
+    params = (
+        Param("a", Text(), "-0.5*(0.1 + 19.9*t)", "drift coefficient a(t) in f(x, t) = a(t) x"),
+        Param("g", Text(), "sqrt(0.1 + 19.9*t)", "diffusion g(t)"),
+        _T_PARAM,
+    )
+    n_grid: ClassVar[int] = 2048
+
+    def __init__(
+        self, a: str = "-0.5*(0.1 + 19.9*t)", g: str = "sqrt(0.1 + 19.9*t)", T: float = 1.0
+    ) -> None:
+        self.T = float(T)
+        self.a_text, self.g_text = a, g
+        try:
+            self._a = Expression(a, ("t",))
+        except ExpressionError as exc:
+            raise ConfigError("a", str(exc)) from None
+        try:
+            self._g = Expression(g, ("t",))
+        except ExpressionError as exc:
+            raise ConfigError("g", str(exc)) from None
+        self._tabulate()
+
+    def _tabulate(self) -> None:
+        # Overflow is detected from the results below; numpy's warnings would only be noise.
+        with np.errstate(all="ignore"):
+            self._tabulate_unchecked()
+
+    def _tabulate_unchecked(self) -> None:
+        n = self.n_grid
+        grid = np.linspace(0.0, self.T, n + 1)
+        nodes, weights = np.polynomial.legendre.leggauss(8)
+        a_grid = np.asarray(self._a(t=grid), dtype=np.float64)
+        g_grid = np.asarray(self._g(t=grid), dtype=np.float64)
+        if not np.all(np.isfinite(a_grid)):
+            bad = grid[~np.isfinite(a_grid)][0]
+            raise ConfigError("a", f"a(t) = {self.a_text} is not finite at t = {bad:.6g}")
+        if not np.all(np.isfinite(g_grid)) or np.any(g_grid < 0):
+            bad = grid[~(np.isfinite(g_grid) & (g_grid >= 0))][0]
+            raise ConfigError(
+                "g",
+                f"g(t) = {self.g_text} must be finite and >= 0 on [0, T]; fails at t = {bad:.6g}",
+            )
+
+        def panel_integral(func: Callable[[np.ndarray], np.ndarray], lo, hi) -> np.ndarray:
+            half = (hi - lo) / 2
+            mid = (hi + lo) / 2
+            pts = mid[..., None] + half[..., None] * nodes
+            return half * (func(pts) * weights).sum(-1)
+
+        a_fn = lambda u: np.asarray(self._a(t=u), dtype=np.float64)  # noqa: E731
+        lo, hi = grid[:-1], grid[1:]
+        log_m = np.concatenate([[0.0], np.cumsum(panel_integral(a_fn, lo, hi))])
+
+        # log m at Gauss nodes inside each panel: log m(lo) + int_lo^u a, itself by Gauss–Legendre.
+        half = (hi - lo) / 2
+        u = (hi + lo)[:, None] / 2 + half[:, None] * nodes  # (n, 8)
+        log_m_u = log_m[:-1, None] + panel_integral(a_fn, np.broadcast_to(lo[:, None], u.shape), u)
+        g2 = np.asarray(self._g(t=u), dtype=np.float64) ** 2
+        if not np.all(np.isfinite(g2)):
+            raise ConfigError("g", f"g(t) = {self.g_text} is not finite on [0, T]")
+        # I(t) = int_0^t g^2 exp(-2 log m): kept relative to m(t) panel by panel so neither
+        # factor overflows: J_i = s(t_i)^2 = m_i^2 I_i, J_{i+1} = m_{i+1}^2/m_i^2 J_i + panel.
+        panel = half * (g2 * np.exp(2 * (log_m[1:, None] - log_m_u)) * weights).sum(-1)
+        growth = np.exp(2 * (log_m[1:] - log_m[:-1]))
+        var = np.zeros(n + 1)
+        for i in range(n):
+            var[i + 1] = growth[i] * var[i] + panel[i]
+        if not np.all(np.isfinite(log_m)) or not np.all(np.isfinite(var)):
+            raise ConfigError("a", "m(t) or s(t) overflows on [0, T]; check a(t) and g(t)")
+        self._grid_h = self.T / n
+        self._log_m = torch.from_numpy(log_m)
+        self._a_tab = torch.from_numpy(a_grid)
+        self._var = torch.from_numpy(var)
+        # d(s^2)/dt = 2 a s^2 + g^2
+        self._dvar = torch.from_numpy(2 * a_grid * var + g_grid**2)
+
+    def _hermite(self, t: Tensor, values: Tensor, slopes: Tensor) -> Tensor:
+        t = _time(t)
+        h = self._grid_h
+        pos = (t.to(torch.float64) / h).clamp(0.0, self.n_grid)
+        idx = pos.floor().clamp(max=self.n_grid - 1).long()
+        u = (pos - idx).to(t.dtype)
+        vals = values.to(device=t.device, dtype=t.dtype)
+        der = slopes.to(device=t.device, dtype=t.dtype)
+        y0, y1 = vals[idx], vals[idx + 1]
+        d0, d1 = der[idx] * h, der[idx + 1] * h
+        u2, u3 = u * u, u * u * u
+        return (
+            (2 * u3 - 3 * u2 + 1) * y0
+            + (u3 - 2 * u2 + u) * d0
+            + (-2 * u3 + 3 * u2) * y1
+            + (u3 - u2) * d1
+        )
+
+    def drift_coeff(self, t: Tensor | float) -> Tensor:
+        return self._a(t=_time(t))
+
+    def diffusion(self, t: Tensor | float) -> Tensor:
+        return self._g(t=_time(t))
+
+    def log_mean_coeff(self, t: Tensor | float) -> Tensor:
+        return self._hermite(_time(t), self._log_m, self._a_tab)
+
+    def std(self, t: Tensor | float) -> Tensor:
+        return torch.sqrt(self._hermite(_time(t), self._var, self._dvar).clamp_min(0.0))
+
+
+def validate_sde_params(kind: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check an ``[sde]`` section (without ``kind``); returns every key with its value.
+
+    Errors are :class:`ConfigError` with the key unprefixed (the config adds ``sde.``).
+    Building the SDE is part of the check, since cross-key rules (beta_max > beta_min,
+    a parseable, finite g) live in the constructors.
+    """
+    cls = SDES.get(kind)
+    values = validate_params(cls.params, params or {}, what=f"SDE {kind!r}")
+    cls(**values)
+    return values
+
+
+def build_sde(kind: str, params: Mapping[str, Any] | None = None) -> SDE:
+    """The SDE named ``kind`` with the given parameters, validated."""
+    cls = SDES.get(kind)
+    return cls(**validate_params(cls.params, params or {}, what=f"SDE {kind!r}"))
