@@ -184,7 +184,7 @@ def test_vp_prior_is_standard_normal() -> None:
         ("ve", {"sigma_min": 0.0}, "sigma_min", "> 0"),
         ("ve", {"sigma_min": 2.0, "sigma_max": 1.0}, "sigma_max", "greater than sigma_min"),
         ("ve", {"sigma_max": "big"}, "sigma_max", "'big'"),
-        ("vp", {"T": 0}, "T", "> 0"),
+        ("vp", {"T": 0}, "T", ">= 1e-06"),
         ("linear", {"a": "t +"}, "a", "column 4"),
         ("linear", {"g": "sqrt(t"}, "g", "expected ')'"),
         ("linear", {"g": "os.system(1)"}, "g", "unexpected character '.'"),

@@ -160,7 +160,12 @@ class _Parser:
         base = self.atom()
         if self.peek()[0] == "op" and self.peek()[1] in ("^", "**"):
             self.take()
-            return _Binary("^", base, self.unary())
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise ExpressionError(f"expression nested deeper than {_MAX_DEPTH} levels")
+            node = _Binary("^", base, self.unary())
+            self.depth -= 1
+            return node
         return base
 
     def atom(self) -> Any:

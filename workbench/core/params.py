@@ -32,6 +32,12 @@ __all__ = [
 ]
 
 
+def _show(value: Any) -> str:
+    """repr(value), shortened: a message stays one readable line whatever was typed."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -55,15 +61,18 @@ class Float:
 
     def __call__(self, value: Any) -> float:
         if not _is_number(value):
-            raise ValueError(f"must be {self.describe()}, got {value!r}")
-        value = float(value)
+            raise ValueError(f"must be {self.describe()}, got {_show(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ValueError(f"must be {self.describe()}, got {_show(value)}") from None
         ok = math.isfinite(value)
         if ok and self.low is not None:
             ok = value > self.low if self.low_open else value >= self.low
         if ok and self.high is not None:
             ok = value < self.high if self.high_open else value <= self.high
         if not ok:
-            raise ValueError(f"must be {self.describe()}, got {value!r}")
+            raise ValueError(f"must be {self.describe()}, got {_show(value)}")
         return value
 
 
@@ -85,11 +94,11 @@ class Int:
 
     def __call__(self, value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"must be {self.describe()}, got {value!r}")
+            raise ValueError(f"must be {self.describe()}, got {_show(value)}")
         if (self.low is not None and value < self.low) or (
             self.high is not None and value > self.high
         ):
-            raise ValueError(f"must be {self.describe()}, got {value!r}")
+            raise ValueError(f"must be {self.describe()}, got {_show(value)}")
         return value
 
 
@@ -105,7 +114,7 @@ class Choice:
     def __call__(self, value: Any) -> str:
         if not isinstance(value, str) or value not in self.options:
             hint = did_you_mean(value, self.options) if isinstance(value, str) else ""
-            raise ValueError(f"must be {self.describe()}, got {value!r}{hint}")
+            raise ValueError(f"must be {self.describe()}, got {_show(value)}{hint}")
         return value
 
 
@@ -116,7 +125,7 @@ class Bool:
 
     def __call__(self, value: Any) -> bool:
         if not isinstance(value, bool):
-            raise ValueError(f"must be true or false, got {value!r}")
+            raise ValueError(f"must be true or false, got {_show(value)}")
         return value
 
 
@@ -131,7 +140,7 @@ class Text:
 
     def __call__(self, value: Any) -> str:
         if not isinstance(value, str) or (self.nonempty and not value.strip()):
-            raise ValueError(f"must be {self.describe()}, got {value!r}")
+            raise ValueError(f"must be {self.describe()}, got {_show(value)}")
         return value
 
 
@@ -154,7 +163,7 @@ class FloatArray:
     def __call__(self, value: Any) -> tuple:
         def walk(v: Any, depth: int) -> Any:
             if depth == 0:
-                if not _is_number(v) or not math.isfinite(float(v)):
+                if not _is_number(v) or abs(v) > 1e308 or not math.isfinite(float(v)):
                     raise ValueError
                 if self.positive and float(v) <= 0:
                     raise ValueError
@@ -166,7 +175,7 @@ class FloatArray:
         try:
             out = walk(value, self.ndim)
         except ValueError:
-            raise ValueError(f"must be {self.describe()}, got {value!r}") from None
+            raise ValueError(f"must be {self.describe()}, got {_show(value)}") from None
         if self.ndim >= 2:
             lengths = {len(row) for row in out}
             if len(lengths) != 1:

@@ -177,7 +177,7 @@ class LinearSDE(SDE):
 
 
 # --------------------------------------------------------------------------------------------
-_T_PARAM = Param("T", Float(0.0, None, low_open=True), 1.0, "the end time of the diffusion")
+_T_PARAM = Param("T", Float(1e-6, 1e6), 1.0, "the end time of the diffusion")
 
 
 def _check_order(low_key: str, low: float, high_key: str, high: float) -> None:
@@ -375,12 +375,12 @@ class ExpressionLinearSDE(LinearSDE):
         g_grid = np.asarray(self._g(t=grid), dtype=np.float64)
         if not np.all(np.isfinite(a_grid)):
             bad = grid[~np.isfinite(a_grid)][0]
-            raise ConfigError("a", f"a(t) = {self.a_text} is not finite at t = {bad:.6g}")
+            raise ConfigError("a", f"a(t) = {self.a_text!r} is not finite at t = {bad:.6g}")
         if not np.all(np.isfinite(g_grid)) or np.any(g_grid < 0):
             bad = grid[~(np.isfinite(g_grid) & (g_grid >= 0))][0]
             raise ConfigError(
                 "g",
-                f"g(t) = {self.g_text} must be finite and >= 0 on [0, T]; fails at t = {bad:.6g}",
+                f"g(t) = {self.g_text!r} must be finite and >= 0 on [0, T]; fails at t = {bad:.6g}",
             )
 
         def panel_integral(func: Callable[[np.ndarray], np.ndarray], lo, hi) -> np.ndarray:
@@ -399,7 +399,7 @@ class ExpressionLinearSDE(LinearSDE):
         log_m_u = log_m[:-1, None] + panel_integral(a_fn, np.broadcast_to(lo[:, None], u.shape), u)
         g2 = np.asarray(self._g(t=u), dtype=np.float64) ** 2
         if not np.all(np.isfinite(g2)):
-            raise ConfigError("g", f"g(t) = {self.g_text} is not finite on [0, T]")
+            raise ConfigError("g", f"g(t) = {self.g_text!r} is not finite on [0, T]")
         # I(t) = int_0^t g^2 exp(-2 log m): kept relative to m(t) panel by panel so neither
         # factor overflows: J_i = s(t_i)^2 = m_i^2 I_i, J_{i+1} = m_{i+1}^2/m_i^2 J_i + panel.
         panel = half * (g2 * np.exp(2 * (log_m[1:, None] - log_m_u)) * weights).sum(-1)
