@@ -1,0 +1,360 @@
+"""``sde-workbench``: the command line.
+
+Every subcommand is a function ``cmd_<name>(args) -> int`` listed in :data:`COMMANDS` with the
+function that declares its arguments. Exit status: 0 done, 1 failed (one line on stderr, no
+traceback: see :func:`main`), 2 bad usage. Anything other than a
+:class:`~workbench.errors.WorkbenchError` that escapes a command is a bug and keeps its traceback.
+
+The heavy modules (torch through :mod:`workbench.config`, Qt through :mod:`workbench.gui`) are
+imported inside the commands, so ``--help`` and ``--version`` answer at once and the command
+line never loads Qt unless the GUI is asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from workbench import __version__
+from workbench.errors import ConfigError, WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.config import ExperimentConfig
+
+__all__ = ["COMMANDS", "PROG", "build_parser", "main", "entry"]
+
+PROG = "sde-workbench"
+
+EPILOG = f"""\
+examples:
+  {PROG}                                      open the GUI with the default experiment
+  {PROG} init exp.toml --preset moons         write an experiment to edit
+  {PROG} init --list                          list the presets
+  {PROG} check exp.toml                       validate an experiment
+  {PROG} train exp.toml --out runs/moons      train a score model
+  {PROG} sample runs/moons --out samples.h5   sample with the reverse-time SDE
+  {PROG} inspect samples.h5                   summarise a trajectory file
+
+exit status: 0 done, 1 failed (the reason on one line on stderr), 2 bad usage.
+Run '{PROG} COMMAND --help' for the options of a command.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# argument types: a bad value is a usage error (exit 2) with argparse's message
+# ---------------------------------------------------------------------------------------------
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+_positive = _int_at_least(1)
+_non_negative = _int_at_least(0)
+
+
+def _device(text: str) -> str:
+    from workbench.config import Device
+
+    try:
+        return Device()(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _times(text: str) -> tuple[float, ...]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected times such as 0,0.1,0.5,1")
+    values = tuple(_float(p) for p in parts)
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"times must be >= 0, got {text!r}")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _load_experiment(path: str | Path) -> ExperimentConfig:
+    """The experiment in a .toml file or in a run folder's config.toml."""
+    from workbench.config import load_config
+
+    path = Path(path)
+    if path.is_dir() and (path / "config.toml").is_file():
+        path = path / "config.toml"
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        if exc.key:  # name the file; syntax errors already do
+            raise WorkbenchError(f"{path}: {exc}") from None
+        raise
+
+
+def _not_yet(name: str) -> int:
+    print(f"{PROG} {name}: not available yet (coming in a later release)", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+def _args_gui(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="an experiment .toml, a run folder, or a trajectory .h5 to inspect",
+    )
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    path = getattr(args, "path", None)
+    if path is not None and not Path(path).exists():
+        raise WorkbenchError(f"{path}: no such file or folder")
+    try:
+        from workbench.gui import run_gui
+    except ModuleNotFoundError as exc:
+        if exc.name == "workbench.gui":
+            print(
+                f"{PROG}: the GUI is not available yet (coming in a later release); "
+                f"see '{PROG} --help' for the command line",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"{PROG}: the GUI cannot start: module {exc.name!r} is missing "
+                "(install the GUI dependencies: PySide6, pyqtgraph)",
+                file=sys.stderr,
+            )
+        return 1
+    except ImportError as exc:
+        print(f"{PROG}: the GUI cannot start: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    return int(run_gui(path) or 0)
+
+
+def _args_init(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", nargs="?", metavar="OUT.toml", help="the experiment file to write")
+    p.add_argument(
+        "--preset",
+        default="default",
+        metavar="NAME",
+        help="the experiment to start from (default: %(default)s; see --list)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite OUT.toml if it exists")
+    p.add_argument("--list", action="store_true", help="list the presets and exit")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from workbench.config import save_config
+    from workbench.presets import PRESETS, preset_config
+
+    if args.list:
+        width = max(map(len, PRESETS))
+        for name, preset in PRESETS.items():
+            print(f"{name:<{width}}  {preset.description}")
+        return 0
+    if args.out is None:
+        print(f"{PROG} init: give the file to write, e.g. '{PROG} init exp.toml'", file=sys.stderr)
+        return 2
+    try:
+        cfg = preset_config(args.preset)
+    except ConfigError as exc:
+        if exc.key != "preset":
+            raise  # a preset that does not validate is a bug, not a usage error
+        print(f"{PROG} init: {exc.message}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise WorkbenchError(f"{out} already exists; use --force to overwrite it")
+    save_config(cfg, out)
+    preset = PRESETS[args.preset]
+    print(f"wrote {out} (preset {args.preset}: {preset.description})")
+    if preset.needs_file:
+        print(f"note: this experiment reads {preset.needs_file}; edit data.path in {out}")
+    return 0
+
+
+def _args_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="an experiment .toml or a run folder")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _load_experiment(args.config)
+    print(f"ok: {cfg.describe()}")
+    return 0
+
+
+def _args_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="the experiment .toml")
+    p.add_argument("--out", required=True, metavar="RUN", help="the run folder to write")
+    p.add_argument("--steps", type=_positive, metavar="N", help="override train.steps")
+    p.add_argument(
+        "--device", type=_device, metavar="D", help="override train.device: auto, cpu, cuda[:N]"
+    )
+    p.add_argument("--seed", type=_non_negative, metavar="S", help="override train.seed")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _not_yet("train")
+
+
+def _args_sample(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="RUN|CONFIG", help="a trained run folder or an experiment")
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="the trajectory file to write")
+    p.add_argument("--n", type=_positive, metavar="N", help="override sample.n")
+    p.add_argument("--sampler", metavar="S", help="override sample.sampler (em, pc, ode)")
+    p.add_argument("--steps", type=_positive, metavar="K", help="override sample.steps")
+    p.add_argument(
+        "--record-every",
+        type=_non_negative,
+        metavar="R",
+        help="override sample.record_every (0: store only the final samples)",
+    )
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    return _not_yet("sample")
+
+
+def _args_nll(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="RUN|CONFIG", help="a trained run folder or an experiment")
+    p.add_argument("--n", type=_positive, metavar="N", help="number of data points to evaluate")
+
+
+def cmd_nll(args: argparse.Namespace) -> int:
+    return _not_yet("nll")
+
+
+def _args_fpk(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="the experiment .toml")
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="the file to write")
+    p.add_argument("--grid", type=_positive, metavar="N", help="grid points per dimension")
+    p.add_argument(
+        "--times", type=_times, metavar="T1,T2,...", help="the times to store, comma separated"
+    )
+
+
+def cmd_fpk(args: argparse.Namespace) -> int:
+    return _not_yet("fpk")
+
+
+def _args_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.h5", help="a trajectory file")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    return _not_yet("inspect")
+
+
+def _args_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.h5", help="a trajectory file")
+    p.add_argument("--out", required=True, metavar="PATH", help="the file to write")
+    p.add_argument(
+        "--format",
+        choices=("npy", "npz", "csv", "h5", "png"),
+        help="output format (default: from the extension of --out)",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--step", type=int, metavar="K", help="export the row of solver step K")
+    which.add_argument("--time", type=_float, metavar="T", help="export the row nearest time T")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return _not_yet("export")
+
+
+def _args_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", type=_device, metavar="D", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return _not_yet("bench")
+
+
+class Command(NamedTuple):
+    run: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None]
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "gui": Command(cmd_gui, _args_gui, "open the desktop app (also: no command at all)"),
+    "init": Command(cmd_init, _args_init, "write an experiment .toml from a preset"),
+    "check": Command(cmd_check, _args_check, "validate an experiment .toml"),
+    "train": Command(cmd_train, _args_train, "train a score model into a run folder"),
+    "sample": Command(cmd_sample, _args_sample, "sample with the reverse SDE or the ODE into .h5"),
+    "nll": Command(cmd_nll, _args_nll, "negative log-likelihood (nats/dim, bits/dim) of data"),
+    "fpk": Command(cmd_fpk, _args_fpk, "solve the Fokker-Planck equation on a grid into .h5"),
+    "inspect": Command(cmd_inspect, _args_inspect, "summarise a trajectory .h5 file"),
+    "export": Command(cmd_export, _args_export, "export samples from a trajectory .h5 file"),
+    "bench": Command(cmd_bench, _args_bench, "time the training and sampling steps on a device"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="SDE Workbench: score-based generative modelling with stochastic "
+        "differential equations. With no command it opens the GUI.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help + ".")
+        command.arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``sde-workbench`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors: keep argparse's status
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    run = COMMANDS[args.command].run if args.command else cmd_gui
+    try:
+        return run(args)
+    except WorkbenchError as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """The ``sde-workbench`` console script."""
+    sys.exit(main())
