@@ -425,3 +425,18 @@ def test_any_value_gives_a_config_or_a_config_error(
         assert err.message
     else:
         round_trips(cfg)
+
+
+def test_relative_data_path_is_resolved_beside_the_config(tmp_path: Path) -> None:
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "exp.toml").write_text(
+        '[data]\nname = "file"\nn = 10\npath = "points.npy"\n[train]\nbatch_size = 5\n'
+    )
+    cfg = load_config(folder / "exp.toml")
+    assert cfg.data.params["path"] == str((folder / "points.npy").resolve())
+    absolute = tmp_path / "elsewhere.npy"
+    (folder / "abs.toml").write_text(
+        f'[data]\nname = "file"\nn = 10\npath = "{absolute}"\n[train]\nbatch_size = 5\n'
+    )
+    assert load_config(folder / "abs.toml").data.params["path"] == str(absolute)

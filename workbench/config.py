@@ -656,7 +656,13 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
         raise WorkbenchError(
             f"{path} is not UTF-8 text (byte {exc.start}); is it really a .toml config?"
         ) from None
-    return parse_config(text, source=str(path))
+    cfg = parse_config(text, source=str(path))
+    # A data file named relative to the config is found beside it, wherever the command runs;
+    # the absolute path is what a run folder's copy of the config then records.
+    data_path = cfg.data.params.get("path")
+    if isinstance(data_path, str) and not Path(data_path).expanduser().is_absolute():
+        cfg = cfg.with_overrides({"data.path": str((path.parent / data_path).resolve())})
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------
