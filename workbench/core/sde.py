@@ -323,10 +323,12 @@ class CosineVPSDE(LinearSDE):
         return torch.sqrt(self.beta(t))
 
     def log_mean_coeff(self, t: Tensor | float) -> Tensor:
-        return torch.log(torch.cos(self.theta(t))) - math.log(math.cos(self.theta_0))
+        # cos(theta_0 + d)/cos(theta_0) = 1 - 2 sin^2(d/2) - tan(theta_0) sin(d): log1p of the
+        # small part keeps full relative precision near t = 0, where log(cos) - log(cos) cancels.
+        d = self._rate * _time(t)
+        return torch.log1p(-2.0 * torch.sin(0.5 * d) ** 2 - math.tan(self.theta_0) * torch.sin(d))
 
     def std(self, t: Tensor | float) -> Tensor:
-        # log m(0) is 0 only up to rounding here; the clamp keeps s(0) = 0 rather than NaN.
         return torch.sqrt((-torch.expm1(2.0 * self.log_mean_coeff(t))).clamp_min(0.0))
 
 
