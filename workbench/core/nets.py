@@ -1,0 +1,728 @@
+"""Score networks: time embeddings, the networks themselves, and how their output becomes a score.
+
+A score model s_theta(x, t) approximates grad_x log p_t(x) (Song et al. 2021, "Score-Based
+Generative Modeling through Stochastic Differential Equations"). The network may predict the
+score itself, the noise eps or the clean data x0; for a linear SDE, where
+x_t = m(t) x0 + s(t) eps with eps ~ N(0, I), the three are exact transforms of one another:
+
+    score = -eps / s                       (the conditional score of N(m x0, s^2 I) at x_t)
+    score = -(x - m x0_hat) / s^2          (Tweedie: E[x0 | x_t] = (x_t + s^2 score) / m)
+
+so :class:`ScoreModel` always answers with the score, whatever the network predicts.
+
+Every ``forward`` here is written for speed and for ``torch.compile`` / CUDA-graph capture: no
+``.item()``, no Python branch on a tensor's value, no host synchronisation; the time embedding
+is computed in the dtype of the input, and float32 and float64 both work.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from workbench.core.analytic import AnalyticMarginal
+from workbench.core.mixture import GaussianMixture
+from workbench.core.params import did_you_mean
+from workbench.core.registry import Registry
+from workbench.core.sde import SDE, LinearSDE, broadcast_time
+from workbench.errors import ConfigError, WorkbenchError
+
+__all__ = [
+    "ACTIVATIONS",
+    "make_activation",
+    "TIME_EMBEDDINGS",
+    "make_time_embedding",
+    "TimeEmbedding",
+    "GaussianFourierEmbedding",
+    "SinusoidalEmbedding",
+    "NETS",
+    "MLPNet",
+    "ResMLPNet",
+    "UNet",
+    "PARAMETERISATIONS",
+    "Parameterisation",
+    "ScoreOutput",
+    "EpsOutput",
+    "X0Output",
+    "ScoreModel",
+    "AnalyticScoreModel",
+    "MODEL_DEFAULTS",
+    "ANALYTIC",
+    "as_batch_time",
+    "build_score_model",
+    "count_parameters",
+]
+
+CoeffLike = Tensor | float
+
+# --------------------------------------------------------------------------------------------
+# activations and time
+# --------------------------------------------------------------------------------------------
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "elu": nn.ELU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module; ConfigError("activation", ...) for an unknown name."""
+    try:
+        return ACTIVATIONS[name]()
+    except (KeyError, TypeError):
+        hint = did_you_mean(name, ACTIVATIONS) if isinstance(name, str) else ""
+        options = ", ".join(ACTIVATIONS)
+        raise ConfigError(
+            "activation", f"unknown activation {name!r}{hint}; choose one of: {options}"
+        ) from None
+
+
+def as_batch_time(t: Tensor | float, x: Tensor) -> Tensor:
+    """``t`` (a number, a 0-d tensor or shape (batch,)) as a (batch,) tensor of x's dtype/device.
+
+    ``expand`` makes a view rather than a copy, and nothing here reads a value back to the host.
+    """
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    return t.reshape(-1).expand(x.shape[0])
+
+
+class TimeEmbedding(nn.Module):
+    """Features of the diffusion time: (batch,) times in [0, T] -> (batch, embed_dim).
+
+    Embeddings see t / T, so a network's behaviour does not depend on the unit of time.
+    """
+
+    config_name: ClassVar[str] = ""
+
+    def __init__(self, embed_dim: int, *, T: float = 1.0, fourier_scale: float = 16.0) -> None:
+        super().__init__()
+        if embed_dim < 1:
+            raise ConfigError("embed_dim", f"must be >= 1, got {embed_dim}")
+        self.embed_dim = int(embed_dim)
+        self.T = float(T)
+
+
+TIME_EMBEDDINGS: Registry[type[TimeEmbedding]] = Registry("time embedding", key="time_embedding")
+
+
+@TIME_EMBEDDINGS.register("fourier")
+class GaussianFourierEmbedding(TimeEmbedding):
+    """Gaussian random Fourier features (Tancik et al. 2020; Song et al. 2021, appendix C):
+
+        gamma(t) = [sin(2 pi W t/T), cos(2 pi W t/T)],  W_j ~ N(0, fourier_scale^2), fixed.
+
+    ``W`` is a buffer, not a parameter: it is never trained but is saved in the state dict, so a
+    restored checkpoint sees the same features it was trained with.
+    """
+
+    W: Tensor
+
+    def __init__(self, embed_dim: int, *, T: float = 1.0, fourier_scale: float = 16.0) -> None:
+        super().__init__(embed_dim, T=T, fourier_scale=fourier_scale)
+        # an odd embed_dim gets one sine more than cosines (sliced off in forward)
+        n_freq = (self.embed_dim + 1) // 2
+        self.register_buffer("W", torch.randn(n_freq) * float(fourier_scale))
+
+    def forward(self, t: Tensor) -> Tensor:
+        arg = t.reshape(-1, 1) * ((2 * math.pi / self.T) * self.W.to(t.dtype))
+        return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)[:, : self.embed_dim]
+
+
+@TIME_EMBEDDINGS.register("sinusoidal")
+class SinusoidalEmbedding(TimeEmbedding):
+    """Transformer positional features (Vaswani et al. 2017; as in DDPM) of p = 1000 t/T:
+
+    [sin(p w_i), cos(p w_i)],  w_i = 10000^(-i/(half - 1)),  i = 0 .. half - 1.
+    """
+
+    def forward(self, t: Tensor) -> Tensor:
+        half = (self.embed_dim + 1) // 2
+        # built in the graph (not a buffer) so it is exact in float64 and costs one tiny arange
+        i = torch.arange(half, dtype=t.dtype, device=t.device)
+        freqs = torch.exp(i * (-math.log(10000.0) / max(half - 1, 1)))
+        arg = t.reshape(-1, 1) * (1000.0 / self.T) * freqs
+        return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)[:, : self.embed_dim]
+
+
+def make_time_embedding(
+    name: str, embed_dim: int, *, T: float = 1.0, fourier_scale: float = 16.0
+) -> TimeEmbedding:
+    """The time embedding registered as ``name``; ConfigError("time_embedding", ...) if none."""
+    return TIME_EMBEDDINGS.get(name)(embed_dim, T=T, fourier_scale=fourier_scale)
+
+
+# --------------------------------------------------------------------------------------------
+# networks
+# --------------------------------------------------------------------------------------------
+NETS: Registry[type[nn.Module]] = Registry("network", key="kind")
+
+
+class _VectorNet(nn.Module):
+    """Networks that see each sample as one flat vector (any sample shape)."""
+
+    @classmethod
+    def from_params(
+        cls,
+        sample_shape: tuple[int, ...],
+        *,
+        hidden: int = 256,
+        depth: int = 3,
+        activation: str = "silu",
+        time_embedding: str = "fourier",
+        embed_dim: int = 128,
+        fourier_scale: float = 16.0,
+        channels: int = 32,
+        T: float = 1.0,
+    ) -> _VectorNet:
+        return cls(
+            math.prod(sample_shape),
+            hidden=hidden,
+            depth=depth,
+            activation=activation,
+            time_embedding=time_embedding,
+            embed_dim=embed_dim,
+            fourier_scale=fourier_scale,
+            T=T,
+        )
+
+
+@NETS.register("mlp")
+class MLPNet(_VectorNet):
+    """x (flattened) -> ``depth`` hidden layers of width ``hidden`` -> x's shape.
+
+    The time features enter once, through a Linear added to the first hidden pre-activation: as
+    expressive as concatenating them to the input (it is the same affine map) and cheaper.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hidden: int = 256,
+        depth: int = 3,
+        activation: str = "silu",
+        time_embedding: str = "fourier",
+        embed_dim: int = 128,
+        fourier_scale: float = 16.0,
+        T: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.embed = make_time_embedding(
+            time_embedding, embed_dim, T=T, fourier_scale=fourier_scale
+        )
+        self.inp = nn.Linear(dim, hidden)
+        self.time = nn.Linear(embed_dim, hidden)
+        self.act = make_activation(activation)
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 1))
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        t = as_batch_time(t, x)
+        h = self.act(self.inp(x.reshape(x.shape[0], -1)) + self.time(self.embed(t)))
+        for layer in self.hidden:
+            h = self.act(layer(h))
+        return self.out(h).reshape(x.shape)
+
+
+class _ResMLPBlock(nn.Module):
+    """h + Lin2(act(Lin1(LayerNorm(h)) + Lin_t(temb))): pre-norm, time added inside."""
+
+    def __init__(self, hidden: int, embed_dim: int, activation: str) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.lin1 = nn.Linear(hidden, hidden)
+        self.time = nn.Linear(embed_dim, hidden)
+        self.act = make_activation(activation)
+        self.lin2 = nn.Linear(hidden, hidden)
+
+    def forward(self, h: Tensor, temb: Tensor) -> Tensor:
+        return h + self.lin2(self.act(self.lin1(self.norm(h)) + self.time(temb)))
+
+
+@NETS.register("resmlp")
+class ResMLPNet(_VectorNet):
+    """Linear in -> ``depth`` residual blocks of width ``hidden`` -> LayerNorm, act, Linear out.
+
+    The residual path keeps gradients alive through deep stacks, and the time features are
+    injected into every block, not only the first layer as in :class:`MLPNet`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hidden: int = 256,
+        depth: int = 3,
+        activation: str = "silu",
+        time_embedding: str = "fourier",
+        embed_dim: int = 128,
+        fourier_scale: float = 16.0,
+        T: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.embed = make_time_embedding(
+            time_embedding, embed_dim, T=T, fourier_scale=fourier_scale
+        )
+        self.inp = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList(
+            _ResMLPBlock(hidden, embed_dim, activation) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(hidden)
+        self.act = make_activation(activation)
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        temb = self.embed(as_batch_time(t, x))
+        h = self.inp(x.reshape(x.shape[0], -1))
+        for block in self.blocks:
+            h = block(h, temb)
+        return self.out(self.act(self.norm(h))).reshape(x.shape)
+
+
+def _groups(channels: int) -> int:
+    # GroupNorm needs a divisor of the channel count; up to 8 groups suits these small widths.
+    return math.gcd(channels, 8)
+
+
+class _ResBlock(nn.Module):
+    """GroupNorm, SiLU, conv3x3, + time, GroupNorm, SiLU, conv3x3; plus a (1x1) skip path."""
+
+    def __init__(self, c_in: int, c_out: int, temb_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(temb_dim, c_out)
+        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.act = nn.SiLU()
+
+    def forward(self, h: Tensor, temb: Tensor) -> Tensor:
+        y = self.conv1(self.act(self.norm1(h)))
+        y = y + self.time(temb)[:, :, None, None]
+        y = self.conv2(self.act(self.norm2(y)))
+        return self.skip(h) + y
+
+
+@NETS.register("unet")
+class UNet(nn.Module):
+    """A small DDPM-style U-Net (Ho et al. 2020) for images (c, h, w).
+
+    Three resolutions of widths (C, 2C, 2C), C = ``channels``, with stride-2 convolutions down
+    (h -> ceil(h/2)), one residual block per level on the way down and up, two at the bottom,
+    skip connections by concatenation, and the time embedding fed to every block. Upsampling
+    goes to the skip's exact size (nearest neighbour, then a conv), so odd sizes work:
+    28 -> 14 -> 7 and back, or 7 -> 4 -> 2 and back. ``hidden``, ``depth`` and ``activation``
+    are not used.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        channels: int = 32,
+        time_embedding: str = "fourier",
+        embed_dim: int = 128,
+        fourier_scale: float = 16.0,
+        T: float = 1.0,
+    ) -> None:
+        super().__init__()
+        c = int(channels)
+        temb_dim = 4 * c
+        self.embed = make_time_embedding(
+            time_embedding, embed_dim, T=T, fourier_scale=fourier_scale
+        )
+        # the trailing SiLU is shared by every block's time projection
+        self.time_mlp = nn.Sequential(
+            nn.Linear(embed_dim, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim), nn.SiLU()
+        )
+        self.conv_in = nn.Conv2d(in_channels, c, 3, padding=1)
+        self.down = nn.ModuleList([_ResBlock(c, c, temb_dim), _ResBlock(c, 2 * c, temb_dim)])
+        self.downsample = nn.ModuleList(
+            [
+                nn.Conv2d(c, c, 3, stride=2, padding=1),
+                nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1),
+            ]
+        )
+        self.mid = nn.ModuleList(
+            [_ResBlock(2 * c, 2 * c, temb_dim), _ResBlock(2 * c, 2 * c, temb_dim)]
+        )
+        # in the order they are used: deepest level first
+        self.upconv = nn.ModuleList(
+            [nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.Conv2d(2 * c, 2 * c, 3, padding=1)]
+        )
+        self.up = nn.ModuleList([_ResBlock(4 * c, 2 * c, temb_dim), _ResBlock(3 * c, c, temb_dim)])
+        self.norm_out = nn.GroupNorm(_groups(c), c)
+        self.act = nn.SiLU()
+        self.conv_out = nn.Conv2d(c, in_channels, 3, padding=1)
+
+    @classmethod
+    def from_params(
+        cls,
+        sample_shape: tuple[int, ...],
+        *,
+        hidden: int = 256,
+        depth: int = 3,
+        activation: str = "silu",
+        time_embedding: str = "fourier",
+        embed_dim: int = 128,
+        fourier_scale: float = 16.0,
+        channels: int = 32,
+        T: float = 1.0,
+    ) -> UNet:
+        if len(sample_shape) != 3:
+            raise ConfigError(
+                "kind",
+                "the 'unet' network needs image data (samples shaped (channels, height, "
+                f"width)), got samples shaped {tuple(sample_shape)}; use 'mlp' or 'resmlp'",
+            )
+        return cls(
+            int(sample_shape[0]),
+            channels=channels,
+            time_embedding=time_embedding,
+            embed_dim=embed_dim,
+            fourier_scale=fourier_scale,
+            T=T,
+        )
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        temb = self.time_mlp(self.embed(as_batch_time(t, x)))
+        h = self.conv_in(x)
+        skips = []
+        for block, down in zip(self.down, self.downsample, strict=True):
+            h = block(h, temb)
+            skips.append(h)
+            h = down(h)
+        for block in self.mid:
+            h = block(h, temb)
+        for conv, block, skip in zip(self.upconv, self.up, reversed(skips), strict=True):
+            h = conv(nn.functional.interpolate(h, size=skip.shape[-2:], mode="nearest"))
+            h = block(torch.cat([h, skip], dim=1), temb)
+        return self.conv_out(self.act(self.norm_out(h)))
+
+
+# --------------------------------------------------------------------------------------------
+# output parameterisations
+# --------------------------------------------------------------------------------------------
+def _coeff(c: CoeffLike, x: Tensor) -> Tensor:
+    return broadcast_time(torch.as_tensor(c, dtype=x.dtype, device=x.device), x)
+
+
+class Parameterisation:
+    """What the network's raw output means, for a linear SDE with p_t(x|x0) = N(m x0, s^2 I).
+
+    ``m`` and ``s`` may be numbers, 0-d tensors or per-sample (batch,) tensors; they are
+    broadcast against ``x`` here.
+    """
+
+    config_name: ClassVar[str] = ""
+    #: whether the conversion needs m(t) and s(t), i.e. a linear SDE
+    needs_linear: ClassVar[bool] = True
+
+    @staticmethod
+    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        raise NotImplementedError
+
+
+PARAMETERISATIONS: Registry[type[Parameterisation]] = Registry(
+    "output parameterisation", key="output"
+)
+
+
+@PARAMETERISATIONS.register("score")
+class ScoreOutput(Parameterisation):
+    """The network predicts grad log p_t itself (the only choice for a non-linear SDE)."""
+
+    needs_linear = False
+
+    @staticmethod
+    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        return out
+
+    @staticmethod
+    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        return _coeff(s, x) * out
+
+    @staticmethod
+    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        return score
+
+
+@PARAMETERISATIONS.register("eps")
+class EpsOutput(Parameterisation):
+    """The network predicts the noise: score = -eps / s, so s * score = -eps exactly.
+
+    With x = m x0 + s z, DSM's target for s * score is -z (Vincent 2011; Ho et al. 2020).
+    """
+
+    @staticmethod
+    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        return -out / _coeff(s, x)
+
+    @staticmethod
+    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        return -out
+
+    @staticmethod
+    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        return -_coeff(s, x) * score
+
+
+@PARAMETERISATIONS.register("x0")
+class X0Output(Parameterisation):
+    """The network predicts the clean data E[x0 | x]; by Tweedie's formula
+
+    E[x0 | x_t] = (x_t + s^2 grad log p_t(x_t)) / m,  so  score = -(x - m x0_hat) / s^2.
+    """
+
+    @staticmethod
+    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        s_ = _coeff(s, x)
+        return -(x - _coeff(m, x) * out) / (s_ * s_)
+
+    @staticmethod
+    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        return -(x - _coeff(m, x) * out) / _coeff(s, x)
+
+    @staticmethod
+    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+        s_ = _coeff(s, x)
+        return (x + s_ * s_ * score) / _coeff(m, x)
+
+
+# --------------------------------------------------------------------------------------------
+# score models
+# --------------------------------------------------------------------------------------------
+def _check_output(output: str, sde: SDE) -> type[Parameterisation]:
+    param = PARAMETERISATIONS.get(output)
+    if param.needs_linear and not isinstance(sde, LinearSDE):
+        raise ConfigError(
+            "output",
+            f"output {output!r} needs a linear SDE (with Gaussian transitions "
+            f"N(m(t) x0, s(t)^2 I)); {sde.describe()} is not linear: use output = 'score'",
+        )
+    return param
+
+
+class ScoreModel(nn.Module):
+    """A network plus the SDE and the meaning of its output; ``forward`` gives the score.
+
+    ``forward`` is the score (not the raw output) so that DDP, ``torch.compile`` and EMA copies,
+    which all wrap ``forward``, see the quantity every loss and sampler consumes.
+    """
+
+    def __init__(self, net: nn.Module, sde: SDE, output: str = "eps") -> None:
+        super().__init__()
+        param = _check_output(output, sde)
+        self.linear = isinstance(sde, LinearSDE)
+        self.net = net
+        self.sde = sde
+        self.output = output
+        self.parameterisation = param
+
+    def raw(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """The network's output, as it is (score, eps or x0 by ``output``)."""
+        return self.net(x, as_batch_time(t, x))
+
+    def _coeffs(self, t: Tensor) -> tuple[Tensor | float, Tensor | float]:
+        if not self.linear:
+            return 1.0, 1.0  # unused: only the "score" output is allowed here
+        return self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """grad_x log p_t(x) as the model estimates it."""
+        t = as_batch_time(t, x)
+        m, s = self._coeffs(t)
+        return self.parameterisation.to_score(self.net(x, t), x, m, s)
+
+    def score(self, x: Tensor, t: Tensor | float) -> Tensor:
+        return self(x, t)
+
+    def sigma_score(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """s(t) * score, without dividing by s where the parameterisation allows (eps, x0).
+
+        DSM with lambda(t) = s(t)^2 is E ||s score + z||^2, finite as t -> 0 this way.
+        """
+        if not self.linear:
+            raise WorkbenchError(f"s(t) * score needs a linear SDE; {self.sde.describe()} is not")
+        t = as_batch_time(t, x)
+        m, s = self._coeffs(t)
+        return self.parameterisation.to_sigma_score(self.net(x, t), x, m, s)
+
+
+def _mixture_to(mixture: GaussianMixture, device: torch.device) -> GaussianMixture:
+    # a shallow copy with its tensors moved: reuses the eigendecomposition instead of
+    # recomputing (and re-validating, with host syncs) it on the device
+    moved = copy.copy(mixture)
+    for name in ("weights", "means", "covs", "_eigvals", "_eigvecs"):
+        object.__setattr__(moved, name, getattr(mixture, name).to(device))
+    return moved
+
+
+class AnalyticScoreModel(nn.Module):
+    """The exact score of Gaussian-mixture data under a linear SDE, behind the model interface.
+
+    ``mixture`` is in model (normalised) units, flattened: any input whose samples hold
+    ``mixture.dim`` values (vectors or images) is accepted. The score is computed in float64
+    and returned in the input's dtype. There is nothing to train: ``parameters()`` is empty;
+    a dummy buffer lets ``.to(device)`` and ``next(buffers())`` behave as for a network.
+    """
+
+    output: ClassVar[str] = "score"
+
+    def __init__(self, mixture: GaussianMixture, sde: SDE) -> None:
+        super().__init__()
+        if not isinstance(sde, LinearSDE):
+            raise ConfigError(
+                "kind",
+                f"the 'analytic' model needs a linear SDE (Gaussian transitions); "
+                f"{sde.describe()} is not linear",
+            )
+        self.mixture = mixture
+        self.sde = sde
+        self.linear = True
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+        self._truth: dict[torch.device, AnalyticMarginal] = {}
+
+    @property
+    def dim(self) -> int:
+        return self.mixture.dim
+
+    def marginal(self, device: torch.device | str = "cpu") -> AnalyticMarginal:
+        """The exact p_t, with the mixture's tensors on ``device`` (cached per device)."""
+        device = torch.device(device)
+        truth = self._truth.get(device)
+        if truth is None:
+            truth = AnalyticMarginal(_mixture_to(self.mixture, device), self.sde)
+            self._truth[device] = truth
+        return truth
+
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """grad_x log p_t(x), exactly."""
+        flat = x.reshape(x.shape[0], -1).to(torch.float64)
+        t64 = as_batch_time(t, flat)
+        score = self.marginal(x.device).score(flat, t64)
+        return score.reshape(x.shape).to(x.dtype)
+
+    def score(self, x: Tensor, t: Tensor | float) -> Tensor:
+        return self(x, t)
+
+    def raw(self, x: Tensor, t: Tensor | float) -> Tensor:
+        return self(x, t)
+
+    def sigma_score(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """s(t) * grad_x log p_t(x), multiplied in float64."""
+        flat = x.reshape(x.shape[0], -1).to(torch.float64)
+        t64 = as_batch_time(t, flat)
+        s = self.sde.std(t64)  # type: ignore[attr-defined]
+        score = self.marginal(x.device).score(flat, t64)
+        return (broadcast_time(s, score) * score).reshape(x.shape).to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# building
+# --------------------------------------------------------------------------------------------
+ANALYTIC = "analytic"
+
+#: the [model] keys a score model is built from, with their defaults
+MODEL_DEFAULTS: dict[str, Any] = {
+    "hidden": 256,
+    "depth": 3,
+    "activation": "silu",
+    "output": "eps",
+    "time_embedding": "fourier",
+    "embed_dim": 128,
+    "fourier_scale": 16.0,
+    "channels": 32,
+}
+
+_NET_KEYS = (
+    "hidden",
+    "depth",
+    "activation",
+    "time_embedding",
+    "embed_dim",
+    "fourier_scale",
+    "channels",
+)
+
+
+def _mixture_data_names() -> str:
+    # imported here: the data module is only needed to word this message
+    from workbench.core.data import DATASETS, MixtureDataSet
+
+    return ", ".join(name for name, cls in DATASETS.items() if issubclass(cls, MixtureDataSet))
+
+
+def _build_analytic(
+    sde: SDE, sample_shape: tuple[int, ...], mixture: GaussianMixture | None
+) -> AnalyticScoreModel:
+    if mixture is None:
+        raise ConfigError(
+            "kind",
+            f"the 'analytic' model needs Gaussian-mixture data ({_mixture_data_names()}), "
+            "whose exact score is known; use 'mlp', 'resmlp' or 'unet' for other data",
+        )
+    if math.prod(sample_shape) != mixture.dim:
+        raise ValueError(
+            f"samples shaped {tuple(sample_shape)} hold {math.prod(sample_shape)} values; "
+            f"the mixture has dimension {mixture.dim}"
+        )
+    model = AnalyticScoreModel(mixture, sde)
+    model.sample_shape = tuple(sample_shape)
+    return model
+
+
+def build_score_model(
+    kind: str,
+    params: Mapping[str, Any],
+    sde: SDE,
+    sample_shape: tuple[int, ...],
+    mixture: GaussianMixture | None = None,
+) -> nn.Module:
+    """The score model for ``[model] kind`` and its keys, for samples shaped ``sample_shape``.
+
+    ``params`` holds the other [model] keys (missing ones take :data:`MODEL_DEFAULTS`; keys
+    not used by networks, such as ``kind``, are ignored). ``kind = "analytic"`` needs the data's
+    ``mixture`` in model units and a linear SDE. Errors are :class:`ConfigError` with the key
+    unprefixed (the caller adds ``model.``).
+    """
+    sample_shape = tuple(int(n) for n in sample_shape)
+    if kind == ANALYTIC:
+        return _build_analytic(sde, sample_shape, mixture)
+    if kind not in NETS:
+        options = [*NETS.names(), ANALYTIC]
+        hint = did_you_mean(kind, options) if isinstance(kind, str) else ""
+        raise ConfigError(
+            "kind", f"unknown network {kind!r}{hint}; choose one of: {', '.join(options)}"
+        )
+    p = {**MODEL_DEFAULTS, **{k: v for k, v in params.items() if k in MODEL_DEFAULTS}}
+    # checked before the network is built: a wrong output should not cost a U-Net's init
+    _check_output(p["output"], sde)
+    net = NETS.get(kind).from_params(  # type: ignore[attr-defined]
+        sample_shape, **{k: p[k] for k in _NET_KEYS}, T=sde.T
+    )
+    model = ScoreModel(net, sde, p["output"])
+    model.sample_shape = sample_shape
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of trainable scalars (parameters with requires_grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
