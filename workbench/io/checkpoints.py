@@ -1,0 +1,88 @@
+"""checkpoint.pt: model, EMA, optimiser, step, RNG state and the experiment config.
+
+A checkpoint holds only tensors, numbers, strings and containers of them, so it loads with
+``torch.load(weights_only=True)``: a file from elsewhere that smuggles pickled objects (which
+could run code on load) is refused, never executed. Writes are atomic: the new file is written
+beside the old one, flushed to disk, then renamed over it, so a crash leaves either the old
+checkpoint or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = "sde-workbench/checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``state`` (plus the format marker) to ``path`` atomically."""
+    path = Path(path)
+    payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **state}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise WorkbenchError(
+            f"could not write checkpoint {path}: {exc.strerror or exc}; the previous "
+            "checkpoint, if any, is unchanged"
+        ) from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint safely; every failure is a one-line :class:`WorkbenchError`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.exists():
+        raise WorkbenchError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's weights-only unpickler names the global it blocked; anything else it
+        # cannot parse is damage, not an attack.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise WorkbenchError(
+                f"{path} is not a readable checkpoint (corrupt or truncated)"
+            ) from None
+        raise WorkbenchError(
+            f"refused to load {path}: it holds a pickled Python object ({found.group(1)}), "
+            "which could run code when loaded; only tensors, numbers and strings are accepted"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WorkbenchError(
+            f"{path} is not a readable checkpoint (corrupt or truncated): {reason}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise WorkbenchError(f"{path} is not an SDE Workbench checkpoint")
+    version = state.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise WorkbenchError(
+            f"{path} has checkpoint format version {version!r}; this version of SDE Workbench "
+            f"reads up to {CHECKPOINT_VERSION}; please update"
+        )
+    return state

@@ -1,0 +1,261 @@
+"""Run folders: ``config.toml``, ``checkpoint.pt``, ``metrics.csv`` and sampled trajectories.
+
+``metrics.csv`` is appended and flushed row by row as training goes, so a killed run keeps its
+curve. On resume, rows past the checkpoint's step (written after the last checkpoint, before a
+crash) are dropped first, so the curve continues with neither a gap nor a duplicate.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.config import ExperimentConfig, config_to_dict, load_config, save_config
+from workbench.core.train import Progress, Trainer, TrainResult
+from workbench.errors import WorkbenchError
+from workbench.io.checkpoints import load_checkpoint, save_checkpoint
+
+__all__ = [
+    "METRICS_COLUMNS",
+    "MetricsWriter",
+    "RunFolder",
+    "read_metrics",
+    "train_in_folder",
+]
+
+METRICS_COLUMNS = ("step", "wall_time", "loss", "lr", "grad_norm")
+
+
+def read_metrics(path: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """The columns of a metrics.csv; a torn last line (from a killed writer) is skipped."""
+    path = Path(path)
+    columns: dict[str, list[float]] = {name: [] for name in METRICS_COLUMNS}
+    if not path.exists():
+        return columns
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return columns
+        if header[: len(METRICS_COLUMNS)] != list(METRICS_COLUMNS):
+            raise WorkbenchError(
+                f"{path} does not start with the header {','.join(METRICS_COLUMNS)}"
+            )
+        for row in reader:
+            if len(row) < len(METRICS_COLUMNS):
+                continue
+            try:
+                values = [float(v) for v in row[: len(METRICS_COLUMNS)]]
+            except ValueError:
+                continue
+            for name, value in zip(METRICS_COLUMNS, values, strict=True):
+                columns[name].append(value)
+    return columns
+
+
+class MetricsWriter:
+    """Appends metric rows to a CSV file, flushing each one."""
+
+    def __init__(self, path: str | os.PathLike[str], keep_until_step: int) -> None:
+        self.path = Path(path)
+        self._truncate(keep_until_step)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self._writer = csv.writer(self._fh)
+        if new:
+            self._writer.writerow(METRICS_COLUMNS)
+            self._fh.flush()
+
+    def _truncate(self, keep_until_step: int) -> None:
+        """Drop rows after ``keep_until_step`` (and any torn line); rewritten atomically."""
+        if not self.path.exists():
+            return
+        cols = read_metrics(self.path)
+        keep = [i for i, step in enumerate(cols["step"]) if step <= keep_until_step]
+        if len(keep) == len(cols["step"]) and self.path.read_bytes().endswith(b"\n"):
+            return
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(METRICS_COLUMNS)
+        for i in keep:
+            writer.writerow([_fmt(name, cols[name][i]) for name in METRICS_COLUMNS])
+        _atomic_write_text(self.path, buf.getvalue())
+
+    def write(self, progress: Progress) -> None:
+        row = [
+            progress.step,
+            f"{progress.wall_time:.4f}",
+            repr(progress.loss),
+            repr(progress.lr),
+            repr(progress.grad_norm),
+        ]
+        try:
+            self._writer.writerow(row)
+            self._fh.flush()
+        except OSError as exc:
+            raise WorkbenchError(
+                f"could not write {self.path}: {exc.strerror or exc}; the rows written so far "
+                "are kept"
+            ) from exc
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _fmt(name: str, value: float) -> str:
+    return str(int(value)) if name == "step" else repr(value)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A folder holding one training run."""
+
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunFolder:
+        """An existing run folder (it must hold a config.toml)."""
+        folder = cls(Path(path))
+        if not folder.path.is_dir():
+            raise WorkbenchError(f"run folder {folder.path} does not exist")
+        if not folder.config_path.is_file():
+            raise WorkbenchError(f"{folder.path} is not a run folder: it has no config.toml")
+        return folder
+
+    @classmethod
+    def is_run_folder(cls, path: str | os.PathLike[str]) -> bool:
+        return (Path(path) / "config.toml").is_file()
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.is_file()
+
+    def load_config(self) -> ExperimentConfig:
+        return load_config(self.config_path)
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        return load_checkpoint(self.checkpoint_path)
+
+    def read_metrics(self) -> dict[str, list[float]]:
+        return read_metrics(self.metrics_path)
+
+
+def _first_difference(a: ExperimentConfig, b: ExperimentConfig, ignore: set[str]) -> str | None:
+    da, db = config_to_dict(a), config_to_dict(b)
+    for section in da:
+        for key in sorted(set(da[section]) | set(db.get(section, {}))):
+            dotted = f"{section}.{key}"
+            if dotted in ignore or section == "sample":
+                continue
+            if da[section].get(key) != db.get(section, {}).get(key):
+                return dotted
+    return None
+
+
+def train_in_folder(
+    config: ExperimentConfig | None,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    steps: int | None = None,
+    device: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    on_trainer: Callable[[Trainer], None] | None = None,
+) -> TrainResult:
+    """Train ``config`` into the run folder ``out``, or resume the run there.
+
+    A new run refuses a folder that already holds a checkpoint. ``resume`` continues from the
+    checkpoint with the folder's own config; a ``config`` given with it must match that one
+    except for ``train.steps``/``train.device`` (the target and where to run may change).
+    The checkpoint is written every ``train.checkpoint_every`` steps, at the end, and on a
+    cancel; after a non-finite loss nothing is written, so the last good one stays.
+    """
+    folder = RunFolder(Path(out))
+    if resume:
+        folder = RunFolder.open(out)
+        if not folder.has_checkpoint():
+            raise WorkbenchError(f"nothing to resume in {folder.path}: it has no checkpoint.pt")
+        saved = folder.load_config()
+        if config is not None:
+            diff = _first_difference(config, saved, {"train.steps", "train.device"})
+            if diff is not None:
+                raise WorkbenchError(
+                    f"{folder.path} was trained with a different {diff}; resume it with its own "
+                    "config.toml or start a new run in another folder"
+                )
+            saved = saved.with_overrides({"train.steps": config.train.steps})
+        config = saved
+    else:
+        if config is None:
+            raise WorkbenchError("a new run needs a config")
+        if folder.has_checkpoint():
+            raise WorkbenchError(
+                f"{folder.path} already holds a run; use --resume to continue it or choose "
+                "another --out"
+            )
+        try:
+            folder.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkbenchError(f"cannot create run folder {folder.path}: {exc.strerror}") from exc
+    overrides: dict[str, Any] = {}
+    if steps is not None:
+        overrides["train.steps"] = steps
+    if device is not None:
+        overrides["train.device"] = device
+    if overrides:
+        config = config.with_overrides(overrides)
+
+    trainer = Trainer(config)
+    if resume:
+        trainer.load_state_dict(folder.load_checkpoint())
+    save_config(config, folder.config_path)
+    if on_trainer is not None:
+        on_trainer(trainer)
+    metrics = MetricsWriter(folder.metrics_path, keep_until_step=trainer.step)
+
+    def progress(p: Progress) -> None:
+        metrics.write(p)
+        if on_progress is not None:
+            on_progress(p)
+
+    def checkpoint(t: Trainer) -> None:
+        save_checkpoint(t.state_dict(), folder.checkpoint_path)
+
+    try:
+        result = trainer.run(on_progress=progress, cancel=cancel, on_checkpoint=checkpoint)
+    finally:
+        metrics.close()
+    if result.status in ("done", "cancelled"):
+        checkpoint(trainer)
+    return result
