@@ -195,7 +195,6 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
 @pytest.mark.parametrize(
     "argv",
     [
-        ["train", "exp.toml", "--out", "run", "--steps", "10", "--device", "cuda:0", "--seed", "1"],
         ["sample", "run", "--out", "s.h5", "--n", "5", "--sampler", "pc", "--record-every", "0"],
         ["nll", "run", "--n", "100"],
         ["fpk", "exp.toml", "--out", "f.h5", "--grid", "64", "--times", "0,0.5,1"],

@@ -219,10 +219,53 @@ def _args_train(p: argparse.ArgumentParser) -> None:
         "--device", type=_device, metavar="D", help="override train.device: auto, cpu, cuda[:N]"
     )
     p.add_argument("--seed", type=_non_negative, metavar="S", help="override train.seed")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN from its checkpoint (CONFIG must match its config.toml)",
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    return _not_yet("train")
+    import signal
+
+    from workbench.io.runs import train_in_folder
+    from workbench.terminal import TerminalProgress
+
+    cfg = _load_experiment(args.config)
+    if args.seed is not None:
+        cfg = cfg.with_overrides({"train.seed": args.seed})
+    bar = TerminalProgress("train")
+    stop = {"asked": False}
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop["asked"]:  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        bar.close()
+        print(f"{PROG} train: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+
+    def on_progress(p: object) -> None:
+        bar.update(p.step, p.total, p.steps_per_s, loss=p.loss, lr=p.lr)  # type: ignore[attr-defined]
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = train_in_folder(
+            cfg,
+            args.out,
+            resume=args.resume,
+            steps=args.steps,
+            device=args.device,
+            on_progress=on_progress,
+            cancel=lambda: stop["asked"],
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    if result.status == "diverged":
+        raise WorkbenchError(result.message)
+    print(f"{result.message}; run folder: {args.out}")
+    return 130 if result.status == "cancelled" else 0
 
 
 def _args_sample(p: argparse.ArgumentParser) -> None:

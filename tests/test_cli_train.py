@@ -1,0 +1,74 @@
+"""``sde-workbench train``: real training into real run folders, driven through main()."""
+
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+from workbench.config import default_config, save_config
+from workbench.io.runs import read_metrics
+
+
+@pytest.fixture
+def experiment(tmp_path: Path) -> Path:
+    cfg = default_config().with_overrides(
+        {
+            "train.device": "cpu",
+            "train.batch_size": 128,
+            "train.steps": 30,
+            "train.log_every": 10,
+            "train.checkpoint_every": 10,
+            "data.n": 1024,
+            "model.hidden": 32,
+        }
+    )
+    path = tmp_path / "exp.toml"
+    save_config(cfg, path)
+    return path
+
+
+def test_train_then_resume(
+    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(experiment), "--out", str(run), "--steps", "20"]) == 0
+    out = capsys.readouterr()
+    assert "trained to step 20" in out.out
+    assert "train 20/20" in out.err  # progress lines on a non-terminal
+    assert read_metrics(run / "metrics.csv")["step"] == [10, 20]
+
+    assert main(["train", str(experiment), "--out", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sde-workbench: error:") and "--resume" in err and "\n" not in err
+
+    assert main(["train", str(experiment), "--out", str(run), "--resume", "--steps", "40"]) == 0
+    assert read_metrics(run / "metrics.csv")["step"] == [10, 20, 30, 40]
+
+
+def test_train_seed_override_changes_the_run(experiment: Path, tmp_path: Path) -> None:
+    assert main(["train", str(experiment), "--out", str(tmp_path / "a"), "--seed", "1"]) == 0
+    assert main(["train", str(experiment), "--out", str(tmp_path / "b"), "--seed", "2"]) == 0
+    a = read_metrics(tmp_path / "a" / "metrics.csv")["loss"]
+    b = read_metrics(tmp_path / "b" / "metrics.csv")["loss"]
+    assert a != b
+
+
+def test_train_bad_inputs_fail_in_one_line(
+    tmp_path: Path, experiment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[data]\nname = "moons"\nn = 100\n[train]\nbatch_size = 500\n')
+    assert main(["train", str(bad), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "train.batch_size" in err and "Traceback" not in err and "\n" not in err
+
+    unet = tmp_path / "unet.toml"
+    unet.write_text('[model]\nkind = "unet"\n')
+    assert main(["train", str(unet), "--out", str(tmp_path / "u")]) == 1
+    assert "unet" in capsys.readouterr().err
+
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "config.toml").write_bytes(experiment.read_bytes())
+    (tmp_path / "corrupt" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["train", str(experiment), "--out", str(tmp_path / "corrupt"), "--resume"]) == 1
+    assert "corrupt or truncated" in capsys.readouterr().err
