@@ -200,7 +200,6 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
         ["fpk", "exp.toml", "--out", "f.h5", "--grid", "64", "--times", "0,0.5,1"],
         ["inspect", "s.h5", "--json"],
         ["export", "s.h5", "--out", "x.csv", "--format", "csv", "--time", "0.5"],
-        ["bench", "--device", "cpu"],
     ],
 )
 def test_later_commands_say_not_yet(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

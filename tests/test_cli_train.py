@@ -72,3 +72,15 @@ def test_train_bad_inputs_fail_in_one_line(
     (tmp_path / "corrupt" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert main(["train", str(experiment), "--out", str(tmp_path / "corrupt"), "--resume"]) == 1
     assert "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_bench_reports_both_paths_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["bench", "--device", "cpu", "--quick", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["device"].startswith("CPU") and report["torch"]
+    (row,) = report["rows"]
+    assert "batch 4096" in row["work"]
+    assert row["workbench_ms"] > 0 and row["plain_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["plain_ms"] / row["workbench_ms"])

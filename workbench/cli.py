@@ -338,10 +338,18 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", type=_device, metavar="D", help="auto, cpu, cuda or cuda:N (default: auto)"
     )
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a rough figure)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    return _not_yet("bench")
+    import json
+
+    from workbench.bench import format_table, run_bench
+
+    report = run_bench(args.device or "auto", quick=args.quick)
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
 
 
 class Command(NamedTuple):

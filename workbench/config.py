@@ -222,6 +222,12 @@ TRAIN_PARAMS: tuple[Param, ...] = (
     Param("grad_clip", Float(0.0), 1.0, "clip the gradient norm to this (0: off)"),
     Param("checkpoint_every", Int(1), 1000, "steps between checkpoints"),
     Param("log_every", Int(1), 10, "steps between logged losses"),
+    Param(
+        "precision",
+        Choice(("fp32", "bf16")),
+        "fp32",
+        "bf16: bfloat16 autocast on CUDA (the CPU always trains in fp32)",
+    ),
 )
 
 SAMPLE_PARAMS: tuple[Param, ...] = (
@@ -424,6 +430,7 @@ class TrainConfig(_Section):
     grad_clip: float = 1.0
     checkpoint_every: int = 1000
     log_every: int = 10
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
