@@ -192,6 +192,8 @@ def train_in_folder(
     on_progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     on_trainer: Callable[[Trainer], None] | None = None,
+    on_eval: Callable[[int, Any], None] | None = None,
+    eval_every: int = 0,
 ) -> TrainResult:
     """Train ``config`` into the run folder ``out``, or resume the run there.
 
@@ -253,7 +255,13 @@ def train_in_folder(
         save_checkpoint(t.state_dict(), folder.checkpoint_path)
 
     try:
-        result = trainer.run(on_progress=progress, cancel=cancel, on_checkpoint=checkpoint)
+        result = trainer.run(
+            on_progress=progress,
+            cancel=cancel,
+            on_checkpoint=checkpoint,
+            on_eval=on_eval,
+            eval_every=eval_every,
+        )
     finally:
         metrics.close()
     if result.status in ("done", "cancelled"):

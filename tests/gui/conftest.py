@@ -1,0 +1,54 @@
+"""GUI fixtures: a real MainWindow with its settings and run folders in a temporary place.
+
+Every test's threads are joined at teardown: a window still working is stopped and waited for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6 import QtCore  # noqa: E402
+
+from workbench.gui.main_window import MainWindow  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QtCore.QSettings:
+    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, settings: QtCore.QSettings) -> Iterator[MainWindow]:
+    w = MainWindow(settings=settings, runs_dir=tmp_path / "runs")
+    w.confirm = lambda question: True
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    if w.task is not None:
+        w.task.cancel()
+        w.task.wait()
+    w.close()
+
+
+def fast(window: MainWindow, **overrides: object) -> None:
+    """Shrink the experiment so a test trains in a second or two."""
+    base = {
+        "train.device": "cpu",
+        "train.steps": 200,
+        "train.batch_size": 256,
+        "train.log_every": 10,
+        "train.checkpoint_every": 100,
+        "data.n": 4096,
+        "model.hidden": 64,
+        "sample.n": 500,
+        "sample.steps": 100,
+        "sample.record_every": 5,
+    }
+    base.update(overrides)
+    window.set_config(window.config.with_overrides(base))

@@ -1,0 +1,193 @@
+"""The real main window driven through its object names, as a user would."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from tests.gui.conftest import fast
+from workbench.config import load_config
+from workbench.gui.main_window import MainWindow
+
+OBJECT_NAMES = [
+    "dataPanel",
+    "sdePanel",
+    "networkPanel",
+    "trainingPanel",
+    "samplingPanel",
+    "trainButton",
+    "stopButton",
+    "sampleButton",
+    "lossPlot",
+    "densityPlot",
+    "scoreFieldPlot",
+    "trajectoryPlot",
+    "schedulePlot",
+    "timeSlider",
+]
+
+
+def field(window: MainWindow, panel: str, section: str, key: str):
+    return window.findChild(QtWidgets.QWidget, panel).forms[section].fields[key]
+
+
+def test_every_documented_object_name_exists(window: MainWindow) -> None:
+    for name in OBJECT_NAMES:
+        assert window.findChild(QtWidgets.QWidget, name) is not None, name
+    assert window.windowTitle() == "SDE Workbench"
+    assert window.config.data.name == "8gaussians" and window.train_button.isEnabled()
+
+
+def test_invalid_value_is_marked_and_train_disabled(qtbot, window: MainWindow) -> None:
+    lr = field(window, "trainingPanel", "train", "lr")
+    qtbot.keyClicks(lr.widget, "")
+    lr.widget.setText("-1")
+    lr.edited.emit()
+    qtbot.waitUntil(lambda: not window.train_button.isEnabled())
+    assert lr.error is not None and "> 0" in lr.error
+    assert lr.widget.property("invalid") is True
+    lr.widget.setText("0.001")
+    lr.edited.emit()
+    qtbot.waitUntil(lambda: window.train_button.isEnabled())
+    assert lr.error is None and window.config.train.lr == 0.001
+
+
+def test_cross_field_error_is_marked_at_its_key(qtbot, window: MainWindow) -> None:
+    n = field(window, "dataPanel", "data", "n")
+    n.widget.setValue(100)  # below the batch size of 1024
+    qtbot.waitUntil(lambda: not window.train_button.isEnabled())
+    batch = field(window, "trainingPanel", "train", "batch_size")
+    assert batch.error is not None and "data.n" in batch.error
+
+
+def test_changing_the_data_set_rebuilds_its_fields(qtbot, window: MainWindow) -> None:
+    name = field(window, "dataPanel", "data", "name")
+    name.widget.setCurrentText("moons")
+    qtbot.waitUntil(lambda: window.config.data.name == "moons")
+    assert "noise" in window.data_panel.forms["data"].fields
+    assert "radius" not in window.data_panel.forms["data"].fields
+
+
+def test_train_shows_loss_points_and_keeps_a_checkpoint(qtbot, window: MainWindow) -> None:
+    fast(window, **{"train.steps": 300})
+    with qtbot.waitSignal(window.trainingFinished, timeout=120_000) as done:
+        qtbot.mouseClick(window.train_button, QtCore.Qt.LeftButton)
+        assert window.stop_button.isEnabled() and not window.train_button.isEnabled()
+    result = done.args[0]
+    assert result.status == "done" and result.step == 300
+    run = window.loss_tab.runs[-1]
+    assert run.n == 30 and np.all(np.isfinite(run.loss))
+    assert (window.run_dir / "checkpoint.pt").exists()
+    assert window.model is not None  # the EMA model now feeds the views
+    qtbot.waitUntil(lambda: window.task is None)
+    assert window.train_button.isEnabled()
+
+
+def test_stop_cancels_mid_run(qtbot, window: MainWindow) -> None:
+    fast(window, **{"train.steps": 100_000})
+    qtbot.mouseClick(window.train_button, QtCore.Qt.LeftButton)
+    qtbot.waitUntil(
+        lambda: window.loss_tab.runs and window.loss_tab.runs[-1].n >= 3, timeout=60_000
+    )
+    with qtbot.waitSignal(window.trainingFinished, timeout=60_000) as done:
+        qtbot.mouseClick(window.stop_button, QtCore.Qt.LeftButton)
+    assert done.args[0].status == "cancelled"
+    assert (window.run_dir / "checkpoint.pt").exists()
+
+
+def test_event_loop_stays_responsive_while_training(qtbot, window: MainWindow) -> None:
+    """A probe timer every 10 ms: no gap between its ticks may exceed 50 ms."""
+    fast(window, **{"train.steps": 100_000, "train.batch_size": 1024, "model.hidden": 256})
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    probe = QtCore.QTimer()
+    probe.setInterval(10)
+    probe.timeout.connect(tick)
+    qtbot.mouseClick(window.train_button, QtCore.Qt.LeftButton)
+    qtbot.waitUntil(
+        lambda: window.loss_tab.runs and window.loss_tab.runs[-1].n >= 2, timeout=60_000
+    )
+    last[0] = time.perf_counter()
+    probe.start()
+    qtbot.waitUntil(lambda: len(gaps) >= 200, timeout=60_000)
+    probe.stop()
+    with qtbot.waitSignal(window.trainingFinished, timeout=60_000):
+        window.stop_work()
+    assert max(gaps) < 0.050, f"event loop blocked for {max(gaps) * 1e3:.0f} ms"
+
+
+def test_save_and_reopen_an_experiment(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    fast(window, **{"sde.kind": "ve"})
+    path = tmp_path / "exp.toml"
+    assert window.save_experiment(path)
+    assert load_config(path) == window.config
+    window.new_experiment()
+    assert window.config.sde.kind == "vp"
+    assert window.open_path(path)
+    assert window.config.sde.kind == "ve" and window.config.train.steps == 200
+    assert str(path.resolve()) in window.recent_files()
+
+
+def test_errors_in_workers_are_shown_and_the_app_keeps_running(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    data = tmp_path / "points.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(2000, 2)).astype(np.float32))
+    fast(window, **{"data.name": "file", "data.path": str(data), "data.n": 1000})
+    assert window.valid
+    data.unlink()  # the file vanishes between checking and training
+    with qtbot.waitSignal(window.trainingFinished, timeout=60_000) as done:
+        qtbot.mouseClick(window.train_button, QtCore.Qt.LeftButton)
+    assert done.args[0] is None
+    assert window.errors and "points.npy" in window.errors[-1]
+    assert "points.npy" in window.log_view.toPlainText()
+    qtbot.waitUntil(lambda: window.task is None)
+    assert window.isVisible()
+
+
+def test_closing_while_training_asks_then_stops_and_keeps_the_checkpoint(
+    qtbot, window: MainWindow
+) -> None:
+    fast(window, **{"train.steps": 100_000})
+    qtbot.mouseClick(window.train_button, QtCore.Qt.LeftButton)
+    qtbot.waitUntil(
+        lambda: window.loss_tab.runs and window.loss_tab.runs[-1].n >= 2, timeout=60_000
+    )
+    window.confirm = lambda question: False
+    window.close()
+    assert window.isVisible() and window.task is not None
+    window.confirm = lambda question: True
+    window.close()
+    assert not window.isVisible() and window.task is None or not window.task.isRunning()
+    assert (window.run_dir / "checkpoint.pt").exists()
+
+
+def test_settings_remember_the_last_experiment(qtbot, tmp_path: Path, settings) -> None:
+    first = MainWindow(settings=settings, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(first)
+    fast(first, **{"data.name": "moons"})
+    first.close()
+    second = MainWindow(settings=settings, runs_dir=tmp_path / "runs", restore=True)
+    qtbot.addWidget(second)
+    assert second.config.data.name == "moons" and second.config.train.steps == 200
+    plain = MainWindow(settings=settings, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(plain)
+    assert plain.config.data.name == "8gaussians"  # MainWindow() is the default experiment
+
+
+def test_loss_plot_exports(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    window.loss_tab.add_run("r", [10, 20, 30], [0.1, 0.2, 0.3], [1.0, 0.5, 0.25])
+    for ext in ("png", "svg", "csv"):
+        out = window.loss_tab.export(tmp_path / f"loss.{ext}")
+        assert out.exists() and out.stat().st_size > 0
+    assert "0.25" in (tmp_path / "loss.csv").read_text()

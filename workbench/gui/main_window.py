@@ -1,0 +1,739 @@
+"""The main window: experiment panels on the left, plot tabs in the centre, work in threads.
+
+The window holds one :class:`~workbench.config.ExperimentConfig`. Every edit in a panel is
+judged by the config itself (after a short pause in typing); an invalid value is marked at its
+field with the config's message and Train/Sample are disabled until it is fixed. Training and
+sampling run in :class:`~workbench.gui.workers.Task` threads and report through queued
+signals; the window never waits on them except when closing, after asking.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from workbench.config import (
+    ExperimentConfig,
+    config_from_dict,
+    config_to_dict,
+    default_config,
+    load_config,
+    parse_config,
+    save_config,
+    to_toml,
+)
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.gui.panels import (
+    DataPanel,
+    NetworkPanel,
+    Panel,
+    SamplingPanel,
+    SDEPanel,
+    TrainingPanel,
+    describe_devices,
+)
+from workbench.gui.plots.base import PlotTab
+from workbench.gui.plots.loss import LossTab
+from workbench.gui.plots.schedule import ScheduleTab
+from workbench.gui.state import ExperimentState
+from workbench.gui.workers import Task, TaskContext
+
+__all__ = ["MainWindow", "default_runs_dir"]
+
+_MAX_RECENT = 10
+_SLIDER_STEPS = 1000
+
+
+def default_runs_dir() -> Path:
+    """Where the GUI puts run folders: $SDE_WORKBENCH_HOME/runs, else the user's data dir."""
+    home = os.environ.get("SDE_WORKBENCH_HOME")
+    if home:
+        return Path(home) / "runs"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sde-workbench", appauthor=False)) / "runs"
+
+
+def app_icon() -> QtGui.QIcon:
+    path = Path(__file__).resolve().parents[2] / "resources" / "icons" / "sde-workbench.svg"
+    return QtGui.QIcon(str(path)) if path.exists() else QtGui.QIcon()
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The workbench. ``MainWindow()`` opens the built-in default experiment."""
+
+    experimentChanged = QtCore.Signal(object)  # ExperimentState
+    trainingFinished = QtCore.Signal(object)  # TrainResult, or None after a failure
+    samplingFinished = QtCore.Signal(object)  # path of the trajectory file, or None
+    modelUpdated = QtCore.Signal(object)
+
+    def __init__(
+        self,
+        settings: QtCore.QSettings | None = None,
+        runs_dir: str | os.PathLike[str] | None = None,
+        restore: bool = False,
+    ) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("SDE Workbench")
+        self.setWindowIcon(app_icon())
+        self.settings = settings or QtCore.QSettings("sde-workbench", "SDE Workbench")
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        self.config: ExperimentConfig = default_config()
+        self.state: ExperimentState | None = None
+        self.valid = True
+        self.model: torch.nn.Module | None = None
+        self.trajectory: Any = None
+        self.task: Task | None = None
+        self.run_dir: Path | None = None
+        self.experiment_path: Path | None = None
+        self.errors: list[str] = []  # every error shown, for the log and for tests
+        # Answers the "work is running, quit?" question; tests replace it.
+        self.confirm = self._ask_user
+
+        self._build_panels()
+        self._build_tabs()
+        self._build_status()
+        self._build_log()
+        self._build_menus()
+        self._debounce = QtCore.QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(150)
+        self._debounce.timeout.connect(self.validate)
+
+        config = default_config()
+        if restore:
+            config = self._restored_config() or config
+            self._restore_layout()
+        self.set_config(config)
+        if not restore or self.settings.value("geometry") is None:
+            self.resize(1400, 900)
+
+    # ------------------------------------------------------------------------------ building
+    def _build_panels(self) -> None:
+        self.data_panel = DataPanel()
+        self.sde_panel = SDEPanel()
+        self.network_panel = NetworkPanel()
+        self.training_panel = TrainingPanel()
+        self.sampling_panel = SamplingPanel()
+        self.panels: list[Panel] = [
+            self.data_panel,
+            self.sde_panel,
+            self.network_panel,
+            self.training_panel,
+            self.sampling_panel,
+        ]
+        toolbox = QtWidgets.QToolBox()
+        toolbox.setObjectName("panelToolBox")
+        titles = ["Data", "SDE", "Network", "Loss && Training", "Sampling"]
+        for panel, title in zip(self.panels, titles, strict=True):
+            scroll = QtWidgets.QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(panel)
+            toolbox.addItem(scroll, title)
+            panel.edited.connect(self._debounce_start)
+        self.toolbox = toolbox
+        dock = QtWidgets.QDockWidget("Experiment", self)
+        dock.setObjectName("experimentDock")
+        dock.setWidget(toolbox)
+        dock.setMinimumWidth(330)
+        self.addDockWidget(QtCore.Qt.LeftDockWidgetArea, dock)
+
+        self.train_button = self.training_panel.train_button
+        self.stop_button = self.training_panel.stop_button
+        self.sample_button = self.sampling_panel.sample_button
+        self.train_button.clicked.connect(self.start_training)
+        self.stop_button.clicked.connect(self.stop_work)
+        self.sample_button.clicked.connect(self.start_sampling)
+
+    def _build_tabs(self) -> None:
+        self.loss_tab = LossTab()
+        self.schedule_tab = ScheduleTab()
+        self.tabs_by_name: dict[str, PlotTab] = {"loss": self.loss_tab}
+        for name, tab in self._extra_tabs().items():
+            self.tabs_by_name[name] = tab
+        self.tabs_by_name["schedule"] = self.schedule_tab
+        self.tab_widget = QtWidgets.QTabWidget()
+        self.tab_widget.setObjectName("plotTabs")
+        for tab in self.tabs_by_name.values():
+            self.tab_widget.addTab(tab, tab.title)
+
+        self.time_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.time_slider.setObjectName("timeSlider")
+        self.time_slider.setRange(0, _SLIDER_STEPS)
+        self.time_slider.setValue(_SLIDER_STEPS // 10)
+        self.time_slider.setToolTip(
+            "diffusion time t shown by the density, score and trajectory views"
+        )
+        self.time_label = QtWidgets.QLabel()
+        self.time_label.setObjectName("timeLabel")
+        self.time_label.setMinimumWidth(90)
+        self.time_slider.valueChanged.connect(self._time_changed)
+        export = QtWidgets.QPushButton("Export plot…")
+        export.setObjectName("exportPlotButton")
+        export.clicked.connect(self._export_current_plot)
+
+        centre = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(centre)
+        layout.addWidget(self.tab_widget, 1)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("t"))
+        row.addWidget(self.time_slider, 1)
+        row.addWidget(self.time_label)
+        row.addWidget(export)
+        layout.addLayout(row)
+        self.setCentralWidget(centre)
+
+    def _extra_tabs(self) -> dict[str, PlotTab]:
+        """Densities, score field and trajectories (their modules may grow independently)."""
+        from workbench.gui.plots.density import DensityTab
+        from workbench.gui.plots.score_field import ScoreFieldTab
+        from workbench.gui.plots.trajectories import TrajectoryTab
+
+        return {
+            "density": DensityTab(),
+            "score": ScoreFieldTab(),
+            "trajectories": TrajectoryTab(),
+        }
+
+    def _build_status(self) -> None:
+        bar = self.statusBar()
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setObjectName("progressBar")
+        self.progress.setMaximumWidth(260)
+        self.progress.setVisible(False)
+        self.rate_label = QtWidgets.QLabel("")
+        self.rate_label.setObjectName("rateLabel")
+        self.device_label = QtWidgets.QLabel(describe_devices())
+        self.device_label.setObjectName("deviceLabel")
+        bar.addWidget(self.progress)
+        bar.addWidget(self.rate_label, 1)
+        bar.addPermanentWidget(self.device_label)
+
+    def _build_log(self) -> None:
+        self.log_view = QtWidgets.QPlainTextEdit()
+        self.log_view.setObjectName("logView")
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        dock = QtWidgets.QDockWidget("Log", self)
+        dock.setObjectName("logDock")
+        dock.setWidget(self.log_view)
+        self.addDockWidget(QtCore.Qt.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [110], QtCore.Qt.Vertical)
+        self.log_dock = dock
+
+    def _build_menus(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        std = QtGui.QKeySequence.StandardKey
+        entries = [
+            ("&New experiment", std.New, self.new_experiment),
+            ("&Open…", std.Open, self._open_dialog),
+            ("&Save experiment", std.Save, self.save_experiment),
+            ("Save experiment &as…", std.SaveAs, self._save_as_dialog),
+        ]
+        for text, key, slot in entries:
+            action = menu.addAction(text)
+            action.setShortcut(key)
+            action.triggered.connect(slot)
+        self.open_trajectory_action = menu.addAction("Open &trajectory file…")
+        self.open_trajectory_action.triggered.connect(self._open_trajectory_dialog)
+        self.recent_menu = menu.addMenu("Open &recent")
+        self.export_action = menu.addAction("&Export samples…")
+        self.export_action.triggered.connect(self._export_samples_dialog)
+        menu.addSeparator()
+        quit_action = menu.addAction("&Quit")
+        quit_action.setShortcut(std.Quit)
+        quit_action.triggered.connect(self.close)
+        view = self.menuBar().addMenu("&View")
+        view.addAction(self.findChild(QtWidgets.QDockWidget, "experimentDock").toggleViewAction())
+        view.addAction(self.log_dock.toggleViewAction())
+        self._refresh_recent_menu()
+
+    # ------------------------------------------------------------------------------ the config
+    def set_config(self, config: ExperimentConfig) -> None:
+        """Show ``config`` in the panels and the views."""
+        tree = config_to_dict(config)
+        for panel in self.panels:
+            panel.load(config, tree)
+        self.config = config
+        self._apply_valid(config)
+
+    def _debounce_start(self) -> None:
+        self._debounce.start()
+
+    def raw_tree(self) -> dict[str, dict[str, Any]]:
+        tree: dict[str, dict[str, Any]] = {}
+        for panel in self.panels:
+            tree.update(panel.raw())
+        return tree
+
+    def validate(self) -> bool:
+        """Judge the panels' values by the config; mark the field of an error."""
+        self._debounce.stop()
+        try:
+            config = config_from_dict(self.raw_tree())
+        except ConfigError as exc:
+            self._mark(exc.key, exc.message)
+            self.valid = False
+            self._update_buttons()
+            self.statusBar().showMessage(f"{exc}", 10000)
+            return False
+        self._apply_valid(config)
+        return self.valid
+
+    def _mark(self, key: str | None, message: str | None) -> None:
+        for panel in self.panels:
+            panel.mark(key, message)
+
+    def _apply_valid(self, config: ExperimentConfig) -> None:
+        self._mark(None, None)
+        changed = config != getattr(self.state, "config", None)
+        self.config = config
+        self.valid = True
+        if changed or self.state is None:
+            try:
+                self.state = ExperimentState.build(config)
+            except WorkbenchError as exc:
+                key = "data.path" if config.data.name == "file" else "data.name"
+                self._mark(key, str(exc))
+                self.valid = False
+                self.state = None
+                self._update_buttons()
+                self.log(f"data: {exc}")
+                return
+            for panel in self.panels:
+                panel.update_state(self.state)
+            for tab in self.tabs_by_name.values():
+                tab.set_experiment(self.state)
+            self._time_changed()
+            self.experimentChanged.emit(self.state)
+        self._update_buttons()
+        self.statusBar().clearMessage()
+
+    def current_time(self) -> float:
+        T = self.state.sde.T if self.state is not None else 1.0
+        return T * self.time_slider.value() / _SLIDER_STEPS
+
+    def _time_changed(self) -> None:
+        t = self.current_time()
+        self.time_label.setText(f"t = {t:.3f}")
+        for tab in self.tabs_by_name.values():
+            tab.set_time(t)
+
+    def _update_buttons(self) -> None:
+        busy = self.task is not None
+        self.train_button.setEnabled(self.valid and not busy)
+        self.sample_button.setEnabled(self.valid and not busy)
+        self.stop_button.setEnabled(busy)
+        for panel in self.panels:
+            for form in panel.forms.values():
+                form.setEnabled(not busy)
+
+    # ------------------------------------------------------------------------------ messages
+    def log(self, message: str) -> None:
+        stamp = _dt.datetime.now().strftime("%H:%M:%S")
+        self.log_view.appendPlainText(f"{stamp}  {message}")
+
+    def show_error(self, message: str, details: str = "") -> None:
+        """A non-modal error box and a log line; the app keeps running."""
+        self.errors.append(message)
+        self.log(f"error: {message}")
+        box = QtWidgets.QMessageBox(self)
+        box.setObjectName("errorBox")
+        box.setIcon(QtWidgets.QMessageBox.Critical)
+        box.setWindowTitle("SDE Workbench")
+        box.setText(message)
+        if details:
+            box.setDetailedText(details)
+        box.setModal(False)
+        box.setAttribute(QtCore.Qt.WA_DeleteOnClose)
+        box.show()
+
+    def _ask_user(self, question: str) -> bool:
+        answer = QtWidgets.QMessageBox.question(self, "SDE Workbench", question)
+        return answer == QtWidgets.QMessageBox.Yes
+
+    # ------------------------------------------------------------------------------ work
+    def _start_task(self, name: str, fn: Any, on_progress: Any, on_done: Any) -> Task:
+        task = Task(name, fn, self)
+        task.progress.connect(on_progress)
+        task.done.connect(on_done)
+        task.failed.connect(self._task_failed)
+        task.finished.connect(self._task_finished)
+        self.task = task
+        self._update_buttons()
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        task.start()
+        return task
+
+    def _task_failed(self, message: str, details: str) -> None:
+        name = self.task.name if self.task is not None else "work"
+        self.show_error(f"{name} failed: {message}", details)
+        if name == "training":
+            self.trainingFinished.emit(None)
+        elif name == "sampling":
+            self.samplingFinished.emit(None)
+
+    def _task_finished(self) -> None:
+        task = self.sender()
+        if task is self.task:
+            self.task.wait()
+            self.task = None
+        self.progress.setVisible(False)
+        self._update_buttons()
+
+    def stop_work(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.log(f"stopping {self.task.name} after the current step…")
+
+    def is_busy(self) -> bool:
+        return self.task is not None
+
+    def new_run_dir(self) -> Path:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = self.runs_dir / f"{stamp}-{self.config.data.name}"
+        path, k = base, 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+        return path
+
+    # training ---------------------------------------------------------------------------
+    def start_training(self) -> None:
+        if self.task is not None or not self.validate():
+            return
+        from workbench.io.runs import train_in_folder
+
+        config = self.config
+        run_dir = self.new_run_dir()
+        self.run_dir = run_dir
+        self.loss_tab.start_run(run_dir.name)
+        self.log(f"training {config.describe()} into {run_dir}")
+        self._rate = (0, 0.0)
+
+        def work(ctx: TaskContext) -> Any:
+            last = {"time": 0.0}
+
+            def on_eval(step: int, ema: torch.nn.Module) -> None:
+                # a copy on the CPU, at most once a second: the views refresh without slowing
+                # training down, and never share tensors with the training thread
+                now = QtCore.QDateTime.currentMSecsSinceEpoch() / 1000.0
+                if now - last["time"] >= 1.0:
+                    last["time"] = now
+                    state = {
+                        k: v.detach().to("cpu", copy=True) for k, v in ema.state_dict().items()
+                    }
+                    ctx.report(("model", state))
+
+            return train_in_folder(
+                config,
+                run_dir,
+                on_progress=lambda p: ctx.report(("progress", p)),
+                cancel=ctx.cancelled,
+                on_eval=on_eval,
+                eval_every=max(1, config.train.log_every),
+            )
+
+        self._start_task("training", work, self._training_progress, self._training_done)
+
+    def _training_progress(self, payload: tuple[str, Any]) -> None:
+        kind, value = payload
+        if kind == "model":
+            self._load_model_state(value)
+            return
+        p = value
+        self.loss_tab.add_points([p.step], [p.wall_time], [p.loss])
+        self.progress.setMaximum(p.total)
+        self.progress.setValue(p.step)
+        eta = (p.total - p.step) / p.steps_per_s if p.steps_per_s > 0 else float("nan")
+        from workbench.terminal import format_duration
+
+        self.rate_label.setText(
+            f"step {p.step}/{p.total}   {p.steps_per_s:,.0f} steps/s   ETA "
+            f"{format_duration(eta)}   loss {p.loss:.4g}"
+        )
+
+    def _training_done(self, result: Any) -> None:
+        self.log(f"training: {result.message} ({self.run_dir})")
+        if self.run_dir is not None and (self.run_dir / "checkpoint.pt").exists():
+            self.load_run_model(self.run_dir)
+        self.rate_label.setText(result.message)
+        self.trainingFinished.emit(result)
+
+    def _build_model(self) -> torch.nn.Module | None:
+        from workbench.core.nets import build_score_model
+
+        state = self.state
+        if state is None:
+            return None
+        cfg = state.config
+        mixture = state.dataset.mixture()
+        if mixture is not None:
+            mixture = state.normalizer.to_model_mixture(mixture)
+        params = {p.name: getattr(cfg.model, p.name) for p in cfg.model.PARAMS}
+        return build_score_model(
+            cfg.model.kind, params, state.sde, state.dataset.sample_shape, mixture
+        )
+
+    def _load_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        model = self._build_model()
+        if model is None:
+            return
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError:
+            return  # the experiment changed since; the next snapshot will fit
+        model.eval()
+        self.set_model(model)
+
+    def set_model(self, model: torch.nn.Module | None) -> None:
+        self.model = model
+        for tab in self.tabs_by_name.values():
+            tab.set_model(model)
+        self.modelUpdated.emit(model)
+
+    def load_run_model(self, run_dir: Path) -> None:
+        from workbench.io.checkpoints import load_checkpoint
+
+        try:
+            state = load_checkpoint(run_dir / "checkpoint.pt")
+            self._load_model_state(state["ema"])
+        except (WorkbenchError, KeyError) as exc:
+            self.show_error(f"could not load the model of {run_dir}: {exc}")
+
+    # sampling ---------------------------------------------------------------------------
+    def start_sampling(self) -> None:
+        if self.task is not None or not self.validate():
+            return
+        from workbench.io.sampling import sample_to_file
+
+        config = self.config
+        model = self.model if config.model.kind != "analytic" else self._build_model()
+        if model is None:
+            self.show_error(
+                "nothing to sample from yet: train first, or choose model.kind = analytic"
+            )
+            return
+        run_dir = self.run_dir or self.new_run_dir()
+        stamp = _dt.datetime.now().strftime("%H%M%S")
+        out = run_dir / f"samples-{config.sample.sampler}-{stamp}.h5"
+        self.log(f"sampling {config.sample.n} points with {config.sample.sampler} into {out}")
+
+        def work(ctx: TaskContext) -> Path:
+            return sample_to_file(
+                config,
+                model,
+                out,
+                progress=lambda done, total: ctx.report((done, total)),
+                cancel=ctx.cancelled,
+            )
+
+        self._start_task("sampling", work, self._sampling_progress, self._sampling_done)
+
+    def _sampling_progress(self, payload: tuple[int, int]) -> None:
+        done, total = payload
+        self.progress.setMaximum(total)
+        self.progress.setValue(done)
+        self.rate_label.setText(f"sampling: step {done}/{total}")
+
+    def _sampling_done(self, path: Path) -> None:
+        self.log(f"sampling: wrote {path}")
+        self.open_trajectory(path)
+        self.samplingFinished.emit(path)
+
+    def open_trajectory(self, path: str | os.PathLike[str]) -> None:
+        """Show a trajectory file of ours in the density and trajectory views."""
+        from workbench.io.trajectories import TrajectoryFile
+
+        try:
+            trajectory = TrajectoryFile(path)
+        except WorkbenchError as exc:
+            self.show_error(str(exc))
+            return
+        if self.trajectory is not None:
+            self.trajectory.close()
+        self.trajectory = trajectory
+        for tab in self.tabs_by_name.values():
+            tab.set_trajectory(trajectory)
+        self._add_recent(Path(path))
+
+    # ------------------------------------------------------------------------------ files
+    def new_experiment(self) -> None:
+        self.experiment_path = None
+        self.set_config(default_config())
+        self.log("new experiment (the built-in default)")
+
+    def open_path(self, path: str | os.PathLike[str]) -> bool:
+        """Open an experiment .toml, a run folder, or a trajectory .h5."""
+        path = Path(path)
+        try:
+            if path.is_dir():
+                self._open_run_folder(path)
+            elif path.suffix.lower() in (".h5", ".hdf5"):
+                self.open_trajectory_file(path)
+            else:
+                config = load_config(path)
+                self.experiment_path = path
+                self.set_config(config)
+                self.log(f"opened {path}")
+        except (WorkbenchError, ConfigError) as exc:
+            self.show_error(str(exc))
+            return False
+        self._add_recent(path)
+        return True
+
+    def open_trajectory_file(self, path: Path) -> None:
+        """Trajectory files open in the inspector where there is one, else in the views."""
+        inspector = getattr(self, "open_in_inspector", None)
+        if inspector is not None:
+            inspector(path)
+        else:
+            self.open_trajectory(path)
+
+    def _open_run_folder(self, path: Path) -> None:
+        from workbench.io.runs import RunFolder
+
+        folder = RunFolder.open(path)
+        self.set_config(folder.load_config())
+        self.run_dir = folder.path
+        metrics = folder.read_metrics()
+        if metrics["step"]:
+            self.loss_tab.add_run(path.name, metrics["step"], metrics["wall_time"], metrics["loss"])
+        if folder.has_checkpoint():
+            self.load_run_model(folder.path)
+        self.log(f"opened run {path}")
+
+    def save_experiment(self, path: str | os.PathLike[str] | None = None) -> bool:
+        if not self.validate():
+            self.show_error("the experiment has an invalid value; fix the marked field first")
+            return False
+        target = Path(path) if path else self.experiment_path
+        if target is None:
+            return self._save_as_dialog()
+        try:
+            save_config(self.config, target)
+        except (OSError, WorkbenchError) as exc:
+            self.show_error(f"could not save {target}: {exc}")
+            return False
+        self.experiment_path = target
+        self._add_recent(target)
+        self.log(f"saved {target}")
+        return True
+
+    def _open_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open", "", "Experiments and trajectories (*.toml *.h5 *.hdf5);;All files (*)"
+        )
+        if path:
+            self.open_path(path)
+
+    def _open_trajectory_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open trajectory file", str(self.runs_dir), "HDF5 (*.h5 *.hdf5);;All files (*)"
+        )
+        if path:
+            self.open_path(path)
+
+    def _save_as_dialog(self) -> bool:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save experiment", "experiment.toml", "Experiments (*.toml)"
+        )
+        return self.save_experiment(path) if path else False
+
+    def _export_samples_dialog(self) -> None:
+        if self.trajectory is None:
+            self.show_error("no samples to export yet: sample first, or open a trajectory file")
+            return
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export samples", "samples.npy", "NumPy (*.npy *.npz);;CSV (*.csv);;HDF5 (*.h5)"
+        )
+        if path:
+            self.export_samples(path)
+
+    def export_samples(self, path: str | os.PathLike[str], **options: Any) -> Path | None:
+        from workbench.io.export import export_samples
+
+        try:
+            out = export_samples(self.trajectory, path, force=True, **options)
+        except WorkbenchError as exc:
+            self.show_error(str(exc))
+            return None
+        self.log(f"exported samples to {out}")
+        return out
+
+    def _export_current_plot(self) -> None:
+        tab = self.tab_widget.currentWidget()
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export plot", f"{tab.title.lower()}.png", "PNG (*.png);;SVG (*.svg);;CSV (*.csv)"
+        )
+        if path:
+            try:
+                tab.export(path)
+            except WorkbenchError as exc:
+                self.show_error(str(exc))
+
+    # ------------------------------------------------------------------------------ settings
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recentFiles", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, path: Path) -> None:
+        entry = str(path.resolve())
+        recent = [p for p in self.recent_files() if p != entry]
+        self.settings.setValue("recentFiles", [entry, *recent][:_MAX_RECENT])
+        self._refresh_recent_menu()
+
+    def _refresh_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for entry in self.recent_files():
+            action = self.recent_menu.addAction(entry)
+            action.triggered.connect(lambda _=False, p=entry: self.open_path(p))
+        self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    def _restored_config(self) -> ExperimentConfig | None:
+        text = self.settings.value("lastExperiment")
+        if not text:
+            return None
+        try:
+            return parse_config(str(text), source="the last session's experiment")
+        except (ConfigError, WorkbenchError):
+            return None  # from an older version, say: the default is a fine start
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.value("windowState")
+        if state is not None:
+            self.restoreState(state)
+
+    def save_settings(self) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("windowState", self.saveState())
+        if self.valid:
+            self.settings.setValue("lastExperiment", to_toml(self.config))
+        self.settings.sync()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        if self.task is not None:
+            if not self.confirm(
+                f"{self.task.name.capitalize()} is running. Stop it and quit? "
+                "(The checkpoint of the last step is kept.)"
+            ):
+                event.ignore()
+                return
+            self.task.cancel()
+            self.task.wait()
+        if self.trajectory is not None:
+            self.trajectory.close()
+        self.save_settings()
+        event.accept()

@@ -1,0 +1,95 @@
+"""The interface every centre tab implements, and plot export shared by all of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyqtgraph as pg
+import pyqtgraph.exporters as pg_exporters
+from PySide6 import QtCore, QtGui, QtSvg, QtWidgets
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["PlotTab", "export_plot_item"]
+
+
+class PlotTab(QtWidgets.QWidget):
+    """A centre tab. Subclasses override the ``set_*`` hooks they care about."""
+
+    title = ""
+
+    def set_experiment(self, state: Any) -> None:
+        """A new valid experiment (``ExperimentState``)."""
+
+    def set_time(self, t: float) -> None:
+        """The time slider moved."""
+
+    def set_model(self, model: Any) -> None:
+        """A new (EMA) score model on the CPU, or None."""
+
+    def set_trajectory(self, trajectory: Any) -> None:
+        """The last sampling run's ``TrajectoryFile``, or None."""
+
+    def export(self, path: str | Path) -> Path:
+        """Write the tab's main plot to PNG, SVG or CSV (by the extension)."""
+        item = self.export_item()
+        if item is None:
+            raise WorkbenchError(f"the {self.title} tab has nothing to export")
+        return export_plot_item(item, path)
+
+    def export_item(self) -> pg.PlotItem | None:
+        return None
+
+
+def export_plot_item(item: pg.PlotItem | pg.GraphicsScene, path: str | Path) -> Path:
+    """PNG and CSV through pyqtgraph's exporters; SVG through Qt's own SVG generator."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    writers = {".png": _export_png, ".svg": _export_svg, ".csv": _export_csv}
+    if suffix not in writers:
+        raise WorkbenchError(
+            f"cannot export a plot as {suffix or 'a file without extension'}: "
+            "use .png, .svg or .csv"
+        )
+    try:
+        writers[suffix](item, path)
+    except OSError as exc:
+        raise WorkbenchError(f"could not write {path}: {exc.strerror or exc}") from exc
+    if not path.exists():
+        raise WorkbenchError(f"could not write {path}")
+    return path
+
+
+def _export_png(item: pg.PlotItem | pg.GraphicsScene, path: Path) -> None:
+    exporter = pg_exporters.ImageExporter(item)
+    exporter.parameters()["width"] = max(800, int(_scene_rect(item).width()))
+    exporter.export(str(path))
+
+
+def _export_csv(item: pg.PlotItem | pg.GraphicsScene, path: Path) -> None:
+    if not isinstance(item, pg.PlotItem):
+        raise WorkbenchError("this view has several plots; export it as PNG or SVG")
+    pg_exporters.CSVExporter(item).export(str(path))
+
+
+def _export_svg(item: pg.PlotItem | pg.GraphicsScene, path: Path) -> None:
+    # pyqtgraph's SVGExporter cannot parse the path data Qt 6.12 writes; Qt's generator can.
+    scene = item if isinstance(item, QtWidgets.QGraphicsScene) else item.scene()
+    rect = _scene_rect(item)
+    generator = QtSvg.QSvgGenerator()
+    generator.setFileName(str(path))
+    generator.setSize(rect.size().toSize())
+    generator.setViewBox(QtCore.QRectF(0, 0, rect.width(), rect.height()))
+    generator.setTitle("SDE Workbench plot")
+    painter = QtGui.QPainter(generator)
+    try:
+        scene.render(painter, QtCore.QRectF(0, 0, rect.width(), rect.height()), rect)
+    finally:
+        painter.end()
+
+
+def _scene_rect(item: pg.PlotItem | pg.GraphicsScene) -> QtCore.QRectF:
+    if isinstance(item, QtWidgets.QGraphicsScene):
+        return item.itemsBoundingRect()
+    return item.sceneBoundingRect()

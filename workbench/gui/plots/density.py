@@ -1,0 +1,15 @@
+"""The Densities tab (placeholder until the full view lands)."""
+
+from __future__ import annotations
+
+from PySide6 import QtWidgets
+
+from workbench.gui.plots.base import PlotTab
+
+
+class DensityTab(PlotTab):
+    title = "Densities"
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("densityPlot")
