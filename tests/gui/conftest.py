@@ -13,9 +13,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6 import QtCore  # noqa: E402
+from PySide6 import QtCore
 
-from workbench.gui.main_window import MainWindow  # noqa: E402
+from workbench.gui.main_window import MainWindow
 
 
 @pytest.fixture

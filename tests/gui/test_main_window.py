@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PySide6 import QtCore, QtWidgets
 
 from tests.gui.conftest import fast
@@ -168,7 +167,8 @@ def test_closing_while_training_asks_then_stops_and_keeps_the_checkpoint(
     assert window.isVisible() and window.task is not None
     window.confirm = lambda question: True
     window.close()
-    assert not window.isVisible() and window.task is None or not window.task.isRunning()
+    assert not window.isVisible()
+    assert window.task is None or not window.task.isRunning()
     assert (window.run_dir / "checkpoint.pt").exists()
 
 

@@ -723,7 +723,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.settings.setValue("lastExperiment", to_toml(self.config))
         self.settings.sync()
 
-    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         if self.task is not None:
             if not self.confirm(
                 f"{self.task.name.capitalize()} is running. Stop it and quit? "

@@ -135,7 +135,7 @@ class DataPanel(_KindSwitchingPanel):
         gen = torch.Generator().manual_seed(0)
         if state.is_image:
             x = state.dataset.sample(16, gen).numpy()
-            c, h, w = state.dataset.sample_shape
+            _, h, w = state.dataset.sample_shape
             grid = x[:, 0].reshape(4, 4, h, w).transpose(0, 2, 1, 3).reshape(4 * h, 4 * w)
             self.image.setImage(grid.T[:, ::-1])
             item.addItem(self.image)
