@@ -733,6 +733,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 return
             self.task.cancel()
             self.task.wait()
+        for tab in self.tabs_by_name.values():
+            shutdown = getattr(tab, "shutdown", None)
+            if shutdown is not None:
+                shutdown()  # join the tab's own worker threads
         if self.trajectory is not None:
             self.trajectory.close()
         self.save_settings()

@@ -48,6 +48,7 @@ class Panel(QtWidgets.QWidget):
         self.forms: dict[str, SectionForm] = {}
         self.layout_ = QtWidgets.QVBoxLayout(self)
         self.layout_.setContentsMargins(2, 2, 2, 2)
+        self.layout_.setAlignment(QtCore.Qt.AlignTop)
         for section in self.sections:
             form = SectionForm(section)
             form.edited.connect(self._on_edit)
@@ -134,9 +135,14 @@ class DataPanel(_KindSwitchingPanel):
         item.clear()
         gen = torch.Generator().manual_seed(0)
         if state.is_image:
-            x = state.dataset.sample(16, gen).numpy()
+            x = state.dataset.sample(16, gen).numpy()[:, 0]
             _, h, w = state.dataset.sample_shape
-            grid = x[:, 0].reshape(4, 4, h, w).transpose(0, 2, 1, 3).reshape(4 * h, 4 * w)
+            # a 1-pixel gutter between images: 8x8 digits side by side read as stripes
+            low, high = float(x.min()), float(x.max())
+            tiles = np.full((16, h + 1, w + 1), low - 0.25 * (high - low))
+            tiles[:, :h, :w] = x
+            grid = tiles.reshape(4, 4, h + 1, w + 1).transpose(0, 2, 1, 3)
+            grid = grid.reshape(4 * (h + 1), 4 * (w + 1))
             self.image.setImage(grid.T[:, ::-1])
             item.addItem(self.image)
             item.setAspectLocked(True)

@@ -1,15 +1,907 @@
-"""The Densities tab (placeholder until the full view lands)."""
+"""The Densities tab: the marginals p_t of the forward process, the sampler's, and the exact one.
+
+Everything is shown in model (normalised) units. For a linear SDE the forward marginal is drawn
+exactly and cheaply: a fixed set of data points x0 and a fixed set of standard normal z (both
+drawn once per experiment with a fixed seed) give x_t = m(t) x0 + s(t) z for any t, so moving
+the time slider changes the picture smoothly and costs one multiply-add and a histogram.
+
+- 2-D data: the forward particles' histogram at t, the trajectory file's row nearest t ("reverse:
+  generated at t"), and where the exact p_t is known (Gaussian-mixture data) a third panel with
+  its heat map and its 50 % / 90 % highest-density contours drawn over the two histograms. All
+  three share the window [-h(t), h(t)]^2 with h(t) = 1.1 m(t) q + 4 s(t) (q: the 99.9 %
+  quantile of |x0|) and one colour scale (density in model units). The readout gives the L1
+  distance of each histogram to the exact p_t on a coarse grid, with the distance pure sampling
+  noise alone would give, so that "small" has a yardstick.
+- 1-D data: time-by-x heat maps of the forward particles, the exact p_t and the reverse rows,
+  in u = x / sqrt(m(t)^2 + s(t)^2) (the identity for VP; VE's exploding spread brought to one
+  scale) with each time column scaled to its own peak, a marker at the slider's t, and the
+  densities at t, in x, as curves.
+- Images: a grid of forward-noised images and of the trajectory's images at t, shown as
+  x_t / sqrt(m(t)^2 + s(t)^2) on grey levels [-1, 1] (the signal's scale at every t).
+- A non-linear SDE has no closed-form transition: a message says so.
+
+The numerical helpers here (:class:`ForwardCloud`, :func:`histogram`, :func:`exact_density`,
+:func:`hdr_levels`, :func:`contour_segments`) are shared with the score field tab.
+"""
 
 from __future__ import annotations
 
-from PySide6 import QtWidgets
+import math
+import time
+from typing import Any
 
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from workbench.core.sde import LinearSDE
+from workbench.errors import WorkbenchError
 from workbench.gui.plots.base import PlotTab
+
+__all__ = [
+    "DensityTab",
+    "ForwardCloud",
+    "histogram",
+    "grid_centres",
+    "mixture_density",
+    "mixture_score",
+    "exact_density",
+    "hdr_levels",
+    "contour_segments",
+    "l1_distance",
+    "reverse_points",
+    "nearest_row",
+    "equal_columns",
+    "message_item",
+    "same_process",
+]
+
+N_PARTICLES = 20000
+SEED = 20240
+BINS_2D = 128
+COARSE_2D = 32  # the L1 readout sums BINS_2D / COARSE_2D bins per side: less sampling noise
+BINS_1D = 200
+LINE_BINS_1D = 100
+TIMES_1D = 120
+GRID_SIDE = 6  # images: GRID_SIDE x GRID_SIDE tiles
+HDR_MASSES = (0.5, 0.9)
+
+_FORWARD = "#1f77b4"
+_REVERSE = "#ff7f0e"
+_EXACT = "#222222"
+_CONTOURS = ("#ff4d4d", "#ffffff")  # 50 %, 90 %
+_MUTED = "#666666"
+
+
+# ------------------------------------------------------------------------------------ numerics
+class ForwardCloud:
+    """Fixed data points x0 (model units) and noise z; ``at(t)`` = m(t) x0 + s(t) z, exactly p_t."""
+
+    def __init__(
+        self,
+        state: Any,
+        n: int = N_PARTICLES,
+        seed: int = SEED,
+        reuse: ForwardCloud | None = None,
+    ) -> None:
+        """Draws x0 and z, or takes them from ``reuse`` when it was drawn for the same data
+        (a change of the SDE or of training settings then costs nothing)."""
+        sde = state.sde
+        if not isinstance(sde, LinearSDE):
+            raise TypeError("the forward cloud needs a linear SDE")
+        self.sde = sde
+        self.key = (state.config.data, int(n), int(seed))
+        if reuse is not None and reuse.key == self.key:
+            self.x0, self.z, self.q = reuse.x0, reuse.z, reuse.q
+            self.n, self.dim = reuse.n, reuse.dim
+            return
+        generator = torch.Generator().manual_seed(seed)
+        x0 = state.dataset.sample(n, generator, dtype=torch.float64)
+        x0 = state.normalizer.to_model(x0).reshape(n, -1)
+        self.x0 = x0.numpy().astype(np.float64)
+        self.z = torch.randn(self.x0.shape, generator=generator, dtype=torch.float64).numpy()
+        self.n, self.dim = self.x0.shape
+        finite = self.x0[np.isfinite(self.x0)]
+        self.q = float(np.quantile(np.abs(finite), 0.999)) if finite.size else 1.0
+        self.q = max(self.q, 1e-3)
+
+    def coeffs(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(m(t), s(t)) as float64 arrays shaped like t."""
+        tt = torch.as_tensor(np.asarray(t, dtype=np.float64))
+        m, s = self.sde.marginal_coeffs(tt)
+        return m.numpy(), s.numpy()
+
+    def at(self, t: float) -> np.ndarray:
+        m, s = self.coeffs(t)
+        return float(m) * self.x0 + float(s) * self.z
+
+    def half_width(self, t: float | np.ndarray) -> Any:
+        """h(t) = 1.1 m(t) q + 4 s(t): the window holds the data's spread and the noise's."""
+        m, s = self.coeffs(t)
+        h = 1.1 * m * self.q + 4.0 * s
+        return float(h) if np.ndim(h) == 0 else h
+
+
+def grid_centres(half: float, bins: int) -> np.ndarray:
+    """The centres of ``bins`` equal cells on [-half, half]."""
+    return -half + (np.arange(bins) + 0.5) * (2.0 * half / bins)
+
+
+def histogram(points: np.ndarray, half: float, bins: int) -> np.ndarray:
+    """Counts of 1-D or 2-D ``points`` (n, d) in ``bins`` cells per axis on [-half, half]^d.
+
+    Axis 0 is x1 (pyqtgraph's ImageItem shows axis 0 horizontally). Points outside the window,
+    and non-finite ones, are not counted. A bincount: a few times faster than histogram2d.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    d = points.shape[1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.floor((points + half) * (bins / (2.0 * half)))
+        ok = np.all((scaled >= 0) & (scaled < bins), axis=1)
+    idx = scaled[ok].astype(np.int64)
+    flat = idx[:, 0] if d == 1 else idx[:, 0] * bins + idx[:, 1]
+    return np.bincount(flat, minlength=bins**d).reshape((bins,) * d)
+
+
+def _mixture_terms(truth: Any, t: Any, pts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """log(w_k N(x; m mu_k, m^2 C_k + s^2 I)) (K, n), U_k^T (x - m mu_k) and the variances."""
+    mix = truth.mixture
+    m, s = truth.sde.marginal_coeffs(torch.as_tensor(np.asarray(t, dtype=np.float64)))
+    m, s = m.numpy(), s.numpy()
+    if m.ndim:  # one time per point: laid out (1, n, 1) against (K, n, d) below
+        m, s = m.reshape(1, -1, 1), s.reshape(1, -1, 1)
+    weights = mix.weights.numpy()
+    means = mix.means.numpy()[:, None, :]  # (K, 1, d)
+    vecs = mix.eigvecs.numpy()  # (K, d, d)
+    lam = mix.eigvals.numpy()[:, None, :]  # (K, 1, d)
+    var = m * m * lam + s * s  # (K, 1, d) or (K, n, d)
+    proj = np.matmul(pts[None, :, :] - m * means, vecs)  # U_k^T (x - m mu_k), as rows
+    d = pts.shape[1]
+    with np.errstate(divide="ignore"):
+        log_comp = np.log(weights)[:, None] - 0.5 * (
+            (proj * proj / var).sum(-1) + np.log(var).sum(-1) + d * math.log(2.0 * math.pi)
+        )
+    return log_comp, proj, var, vecs
+
+
+def mixture_density(truth: Any, t: Any, pts: np.ndarray) -> np.ndarray:
+    """The exact p_t(x) at points (n, d) in numpy: sum_k w_k N(x; m mu_k, m^2 C_k + s^2 I).
+
+    The sum of :meth:`AnalyticMarginal.log_prob` (``truth``), in single-threaded numpy: torch's
+    small parallel kernels can stall for tens of ms on a busy CPU (a training thread, other
+    processes), numpy's do not. ``t`` is one time or one per point.
+    """
+    log_comp = _mixture_terms(truth, t, pts)[0]
+    top = log_comp.max(axis=0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.exp(top) * np.exp(log_comp - top).sum(axis=0)
+
+
+def mixture_score(truth: Any, t: float, pts: np.ndarray) -> np.ndarray:
+    """The exact score grad log p_t(x) at points (n, d), as :meth:`AnalyticMarginal.score`:
+    sum_k r_k(x) (-(m^2 C_k + s^2 I)^-1 (x - m mu_k)), r_k the responsibilities."""
+    log_comp, proj, var, vecs = _mixture_terms(truth, t, pts)
+    top = log_comp.max(axis=0)
+    resp = np.exp(log_comp - np.where(np.isfinite(top), top, 0.0))
+    resp /= resp.sum(axis=0)
+    comp_score = -np.matmul(proj / var, np.swapaxes(vecs, 1, 2))  # back to x's coordinates
+    return (resp[:, :, None] * comp_score).sum(axis=0)
+
+
+def exact_density(truth: Any, t: float, half: float, bins: int) -> np.ndarray:
+    """p_t at the cell centres of the 1-D or 2-D grid (shape (bins,) or (bins, bins))."""
+    c = grid_centres(half, bins)
+    if truth.dim == 1:
+        pts = c[:, None]
+    else:
+        X, Y = np.meshgrid(c, c, indexing="ij")
+        pts = np.stack([X.ravel(), Y.ravel()], axis=1)
+    return mixture_density(truth, float(t), pts).reshape((bins,) * truth.dim)
+
+
+def hdr_levels(density: np.ndarray, masses: tuple[float, ...] = HDR_MASSES) -> list[float]:
+    """Density levels whose super-level sets hold ``masses`` of the mass on the grid."""
+    values = np.sort(density.ravel())[::-1]
+    total = values.sum()
+    if not np.isfinite(total) or total <= 0:
+        return []
+    cum = np.cumsum(values) / total
+    return [float(values[min(int(np.searchsorted(cum, m)), values.size - 1)]) for m in masses]
+
+
+def contour_segments(
+    z: np.ndarray, xs: np.ndarray, ys: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The level set {z = level} by vectorised marching squares, as line segments.
+
+    ``z[i, j]`` is the value at (xs[i], ys[j]). Returns x and y arrays of segment end points,
+    two per segment, for a ``PlotDataItem(connect="pairs")``.
+    """
+    a, b, c, d = z[:-1, :-1], z[1:, :-1], z[1:, 1:], z[:-1, 1:]
+    x0, x1 = xs[:-1, None], xs[1:, None]
+    y0, y1 = ys[None, :-1], ys[None, 1:]
+    shape = a.shape
+
+    def crossing(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hit = (p >= level) != (q >= level)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(hit, (level - p) / (q - p), 0.0)
+        return hit, frac
+
+    # edges: 0 = (a, b) at y0, 1 = (b, c) at x1, 2 = (d, c) at y1, 3 = (a, d) at x0
+    h0, f0 = crossing(a, b)
+    h1, f1 = crossing(b, c)
+    h2, f2 = crossing(d, c)
+    h3, f3 = crossing(a, d)
+    H = np.stack([h0, h1, h2, h3], axis=-1)
+    X = np.stack(
+        [
+            x0 + f0 * (x1 - x0),
+            np.broadcast_to(x1, shape),
+            x0 + f2 * (x1 - x0),
+            np.broadcast_to(x0, shape),
+        ],
+        axis=-1,
+    )
+    Y = np.stack(
+        [
+            np.broadcast_to(y0, shape),
+            y0 + f1 * (y1 - y0),
+            np.broadcast_to(y1, shape),
+            y0 + f3 * (y1 - y0),
+        ],
+        axis=-1,
+    )
+    count = H.sum(-1)
+
+    seg_x, seg_y = [], []
+    two = np.nonzero(count == 2)
+    if two[0].size:
+        Hs = H[two]
+        first = np.argmax(Hs, axis=1)
+        last = 3 - np.argmax(Hs[:, ::-1], axis=1)
+        k = np.arange(Hs.shape[0])
+        Xs, Ys = X[two], Y[two]
+        seg_x.append(np.stack([Xs[k, first], Xs[k, last]], axis=1))
+        seg_y.append(np.stack([Ys[k, first], Ys[k, last]], axis=1))
+    four = np.nonzero(count == 4)
+    if four[0].size:
+        # a saddle: a and c are on one side, b and d on the other. If the centre is on a's side,
+        # a and c connect and the curves cut off b and d (edges 0-1 and 2-3), else a and c
+        # (edges 3-0 and 1-2)
+        centre_up = ((a + b + c + d)[four] / 4.0) >= level
+        join_ac = centre_up == (a[four] >= level)
+        Xf, Yf = X[four], Y[four]
+        k = np.arange(Xf.shape[0])
+        for e1, e2, e3, e4 in ((0, 1, 3, 0), (2, 3, 1, 2)):
+            p = np.where(join_ac, e1, e3)
+            q = np.where(join_ac, e2, e4)
+            seg_x.append(np.stack([Xf[k, p], Xf[k, q]], axis=1))
+            seg_y.append(np.stack([Yf[k, p], Yf[k, q]], axis=1))
+    if not seg_x:
+        return np.empty(0), np.empty(0)
+    return np.concatenate(seg_x).ravel(), np.concatenate(seg_y).ravel()
+
+
+def l1_distance(counts: np.ndarray, exact_mass: np.ndarray) -> tuple[float, float]:
+    """(L1 distance, its expectation under pure sampling noise) of two binnings on one grid.
+
+    Both are normalised to mass 1 on the grid. The noise yardstick is the mean L1 distance of a
+    multinomial histogram of the same size from its own probabilities,
+    sqrt(2 / (pi n)) sum_i sqrt(p_i (1 - p_i)) (normal approximation per cell).
+    """
+    n = float(counts.sum())
+    total = float(exact_mass.sum())
+    if n <= 0 or total <= 0:
+        return float("nan"), float("nan")
+    p = exact_mass / total
+    dist = float(np.abs(counts / n - p).sum())
+    noise = math.sqrt(2.0 / (math.pi * n)) * float(np.sqrt(p * (1.0 - p)).sum())
+    return dist, noise
+
+
+def _coarsen(a: np.ndarray, factor: int) -> np.ndarray:
+    if a.ndim == 1:
+        return a.reshape(-1, factor).sum(1)
+    n = a.shape[0] // factor
+    return a.reshape(n, factor, n, factor).sum(axis=(1, 3))
+
+
+def reverse_points(trajectory: Any, k: int, state: Any) -> np.ndarray:
+    """Row ``k`` of a trajectory file as (n, dim) points in the experiment's model units."""
+    row = np.asarray(trajectory.row(k), dtype=np.float64).reshape(-1, state.dim)
+    file_norm = getattr(trajectory, "normalizer", None)
+    if file_norm is not None and file_norm != state.normalizer:
+        data = file_norm.to_data(torch.from_numpy(row))
+        row = state.normalizer.to_model(data).numpy()
+    return row
+
+
+def nearest_row(trajectory: Any, t: float) -> int:
+    """The row nearest t; a t outside the recorded times gets the nearest end's row."""
+    times = np.asarray(trajectory.times, dtype=np.float64)
+    t = float(np.clip(t, times.min(), times.max()))
+    return int(trajectory.index_of_time(t))
+
+
+def trajectory_problem(trajectory: Any, state: Any) -> str | None:
+    """Why a trajectory cannot be shown with this experiment, or None."""
+    if trajectory is None:
+        return None
+    dim = int(getattr(trajectory, "dim", state.dim))
+    if dim != state.dim:
+        return f"the trajectory file holds {dim}-D points; this experiment's data are {state.dim}-D"
+    if int(getattr(trajectory, "n_saved", 0)) == 0:
+        return "the trajectory file holds no rows yet"
+    return None
+
+
+def _image_item() -> pg.ImageItem:
+    item = pg.ImageItem()
+    item.setAutoDownsample(False)
+    return item
+
+
+def _rect(x: float, y: float, w: float, h: float) -> QtCore.QRectF:
+    return QtCore.QRectF(float(x), float(y), float(w), float(h))
+
+
+def equal_columns(layout: pg.GraphicsLayoutWidget, plots: list[pg.PlotItem]) -> None:
+    """Columns of equal width for ``plots`` (in columns 0, 1, ...), whatever their titles' or
+    axes' widths: with locked aspects, equal panels show equal scales."""
+    grid = layout.ci.layout
+    for col, plot in enumerate(plots):
+        plot.setPreferredWidth(50)
+        plot.setMinimumWidth(50)
+        grid.setColumnStretchFactor(col, 1)
+
+
+def message_item(text: str, fill: bool = False) -> pg.TextItem:
+    """A centred grey note inside a plot (on a white box with ``fill``, over busy content)."""
+    brush = pg.mkBrush(255, 255, 255, 225) if fill else None
+    item = pg.TextItem(text, color=_MUTED, anchor=(0.5, 0.5), fill=brush)
+    font = QtGui.QFont()
+    font.setPointSize(11)
+    item.setFont(font)
+    return item
+
+
+# ------------------------------------------------------------------------------------ the views
+class _View:
+    """One way of showing p_t (2-D, 1-D, images); draws into the tab's GraphicsLayoutWidget."""
+
+    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: ForwardCloud) -> None:
+        self.layout = layout
+        self.state = state
+        self.cloud = cloud
+        self.truth = state.truth
+        self.trajectory: Any = None
+        self.problem: str | None = None
+
+    def set_trajectory(self, trajectory: Any) -> None:
+        try:
+            self.problem = trajectory_problem(trajectory, self.state)
+        except WorkbenchError as exc:
+            self.problem = str(exc)
+        self.trajectory = None if self.problem else trajectory
+        self._row_key = None
+
+    def draw(self, t: float) -> str:
+        raise NotImplementedError
+
+    # a cache of the last trajectory row read (rows are read from HDF5)
+    _row_key: tuple[int, int] | None = None
+    _row: np.ndarray | None = None
+
+    def row_at(self, t: float) -> tuple[int, float, np.ndarray] | None:
+        """(row index, its time, its points) of the trajectory row nearest t, or None."""
+        traj = self.trajectory
+        if traj is None:
+            return None
+        try:
+            k = nearest_row(traj, t)
+            key = (id(traj), k)
+            if self._row_key != key:
+                self._row = reverse_points(traj, k, self.state)
+                self._row_key = key
+            return k, float(np.asarray(traj.times)[k]), self._row
+        except WorkbenchError as exc:  # a file gone bad under us: say so, keep running
+            self.problem = str(exc)
+            self.trajectory = None
+            return None
+
+
+class _Planar(_View):
+    """2-D data: forward histogram | reverse histogram | exact p_t, one colour scale."""
+
+    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: ForwardCloud) -> None:
+        super().__init__(layout, state, cloud)
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        self.contours: dict[str, list[pg.PlotDataItem]] = {}
+        names = ["forward", "reverse"] + (["exact"] if self.truth is not None else [])
+        titles = {
+            "forward": "forward: data noised to t",
+            "reverse": "reverse: generated at t",
+            "exact": "exact p_t",
+        }
+        for col, name in enumerate(names):
+            plot = layout.addPlot(row=0, col=col, title=titles[name])
+            plot.setAspectLocked(True)
+            plot.setLabel("bottom", "x₁ (model units)")
+            plot.setLabel("left", "x₂ (model units)")
+            plot.setMenuEnabled(False)
+            image = _image_item()
+            plot.addItem(image)
+            self.plots[name], self.images[name] = plot, image
+            if name != "exact" and self.truth is not None:
+                lines = []
+                for level_idx in range(len(HDR_MASSES)):
+                    pen = pg.mkPen(_CONTOURS[level_idx], width=2)
+                    line = pg.PlotDataItem(connect="pairs", pen=pen)
+                    plot.addItem(line)
+                    lines.append(line)
+                self.contours[name] = lines
+        self.bar = pg.ColorBarItem(
+            values=(0, 1),
+            colorMap=pg.colormap.get("viridis"),
+            interactive=False,
+            width=14,
+            rounding=1e-6,
+        )
+        self.bar.setImageItem(list(self.images.values()))
+        self.bar.setLabel("left", "density (model units)")
+        layout.addItem(self.bar, row=0, col=len(names))
+        equal_columns(layout, list(self.plots.values()))
+        self.no_reverse = message_item("sample to see the reverse process")
+        self.plots["reverse"].addItem(self.no_reverse)
+        # results of the last draw, for tests and readers
+        self.half = 1.0
+        self.forward_density: np.ndarray | None = None
+        self.reverse_density: np.ndarray | None = None
+        self.exact: np.ndarray | None = None
+        self.distances: dict[str, tuple[float, float]] = {}
+
+    def draw(self, t: float) -> str:
+        cloud, bins, factor = self.cloud, BINS_2D, BINS_2D // COARSE_2D
+        h = cloud.half_width(t)
+        self.half = h
+        area = (2.0 * h / bins) ** 2
+        rect = _rect(-h, -h, 2 * h, 2 * h)
+        counts = histogram(cloud.at(t), h, bins)
+        self.forward_density = counts / (cloud.n * area)
+        self._show("forward", self.forward_density, rect)
+        # one colour scale for all panels: the exact peak, else the forward histogram's peak
+        # on 4 x 4 cells (the peak of single cells is mostly sampling noise)
+        vmax = float(_coarsen(counts, factor).max()) / (cloud.n * area * factor**2)
+        self.distances = {}
+        coarse_exact = None
+        if self.truth is not None:
+            self.exact = exact_density(self.truth, t, h, bins)
+            vmax = float(self.exact.max())
+            self._show("exact", self.exact, rect)
+            coarse_exact = _coarsen(self.exact * area, factor)
+            self.distances["forward"] = l1_distance(_coarsen(counts, factor), coarse_exact)
+            self._draw_contours(self.exact, h)
+
+        row = self.row_at(t)
+        self.reverse_density = None
+        reverse_note = None
+        if row is None:
+            self.images["reverse"].clear()
+            self.no_reverse.setText(self.problem or "sample to see the reverse process")
+        else:
+            k, t_row, pts = row
+            rcounts = histogram(pts, h, bins)
+            self.reverse_density = rcounts / (max(len(pts), 1) * area)
+            self._show("reverse", self.reverse_density, rect)
+            reverse_note = f"reverse: row {k} of {self.trajectory.n_saved}, at t = {t_row:.3f}"
+            if coarse_exact is not None:
+                self.distances["reverse"] = l1_distance(_coarsen(rcounts, factor), coarse_exact)
+        self.no_reverse.setVisible(row is None)
+        self.no_reverse.setPos(0, 0)
+        self.bar.setLevels((0.0, vmax if vmax > 0 else 1.0))
+        for plot in self.plots.values():
+            plot.setRange(xRange=(-h, h), yRange=(-h, h), padding=0)
+
+        parts = [f"t = {t:.3f}   window ±{h:.3g}"]
+        if reverse_note:
+            parts.append(reverse_note)
+        for name, (d, noise) in self.distances.items():
+            parts.append(f"{name} vs exact: L1 = {d:.3f} (sampling noise ≈ {noise:.3f})")
+        if self.truth is not None:
+            parts.append(
+                f"L1 on a {COARSE_2D}×{COARSE_2D} grid; contours of the exact p_t hold 50 % "
+                "(red) and 90 % (white) of its mass"
+            )
+        else:
+            parts.append("no exact density for this data set (only Gaussian mixtures have one)")
+        return "   ".join(parts)
+
+    def _show(self, name: str, density: np.ndarray, rect: QtCore.QRectF) -> None:
+        self.images[name].setImage(density, autoLevels=False)
+        self.images[name].setRect(rect)
+
+    def _draw_contours(self, exact: np.ndarray, h: float) -> None:
+        levels = hdr_levels(exact)
+        sub = exact[::2, ::2]  # a 64 x 64 grid: smooth enough, and 4x cheaper
+        c = grid_centres(h, BINS_2D)[::2]
+        segments = [contour_segments(sub, c, c, level) for level in levels]
+        for lines in self.contours.values():
+            for i, line in enumerate(lines):
+                if i < len(segments):
+                    line.setData(*segments[i])
+                else:
+                    line.setData([], [])
+
+
+class _Line(_View):
+    """1-D data: time-by-x heat maps (forward, exact, reverse) and the densities at t."""
+
+    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: ForwardCloud) -> None:
+        super().__init__(layout, state, cloud)
+        T = float(state.sde.T)
+        self.T = T
+        self.times = (np.arange(TIMES_1D) + 0.5) * (T / TIMES_1D)
+        # the heat maps show u = x / sqrt(m^2 + s^2), the std of p_t for standardised data: the
+        # identity for VP, and VE's exploding spread brought to one scale
+        m, s = cloud.coeffs(self.times)
+        self.scale = np.sqrt(m * m + s * s)
+        self.H = float(np.max(cloud.half_width(self.times) / self.scale))
+        names = ["forward"] + (["exact"] if self.truth is not None else []) + ["reverse"]
+        titles = {
+            "forward": "forward particles",
+            "exact": "exact p_t",
+            "reverse": "reverse: generated",
+        }
+        self.maps: dict[str, pg.PlotItem] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        self.markers: list[pg.InfiniteLine] = []
+        cmap = pg.colormap.get("viridis")
+        for col, name in enumerate(names):
+            plot = layout.addPlot(row=0, col=col, title=titles[name])
+            plot.setLabel("bottom", "t")
+            plot.setLabel("left", "x / √(m² + s²)")
+            plot.setMenuEnabled(False)
+            image = _image_item()
+            image.setColorMap(cmap)
+            plot.addItem(image)
+            line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ff4d4d", width=1.5))
+            plot.addItem(line)
+            self.markers.append(line)
+            plot.setRange(xRange=(0, T), yRange=(-self.H, self.H), padding=0)
+            self.maps[name], self.images[name] = plot, image
+            if col:
+                plot.setXLink(self.maps["forward"])
+                plot.setYLink(self.maps["forward"])
+        equal_columns(layout, list(self.maps.values()))
+        self.no_reverse = message_item("sample to see the reverse process")
+        self.maps["reverse"].addItem(self.no_reverse)
+        self.no_reverse.setPos(T / 2, 0)
+        self.curve_plot = layout.addPlot(row=1, col=0, colspan=len(names))
+        self.curve_plot.setLabel("bottom", "x (model units)")
+        self.curve_plot.setLabel("left", "density")
+        self.curve_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.curve_plot.showGrid(x=True, y=True, alpha=0.25)
+        self.curve_plot.addLegend(offset=(-10, 10))
+        self.curves = {
+            "forward": self.curve_plot.plot(
+                stepMode="center", pen=pg.mkPen(_FORWARD, width=1.5), name="forward particles"
+            ),
+            "reverse": self.curve_plot.plot(
+                stepMode="center", pen=pg.mkPen(_REVERSE, width=1.5), name="reverse (generated)"
+            ),
+        }
+        if self.truth is not None:
+            self.curves["exact"] = self.curve_plot.plot(
+                pen=pg.mkPen(_EXACT, width=2, style=QtCore.Qt.DashLine), name="exact p_t"
+            )
+        layout.ci.layout.setRowStretchFactor(0, 3)
+        layout.ci.layout.setRowStretchFactor(1, 2)
+        self.heat: dict[str, np.ndarray] = {}
+        self._build_forward_maps()
+        self.distances: dict[str, tuple[float, float]] = {}
+
+    def _column_scaled(self, density: np.ndarray) -> np.ndarray:
+        peak = density.max(axis=1, keepdims=True)
+        return np.where(peak > 0, density / np.where(peak > 0, peak, 1.0), 0.0)
+
+    def _build_forward_maps(self) -> None:
+        cloud, H, bins = self.cloud, self.H, BINS_1D
+        m, s = cloud.coeffs(self.times)
+        xs = m[:, None] * cloud.x0[None, :, 0] + s[:, None] * cloud.z[None, :, 0]
+        xs /= self.scale[:, None]
+        with np.errstate(invalid="ignore"):
+            idx = np.floor((xs + H) * (bins / (2 * H)))
+            ok = (idx >= 0) & (idx < bins)
+        flat = (np.arange(TIMES_1D)[:, None] * bins + np.where(ok, idx, 0)).astype(np.int64)
+        counts = np.bincount(flat[ok], minlength=TIMES_1D * bins).reshape(TIMES_1D, bins)
+        rect = _rect(0, -H, self.T, 2 * H)
+        self.heat["forward"] = self._column_scaled(counts.astype(np.float64))
+        self.images["forward"].setImage(self.heat["forward"], levels=(0, 1))
+        self.images["forward"].setRect(rect)
+        if self.truth is not None:
+            u = grid_centres(H, bins)
+            x = (self.scale[:, None] * u[None, :]).reshape(-1, 1)
+            tt = np.repeat(self.times, bins)
+            p = mixture_density(self.truth, tt, x).reshape(TIMES_1D, bins)
+            self.heat["exact"] = self._column_scaled(p)
+            self.images["exact"].setImage(self.heat["exact"], levels=(0, 1))
+            self.images["exact"].setRect(rect)
+
+    def set_trajectory(self, trajectory: Any) -> None:
+        super().set_trajectory(trajectory)
+        traj = self.trajectory
+        image = self.images["reverse"]
+        if traj is None:
+            image.clear()
+            self.heat.pop("reverse", None)
+            self.no_reverse.setText(self.problem or "sample to see the reverse process")
+            self.no_reverse.setVisible(True)
+            return
+        self.no_reverse.setVisible(False)
+        H, bins = self.H, BINS_1D
+        rows_t = np.asarray(traj.times, dtype=np.float64)
+        gap = float(np.max(np.abs(np.diff(rows_t)))) if rows_t.size > 1 else 0.0
+        tol = 0.5 * max(gap, self.T / TIMES_1D) + 1e-12
+        heat = np.full((TIMES_1D, bins), np.nan)
+        rows: dict[int, np.ndarray] = {}
+        try:
+            for j, t in enumerate(self.times):
+                k = nearest_row(traj, float(t))
+                if abs(rows_t[k] - t) > tol:
+                    continue
+                if k not in rows:
+                    rows[k] = reverse_points(traj, k, self.state)[:, :1]
+                heat[j] = histogram(rows[k] / self.scale[j], H, bins)
+        except WorkbenchError as exc:
+            self.set_trajectory(None)
+            self.problem = str(exc)
+            self.no_reverse.setText(self.problem)
+            return
+        valid = np.isfinite(heat[:, 0])
+        heat[valid] = self._column_scaled(heat[valid])
+        self.heat["reverse"] = heat
+        image.setImage(np.nan_to_num(heat, nan=0.0), levels=(0, 1))
+        image.setRect(_rect(0, -H, self.T, 2 * H))
+
+    def draw(self, t: float) -> str:
+        for line in self.markers:
+            line.setValue(t)
+        h, bins = self.cloud.half_width(t), LINE_BINS_1D
+        edges = np.linspace(-h, h, bins + 1)
+        width = 2 * h / bins
+        counts = histogram(self.cloud.at(t), h, bins)
+        self.curves["forward"].setData(edges, counts / (self.cloud.n * width))
+        self.distances = {}
+        exact_mass = None
+        if self.truth is not None:
+            fine = np.linspace(-h, h, 400)
+            self.curves["exact"].setData(fine, mixture_density(self.truth, t, fine[:, None]))
+            exact_mass = exact_density(self.truth, t, h, bins) * width
+            self.distances["forward"] = l1_distance(counts, exact_mass)
+        row = self.row_at(t)
+        parts = [f"t = {t:.3f}"]
+        if row is None:
+            self.curves["reverse"].setData([], [])
+        else:
+            k, t_row, pts = row
+            rcounts = histogram(pts[:, :1], h, bins)
+            self.curves["reverse"].setData(edges, rcounts / (max(len(pts), 1) * width))
+            parts.append(f"reverse: row {k} of {self.trajectory.n_saved}, at t = {t_row:.3f}")
+            if exact_mass is not None:
+                self.distances["reverse"] = l1_distance(rcounts, exact_mass)
+        self.curve_plot.setTitle(f"p_t at t = {t:.3f}")
+        self.curve_plot.setXRange(-h, h, padding=0.02)
+        for name, (d, noise) in self.distances.items():
+            parts.append(f"{name} vs exact: L1 = {d:.3f} (sampling noise ≈ {noise:.3f})")
+        if self.truth is None:
+            parts.append("no exact density for this data set (only Gaussian mixtures have one)")
+        else:
+            parts.append(f"L1 on {bins} bins")
+        parts.append("heat maps: x / √(m(t)² + s(t)²), each time column scaled to its peak")
+        return "   ".join(parts)
+
+
+class _Images(_View):
+    """Image data: GRID_SIDE² forward-noised images at t, and the trajectory's images at t."""
+
+    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: ForwardCloud) -> None:
+        super().__init__(layout, state, cloud)
+        self.shape = tuple(state.dataset.sample_shape)
+        self.boxes: dict[str, pg.PlotItem] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        for col, name in enumerate(("forward", "reverse")):
+            plot = layout.addPlot(row=0, col=col)
+            plot.hideAxis("left")
+            plot.hideAxis("bottom")
+            plot.setAspectLocked(True)
+            plot.invertY(True)
+            plot.setMenuEnabled(False)
+            image = _image_item()
+            plot.addItem(image)
+            self.boxes[name], self.images[name] = plot, image
+        equal_columns(layout, list(self.boxes.values()))
+        self.no_reverse = message_item("sample to see the reverse process")
+        self.boxes["reverse"].addItem(self.no_reverse)
+        self.mosaics: dict[str, np.ndarray] = {}
+
+    def _mosaic(self, flat: np.ndarray, scale: float) -> np.ndarray:
+        """RGB mosaic (width, height, 3) of up to GRID_SIDE² images, 2 px white gaps."""
+        shape = self.shape
+        c, hgt, wid = (shape if len(shape) == 3 else (1, *shape[-2:]))[-3:]
+        imgs = flat[: GRID_SIDE**2].reshape(-1, c, hgt, wid) / scale
+        grey = np.clip((imgs + 1.0) * 127.5, 0, 255).astype(np.uint8)
+        if c == 1:
+            rgb = np.repeat(grey, 3, axis=1)
+        elif c >= 3:
+            rgb = grey[:, :3]
+        else:
+            rgb = np.repeat(grey[:, :1], 3, axis=1)
+        gap = 2
+        side = GRID_SIDE
+        out = np.full((side * (hgt + gap) - gap, side * (wid + gap) - gap, 3), 255, np.uint8)
+        for i in range(rgb.shape[0]):
+            r, q = divmod(i, side)
+            y, x = r * (hgt + gap), q * (wid + gap)
+            out[y : y + hgt, x : x + wid] = rgb[i].transpose(1, 2, 0)
+        return out.transpose(1, 0, 2)  # ImageItem: axis 0 is horizontal
+
+    def draw(self, t: float) -> str:
+        m, s = self.cloud.coeffs(t)
+        scale = float(math.sqrt(float(m) ** 2 + float(s) ** 2)) or 1.0
+        fwd = self._mosaic(self.cloud.at(t), scale)
+        self.mosaics["forward"] = fwd
+        self.images["forward"].setImage(fwd, levels=(0, 255))
+        self.boxes["forward"].setTitle(f"forward: data noised to t = {t:.3f}")
+        row = self.row_at(t)
+        if row is None:
+            self.images["reverse"].clear()
+            self.mosaics.pop("reverse", None)
+            self.no_reverse.setText(self.problem or "sample to see the reverse process")
+            self.no_reverse.setVisible(True)
+            self.no_reverse.setPos(fwd.shape[0] / 2, fwd.shape[1] / 2)
+            self.boxes["reverse"].setTitle("reverse: generated at t")
+        else:
+            k, t_row, pts = row
+            rev = self._mosaic(pts, scale)
+            self.mosaics["reverse"] = rev
+            self.no_reverse.setVisible(False)
+            self.images["reverse"].setImage(rev, levels=(0, 255))
+            self.boxes["reverse"].setTitle(f"reverse: generated at t = {t_row:.3f} (row {k})")
+        for box in self.boxes.values():
+            box.setRange(xRange=(0, fwd.shape[0]), yRange=(0, fwd.shape[1]), padding=0.02)
+        return (
+            f"t = {t:.3f}   images shown as x_t / √(m² + s²) = x_t / {scale:.3g} on grey levels "
+            "[-1, 1] (model units), the first 36 of each set"
+        )
+
+
+# ------------------------------------------------------------------------------------ the tab
+def same_process(old: Any, new: Any) -> bool:
+    """Whether two experiments have the same data and SDE, hence the same p_t for every t."""
+    if old is None or new is None:
+        return False
+    return (
+        old.config.data == new.config.data
+        and old.config.sde == new.config.sde
+        and type(old.sde) is type(new.sde)
+    )
 
 
 class DensityTab(PlotTab):
+    """Marginal densities p_t: forward particles, the sampler's trajectory, the exact p_t."""
+
     title = "Densities"
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("densityPlot")
+        self.state: Any = None
+        self.trajectory: Any = None
+        self.t = 0.0
+        self.cloud: ForwardCloud | None = None
+        self.view: _View | None = None
+        self.last_redraw_ms = float("nan")
+        self._dirty = False
+
+        self.layout_widget = pg.GraphicsLayoutWidget()
+        self.layout_widget.setObjectName("densityLayout")
+        self.layout_widget.setBackground("w")
+        self.message = QtWidgets.QLabel()
+        self.message.setObjectName("densityMessage")
+        self.message.setAlignment(QtCore.Qt.AlignCenter)
+        self.message.setWordWrap(True)
+        self.stack = QtWidgets.QStackedWidget()
+        self.stack.addWidget(self.layout_widget)
+        self.stack.addWidget(self.message)
+        self.readout = QtWidgets.QLabel(" ")
+        self.readout.setObjectName("densityReadout")
+        self.readout.setWordWrap(True)
+        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.readout)
+        self._show_message("no experiment yet")
+
+    # -- the PlotTab hooks --------------------------------------------------------------------
+    def set_experiment(self, state: Any) -> None:
+        previous, self.state = self.state, state
+        if self.view is not None and same_process(previous, state):
+            # only training, network or sampling settings changed: p_t is the same
+            self.view.state, self.view.truth = state, state.truth
+            self._schedule()
+            return
+        self.layout_widget.clear()
+        self.view = None
+        reuse, self.cloud = self.cloud, None
+        if not isinstance(state.sde, LinearSDE):
+            self._show_message(
+                f"{state.sde.describe()} is not a linear SDE: its marginals p_t have no closed "
+                "form. Sample to see them; a Fokker–Planck or simulated reference is still to come."
+            )
+            return
+        if state.is_image:
+            cloud, kind = ForwardCloud(state, n=GRID_SIDE**2, reuse=reuse), _Images
+        elif state.dim == 1:
+            cloud, kind = ForwardCloud(state, reuse=reuse), _Line
+        elif state.dim == 2:
+            cloud, kind = ForwardCloud(state, reuse=reuse), _Planar
+        else:
+            self._show_message(
+                f"densities are shown for 1-D, 2-D and image data; these are {state.dim}-D vectors"
+            )
+            return
+        self.cloud = cloud
+        self.view = kind(self.layout_widget, state, cloud)
+        self.view.set_trajectory(self.trajectory)
+        self.stack.setCurrentWidget(self.layout_widget)
+        self._schedule()
+
+    def set_time(self, t: float) -> None:
+        self.t = float(t)
+        self._schedule()
+
+    def set_trajectory(self, trajectory: Any) -> None:
+        self.trajectory = trajectory
+        if self.view is not None:
+            self.view.set_trajectory(trajectory)
+            self._schedule()
+
+    def export_item(self) -> Any:
+        if self.view is None:
+            return None
+        self._flush()
+        return self.layout_widget.scene()
+
+    # -- drawing ------------------------------------------------------------------------------
+    def _show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.readout.setText(" ")
+        self.stack.setCurrentWidget(self.message)
+
+    def _schedule(self) -> None:
+        """Draw now when shown; a hidden tab only remembers to draw when it is shown."""
+        if self.isVisible():
+            self.redraw()
+        else:
+            self._dirty = True
+
+    def _flush(self) -> None:
+        if self._dirty:
+            self.redraw()
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        self._flush()
+
+    def redraw(self) -> None:
+        """Draw the current view at the current t (synchronously; a few ms to ~30 ms)."""
+        self._dirty = False
+        if self.view is None:
+            return
+        start = time.perf_counter()
+        text = self.view.draw(self.t)
+        self.last_redraw_ms = 1000.0 * (time.perf_counter() - start)
+        self.readout.setText(text)

@@ -1,15 +1,533 @@
-"""The Score field tab (placeholder until the full view lands)."""
+"""The Score field tab: the learned score s_theta(x, t) beside the true grad log p_t at t.
+
+- 2-D data: arrows on a 25 x 25 grid over the density p_t (the exact one for Gaussian-mixture
+  data, else the forward particles' histogram): the learned score in orange, the true score
+  (where known) in black beneath it, so that agreement shows as orange on black. Arrow lengths
+  are proportional to |score| and capped: the 95th percentile of |true score| (of the learned
+  one without truth) over the grid is drawn 0.9 grid spacings long, longer arrows are clipped to
+  that. Where the truth is known a second panel maps the error s(t) |s_theta - grad log p_t|
+  on a 64 x 64 grid; times s(t) it is the noise-prediction error |eps_theta - eps|, on one scale
+  at every t. The readout gives its mean weighted by p_t on the grid.
+- 1-D data: the learned and the true score against x, and p_t beneath.
+- Images: a note (the field is drawn for 1-D and 2-D data).
+
+The model is evaluated off the GUI thread, in a :class:`~workbench.gui.workers.Task` per refresh
+(training hands the tab a new model about once a second): while one runs, only the latest
+request is remembered and started when it ends. ``shutdown()`` joins the thread; the tab calls
+it when its window closes (an event filter on the window), and a main window may call it too.
+"""
 
 from __future__ import annotations
 
-from PySide6 import QtWidgets
+import math
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from workbench.core.sde import LinearSDE
 from workbench.gui.plots.base import PlotTab
+from workbench.gui.plots.density import (
+    ForwardCloud,
+    contour_segments,
+    equal_columns,
+    exact_density,
+    grid_centres,
+    hdr_levels,
+    histogram,
+    message_item,
+    mixture_density,
+    mixture_score,
+    same_process,
+)
+from workbench.gui.workers import Task
+
+__all__ = ["ScoreFieldTab", "FieldRequest", "compute_field", "arrow_segments"]
+
+ARROWS = 25
+ERROR_GRID = 64
+BACKGROUND_GRID = 128
+CURVE_POINTS = 400
+CAP_QUANTILE = 0.95
+T_MIN_FRACTION = 1e-3  # the field is evaluated at t >= 1e-3 T (s(0) = 0: eps models divide by it)
+
+_LEARNED = "#f36c21"
+_TRUE = "#111111"
 
 
+def _hint(truth: Any) -> str:
+    if truth is None:
+        return "no learned score yet: train to see it"
+    return "no learned score yet: train, or pick model.kind = analytic"
+
+
+# ------------------------------------------------------------------------------------ numerics
+@dataclass(frozen=True, eq=False)
+class FieldRequest:
+    """A snapshot of what one refresh needs; computed from in a worker thread."""
+
+    state: Any
+    model: Any
+    t: float
+    cloud: ForwardCloud | None
+
+
+def evaluate_model(model: Any, points: np.ndarray, t: float, sample_shape: tuple) -> np.ndarray:
+    """The model's score at points (n, dim) and time t, as float64 numpy (n, dim)."""
+    params = list(model.parameters())
+    tensors = params or list(model.buffers())
+    device = tensors[0].device if tensors else torch.device("cpu")
+    # a network computes in its parameters' dtype; a model without parameters (the analytic
+    # one) is given float64, so that agreement with the truth is to rounding
+    dtype = params[0].dtype if params else torch.float64
+    x = torch.from_numpy(points).to(device=device, dtype=dtype).reshape(-1, *sample_shape)
+    tt = torch.full((x.shape[0],), float(t), dtype=dtype, device=device)
+    with torch.no_grad():
+        out = model(x, tt)
+    return out.reshape(points.shape[0], -1).to(device="cpu", dtype=torch.float64).numpy()
+
+
+def arrow_segments(
+    origins: np.ndarray, vectors: np.ndarray, unit: float, cap: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Arrows as line segments (shaft and two head strokes) for ``connect="pairs"``.
+
+    An arrow from each origin along its vector, ``unit`` long per unit of |vector|, at most
+    ``cap`` long. Returns x and y arrays of segment end points.
+    """
+    v = np.nan_to_num(vectors, nan=0.0, posinf=0.0, neginf=0.0)
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    length = np.minimum(norm * unit, cap)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        direction = np.where(norm > 0, v / np.where(norm > 0, norm, 1.0), 0.0)
+    tips = origins + direction * length
+    head = 0.35 * length
+    cos, sin = math.cos(math.radians(28)), math.sin(math.radians(28))
+    back = -direction
+    left = np.stack([cos * back[:, 0] - sin * back[:, 1], sin * back[:, 0] + cos * back[:, 1]], 1)
+    right = np.stack([cos * back[:, 0] + sin * back[:, 1], -sin * back[:, 0] + cos * back[:, 1]], 1)
+    starts = np.concatenate([origins, tips, tips])
+    ends = np.concatenate([tips, tips + left * head, tips + right * head])
+    pts = np.stack([starts, ends], axis=1)  # (segments, 2 ends, 2 coords)
+    keep = np.concatenate([length[:, 0] > 0] * 3)
+    pts = pts[keep]
+    return pts[..., 0].ravel(), pts[..., 1].ravel()
+
+
+def compute_field(request: FieldRequest) -> dict[str, Any]:
+    """Everything one redraw shows, as numpy arrays (runs in a worker thread)."""
+    state, model, cloud = request.state, request.model, request.cloud
+    sde, truth = state.sde, state.truth
+    T = float(sde.T)
+    t = max(float(request.t), T_MIN_FRACTION * T)
+    linear = isinstance(sde, LinearSDE)
+    s_t = float(sde.std(torch.tensor(t, dtype=torch.float64))) if linear else 1.0
+    out: dict[str, Any] = {"state": state, "t": t, "t_requested": float(request.t), "s": s_t}
+    out["has_model"] = model is not None
+    shape = tuple(state.dataset.sample_shape)
+    h = cloud.half_width(t) if cloud is not None else 4.0
+    out["half"] = h
+    if state.dim == 1:
+        x = np.linspace(-h, h, CURVE_POINTS)[:, None]
+        out["x"] = x[:, 0]
+        out["learned"] = evaluate_model(model, x, t, shape)[:, 0] if model is not None else None
+        out["true"] = mixture_score(truth, t, x)[:, 0] if truth is not None else None
+        if truth is not None:
+            out["density"] = mixture_density(truth, t, x)
+        elif cloud is not None:
+            bins = CURVE_POINTS // 4
+            counts = histogram(cloud.at(t), h, bins)
+            out["density_edges"] = np.linspace(-h, h, bins + 1)
+            out["density"] = counts / (cloud.n * 2 * h / bins)
+        if out["learned"] is not None and out["true"] is not None:
+            p = out["density"]
+            err = s_t * np.abs(out["learned"] - out["true"])
+            out["error"] = err
+            out["mean_error"] = float((p * err).sum() / p.sum()) if p.sum() > 0 else float("nan")
+        return out
+
+    # 2-D: arrows on a coarse grid, the error on a finer one (one model call for both)
+    c = grid_centres(h, ARROWS)
+    origins = np.stack([a.ravel() for a in np.meshgrid(c, c, indexing="ij")], axis=1)
+    ce = grid_centres(h, ERROR_GRID) if truth is not None else np.empty(0)
+    fine = np.stack([a.ravel() for a in np.meshgrid(ce, ce, indexing="ij")], axis=1)
+    points = np.concatenate([origins, fine])
+    n = len(origins)
+    learned_all = evaluate_model(model, points, t, shape) if model is not None else None
+    true_all = mixture_score(truth, t, points) if truth is not None else None
+    learned = learned_all[:n] if learned_all is not None else None
+    true = true_all[:n] if true_all is not None else None
+
+    reference = true if true is not None else learned
+    spacing = 2 * h / ARROWS
+    cap = 0.9 * spacing
+    ref = 1.0
+    if reference is not None:
+        q = float(np.quantile(np.linalg.norm(np.nan_to_num(reference), axis=1), CAP_QUANTILE))
+        ref = q if q > 0 and np.isfinite(q) else 1.0
+    unit = cap / ref
+    out.update(cap_score=ref, spacing=spacing, learned=learned, true=true)
+    out["learned_segments"] = (
+        arrow_segments(origins, learned, unit, cap) if learned is not None else None
+    )
+    out["true_segments"] = arrow_segments(origins, true, unit, cap) if true is not None else None
+    if truth is not None:
+        out["background"] = exact_density(truth, t, h, BACKGROUND_GRID)
+        out["background_kind"] = "exact p_t"
+    elif cloud is not None:
+        bins = BACKGROUND_GRID // 2  # a coarser histogram: less sampling noise behind arrows
+        area = (2 * h / bins) ** 2
+        out["background"] = histogram(cloud.at(t), h, bins) / (cloud.n * area)
+        out["background_kind"] = "forward particles' histogram"
+    if truth is not None:
+        p = mixture_density(truth, t, fine)
+        grid = p.reshape(ERROR_GRID, ERROR_GRID)
+        out["contours"] = [contour_segments(grid, ce, ce, lv) for lv in hdr_levels(grid)]
+        if learned_all is not None:
+            raw = np.linalg.norm(learned_all[n:] - true_all[n:], axis=1)
+            err = s_t * raw
+            out["error"] = err.reshape(ERROR_GRID, ERROR_GRID)
+            weight = p.sum()
+            out["mean_error"] = float((p * err).sum() / weight) if weight > 0 else float("nan")
+            out["mean_raw_error"] = float((p * raw).sum() / weight) if weight > 0 else float("nan")
+    return out
+
+
+# ------------------------------------------------------------------------------------ the views
+def _light_map() -> pg.ColorMap:
+    return pg.ColorMap([0.0, 1.0], [(255, 255, 255), (88, 140, 204)])
+
+
+class _Field2D:
+    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any) -> None:
+        self.layout = layout
+        self.truth = state.truth
+        self.field = layout.addPlot(row=0, col=0, title="score at t")
+        self.field.setAspectLocked(True)
+        self.field.setLabel("bottom", "x₁ (model units)")
+        self.field.setLabel("left", "x₂ (model units)")
+        self.field.setMenuEnabled(False)
+        self.legend = self.field.addLegend(offset=(-5, 5), brush=pg.mkBrush(255, 255, 255, 200))
+        self.background = pg.ImageItem()
+        self.background.setColorMap(_light_map())
+        self.field.addItem(self.background)
+        self.true_item = pg.PlotDataItem(connect="pairs", pen=pg.mkPen(_TRUE, width=3))
+        self.learned_item = pg.PlotDataItem(connect="pairs", pen=pg.mkPen(_LEARNED, width=1.5))
+        if self.truth is not None:
+            self.field.addItem(self.true_item)
+            self.legend.addItem(self.true_item, "true ∇log p_t")
+        self.field.addItem(self.learned_item)
+        self.legend.addItem(self.learned_item, "learned s_θ")
+        self.hint = message_item(_hint(self.truth), fill=True)
+        self.field.addItem(self.hint)
+        plots = [self.field]
+        self.error_plot = None
+        if self.truth is not None:
+            self.error_plot = layout.addPlot(row=0, col=1, title="error s(t)·|s_θ − ∇log p_t|")
+            self.error_plot.setAspectLocked(True)
+            self.error_plot.setLabel("bottom", "x₁ (model units)")
+            self.error_plot.setLabel("left", "x₂ (model units)")
+            self.error_plot.setMenuEnabled(False)
+            self.error_image = pg.ImageItem()
+            self.error_plot.addItem(self.error_image)
+            self.contour_items = []
+            for colour in ("#00e5ff", "#7fdbe8"):
+                item = pg.PlotDataItem(connect="pairs", pen=pg.mkPen(colour, width=1.2))
+                self.error_plot.addItem(item)
+                self.contour_items.append(item)
+            self.error_hint = message_item("no learned score yet")
+            self.error_plot.addItem(self.error_hint)
+            self.bar = pg.ColorBarItem(
+                values=(0, 1),
+                colorMap=pg.colormap.get("inferno"),
+                interactive=False,
+                width=14,
+                rounding=1e-6,
+                label="s(t)·|Δ score|",
+            )
+            self.bar.setImageItem(self.error_image)
+            layout.addItem(self.bar, row=0, col=2)
+            plots.append(self.error_plot)
+        equal_columns(layout, plots)
+        self.result: dict[str, Any] | None = None
+
+    def show(self, r: dict[str, Any]) -> str:
+        self.result = r
+        h, t = r["half"], r["t"]
+        rect = QtCore.QRectF(-h, -h, 2 * h, 2 * h)
+        if "background" in r:
+            bg = r["background"]
+            self.background.setImage(bg, levels=(0, float(bg.max()) or 1.0))
+            self.background.setRect(rect)
+        else:
+            self.background.clear()
+        if r["learned_segments"] is not None:
+            self.learned_item.setData(*r["learned_segments"])
+        else:
+            self.learned_item.setData([], [])
+        if r["true_segments"] is not None:
+            self.true_item.setData(*r["true_segments"])
+        # the error panel says it where there is one; else a note over the arrows
+        self.hint.setVisible(not r["has_model"] and self.error_plot is None)
+        self.hint.setPos(0, 0)
+        self.field.setRange(xRange=(-h, h), yRange=(-h, h), padding=0)
+        self.field.setTitle(f"score at t = {t:.3f} over the {r.get('background_kind', 'plane')}")
+        parts = [f"t = {t:.3f}" + ("" if t == r["t_requested"] else " (t ≥ 0.001 T is shown)")]
+        if r["learned"] is not None or r["true"] is not None:
+            parts.append(
+                f"arrows: length ∝ |score|, {r['spacing'] * 0.9:.3g} (0.9 grid spacing) for "
+                f"|score| = {r['cap_score']:.3g} (the 95th percentile), longer ones clipped"
+            )
+        if self.error_plot is not None:
+            self.error_plot.setRange(xRange=(-h, h), yRange=(-h, h), padding=0)
+            for item, segs in zip(self.contour_items, r.get("contours", []), strict=False):
+                item.setData(*segs)
+            if "error" in r:
+                err = r["error"]
+                top = float(np.quantile(err, 0.99)) if err.size else 1.0
+                self.error_image.setImage(err, autoLevels=False)
+                self.error_image.setRect(rect)
+                self.bar.setLevels((0.0, top if top > 0 else 1.0))
+                self.error_hint.setVisible(False)
+                parts.append(
+                    f"mean error over p_t: s(t)·|Δ| = {r['mean_error']:.3g} "
+                    f"(= |ε_θ − ε|), |Δ| = {r['mean_raw_error']:.3g}   s(t) = {r['s']:.3g}"
+                )
+                parts.append("contours: 50 % / 90 % of p_t")
+            else:
+                self.error_image.clear()
+                self.error_hint.setVisible(True)
+                self.error_hint.setPos(0, 0)
+        else:
+            parts.append("no exact score for this data set (only Gaussian mixtures have one)")
+        if not r["has_model"]:
+            parts.append(_hint(self.truth))
+        return "   ".join(parts)
+
+
+class _Field1D:
+    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any) -> None:
+        self.truth = state.truth
+        self.plot = layout.addPlot(row=0, col=0, title="score at t")
+        self.plot.setLabel("left", "score ∂/∂x log p_t")
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.addLegend(offset=(-10, 10))
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.true_item = None
+        if self.truth is not None:
+            self.true_item = self.plot.plot(pen=pg.mkPen(_TRUE, width=3), name="true ∇log p_t")
+        self.learned_item = self.plot.plot(pen=pg.mkPen(_LEARNED, width=2), name="learned s_θ")
+        self.hint = message_item(_hint(self.truth), fill=True)
+        self.plot.addItem(self.hint)
+        self.density_plot = layout.addPlot(row=1, col=0)
+        self.density_plot.setLabel("left", "p_t")
+        self.density_plot.setLabel("bottom", "x (model units)")
+        self.density_plot.showGrid(x=True, y=True, alpha=0.25)
+        self.density_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.density_plot.setXLink(self.plot)
+        self.density_item = self.density_plot.plot(
+            pen=pg.mkPen("#588ccc", width=1.5), fillLevel=0, brush=(88, 140, 204, 80)
+        )
+        layout.ci.layout.setRowStretchFactor(0, 3)
+        layout.ci.layout.setRowStretchFactor(1, 1)
+        self.result: dict[str, Any] | None = None
+
+    def show(self, r: dict[str, Any]) -> str:
+        self.result = r
+        t, x = r["t"], r["x"]
+        self.plot.setTitle(f"score at t = {t:.3f}")
+        if r["learned"] is not None:
+            self.learned_item.setData(x, r["learned"])
+        else:
+            self.learned_item.setData([], [])
+        if self.true_item is not None and r["true"] is not None:
+            self.true_item.setData(x, r["true"])
+        reference = r["true"] if r["true"] is not None else r["learned"]
+        if reference is not None and np.all(np.isfinite(reference)):
+            lo, hi = float(reference.min()), float(reference.max())
+            pad = 0.1 * (hi - lo) + 1e-9
+            self.plot.setYRange(lo - pad, hi + pad, padding=0)
+        self.plot.setXRange(float(x[0]), float(x[-1]), padding=0.02)
+        self.hint.setVisible(not r["has_model"])
+        self.hint.setPos(0, 0 if reference is None else float(np.mean(reference)))
+        if "density_edges" in r:
+            self.density_item.setData(r["density_edges"], r["density"], stepMode="center")
+        elif "density" in r:
+            self.density_item.setData(x, r["density"])
+        parts = [f"t = {t:.3f}" + ("" if t == r["t_requested"] else " (t ≥ 0.001 T is shown)")]
+        if "mean_error" in r:
+            parts.append(
+                f"mean error over p_t: s(t)·|Δ| = {r['mean_error']:.3g} (= |ε_θ − ε|)   "
+                f"s(t) = {r['s']:.3g}"
+            )
+        if self.truth is None:
+            parts.append("no exact score for this data set (only Gaussian mixtures have one)")
+        if not r["has_model"]:
+            parts.append(_hint(self.truth))
+        return "   ".join(parts)
+
+
+# ------------------------------------------------------------------------------------ the tab
 class ScoreFieldTab(PlotTab):
+    """The learned score field beside the true one, computed in a worker thread."""
+
     title = "Score field"
+    fieldUpdated = QtCore.Signal()  # a computed field has been drawn
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("scoreFieldPlot")
+        self.state: Any = None
+        self.model: Any = None
+        self.t = 0.0
+        self.cloud: ForwardCloud | None = None
+        self.view: _Field1D | _Field2D | None = None
+        self.error: str | None = None
+        self._task: Task | None = None
+        self._pending = False
+        self._dirty = False
+        self._watched: QtWidgets.QWidget | None = None
+
+        self.layout_widget = pg.GraphicsLayoutWidget()
+        self.layout_widget.setObjectName("scoreFieldLayout")
+        self.layout_widget.setBackground("w")
+        self.message = QtWidgets.QLabel()
+        self.message.setObjectName("scoreFieldMessage")
+        self.message.setAlignment(QtCore.Qt.AlignCenter)
+        self.message.setWordWrap(True)
+        self.stack = QtWidgets.QStackedWidget()
+        self.stack.addWidget(self.layout_widget)
+        self.stack.addWidget(self.message)
+        self.readout = QtWidgets.QLabel(" ")
+        self.readout.setObjectName("scoreFieldReadout")
+        self.readout.setWordWrap(True)
+        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.readout)
+        self._show_message("no experiment yet")
+
+    # -- the PlotTab hooks --------------------------------------------------------------------
+    def set_experiment(self, state: Any) -> None:
+        previous, self.state = self.state, state
+        if self.view is not None and same_process(previous, state):
+            # only training, network or sampling settings changed: the true field is the same
+            self.view.truth = state.truth
+            self.request()
+            return
+        self.layout_widget.clear()
+        self.view = None
+        reuse, self.cloud = self.cloud, None
+        if state.is_image or state.dim > 2:
+            what = "images" if state.is_image else f"{state.dim}-D vectors"
+            self._show_message(
+                f"The score field is shown for 1-D and 2-D data; these data are {what}. "
+                "The Densities and Trajectories tabs show how the learned score samples them."
+            )
+            return
+        if isinstance(state.sde, LinearSDE):
+            self.cloud = ForwardCloud(state, reuse=reuse)
+        self.view = (
+            _Field1D(self.layout_widget, state)
+            if state.dim == 1
+            else _Field2D(self.layout_widget, state)
+        )
+        self.stack.setCurrentWidget(self.layout_widget)
+        self.readout.setText(" ")
+        self.request()
+
+    def set_time(self, t: float) -> None:
+        self.t = float(t)
+        self.request()
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+        self.request()
+
+    def export_item(self) -> Any:
+        return self.layout_widget.scene() if self.view is not None else None
+
+    # -- the worker ---------------------------------------------------------------------------
+    def request(self) -> None:
+        """Refresh the field: now, after the running refresh, or when the tab is shown."""
+        if self.view is None:
+            return
+        if not self.isVisible():
+            self._dirty = True
+            return
+        if self._task is not None:
+            self._pending = True
+            return
+        self._start()
+
+    def is_idle(self) -> bool:
+        """No refresh running or waiting (a hidden tab's deferred refresh does not count)."""
+        return self._task is None and not self._pending
+
+    def _start(self) -> None:
+        self._dirty = False
+        self._pending = False
+        req = FieldRequest(self.state, self.model, self.t, self.cloud)
+        task = Task("score field", lambda ctx: compute_field(req), self)
+        task.done.connect(self._done)
+        task.failed.connect(self._failed)
+        task.finished.connect(lambda: self._finished(task))
+        self._task = task
+        task.start()
+
+    def _done(self, result: dict[str, Any]) -> None:
+        if result.get("state") is not self.state or self.view is None:
+            return  # computed for an experiment since replaced
+        self.error = None
+        self.readout.setText(self.view.show(result))
+        self.fieldUpdated.emit()
+
+    def _failed(self, message: str, details: str) -> None:
+        self.error = message
+        self.readout.setText(f"could not compute the score field: {message}")
+
+    def _finished(self, task: Task) -> None:
+        task.wait()
+        task.deleteLater()
+        if task is self._task:
+            self._task = None
+            if self._pending:
+                self._start()
+
+    def shutdown(self) -> None:
+        """Drop any waiting refresh and join the running one (call before the tab goes away)."""
+        self._pending = False
+        task = self._task
+        self._task = None
+        if task is not None:
+            task.cancel()
+            task.wait()
+
+    # -- visibility and teardown --------------------------------------------------------------
+    def _show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.readout.setText(" ")
+        self.stack.setCurrentWidget(self.message)
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        window = self.window()
+        if window is not self and window is not self._watched:
+            if self._watched is not None:
+                self._watched.removeEventFilter(self)
+            window.installEventFilter(self)
+            self._watched = window
+        if self._dirty:
+            self.request()
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if watched is self._watched and event.type() == QtCore.QEvent.Close:
+            self.shutdown()
+        return False
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)

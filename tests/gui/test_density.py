@@ -1,0 +1,264 @@
+"""The Densities tab in the real main window: forward histograms, the exact p_t, trajectories."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.config import default_config, to_toml
+from workbench.core.sde import SDE
+from workbench.gui.main_window import MainWindow
+from workbench.gui.plots.density import (
+    BINS_1D,
+    BINS_2D,
+    GRID_SIDE,
+    TIMES_1D,
+    DensityTab,
+    ForwardCloud,
+    contour_segments,
+    histogram,
+    l1_distance,
+    mixture_density,
+    mixture_score,
+)
+from workbench.gui.state import ExperimentState
+from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
+
+
+def density_tab(window: MainWindow, **overrides: object) -> DensityTab:
+    if overrides:
+        window.set_config(window.config.with_overrides(overrides))
+    tab = window.tabs_by_name["density"]
+    window.tab_widget.setCurrentWidget(tab)
+    assert tab.isVisible()
+    return tab
+
+
+def slide(window: MainWindow, value: int) -> float:
+    window.time_slider.setValue(value)
+    return window.current_time()
+
+
+def exact_trajectory(window: MainWindow, path: Path, n: int = 4000, rows: int = 21) -> Path:
+    """A trajectory file whose rows are exact draws from p_t, written by the real writer."""
+    state = window.state
+    T = state.sde.T
+    times = np.linspace(T, 1e-3 * T, rows)
+    generator = torch.Generator().manual_seed(7)
+    with TrajectoryWriter(
+        path,
+        n_samples=n,
+        sample_shape=state.dataset.sample_shape,
+        config_toml=to_toml(window.config),
+        sampler="exact",
+        normalizer=state.normalizer,
+    ) as writer:
+        for k, t in enumerate(times):
+            if state.truth is not None:
+                x = state.truth.sample(n, float(t), generator)
+            else:  # the forward process itself, from data
+                cloud = ForwardCloud(state, n=n, seed=k)
+                x = torch.from_numpy(cloud.at(float(t))).float()
+            writer.append(k, float(t), x.reshape(n, *state.dataset.sample_shape))
+        writer.close()
+    return path
+
+
+# ------------------------------------------------------------------------------------ 2-D
+def test_forward_histogram_follows_the_slider_and_matches_the_truth(window: MainWindow) -> None:
+    tab = density_tab(window, **{"model.kind": "analytic"})
+    slide(window, 50)
+    first = tab.view.images["forward"].image.copy()
+    assert first.shape == (BINS_2D, BINS_2D)
+    slide(window, 500)
+    assert not np.allclose(first, tab.view.images["forward"].image)
+    assert "t = 0.500" in tab.readout.text()
+    for value in (10, 400):
+        slide(window, value)
+        view = tab.view
+        area = (2 * view.half / BINS_2D) ** 2
+        mass = view.forward_density.sum() * area  # particles inside the window
+        assert 0.99 <= mass <= 1.0 + 1e-12
+        assert view.exact.sum() * area == pytest.approx(1.0, abs=0.01)
+        d, noise = view.distances["forward"]
+        # exact draws: the distance is the sampling noise's (expected value ``noise``)
+        assert d < 1.3 * noise, (value, d, noise)
+        assert "forward vs exact: L1" in tab.readout.text()
+    # the contours of the exact p_t are drawn on both histograms
+    segments = tab.view.contours["forward"][0].getData()[0]
+    assert segments is not None and len(segments) > 10
+    # a change that leaves data and SDE alone keeps the view and its particles
+    view, cloud = tab.view, tab.cloud
+    window.set_config(window.config.with_overrides({"train.lr": 1e-4}))
+    assert tab.view is view and tab.cloud is cloud and view.state is window.state
+    window.set_config(window.config.with_overrides({"sde.kind": "ve"}))
+    assert tab.view is not view and tab.cloud.x0 is cloud.x0  # same data: same x0
+    # a hidden tab only draws when shown again
+    window.tab_widget.setCurrentWidget(window.tabs_by_name["loss"])
+    slide(window, 300)
+    assert tab._dirty
+    window.tab_widget.setCurrentWidget(tab)
+    assert not tab._dirty and "t = 0.300" in tab.readout.text()
+
+
+def test_reverse_panel_shows_the_trajectory_row(window: MainWindow, tmp_path: Path) -> None:
+    tab = density_tab(window, **{"model.kind": "analytic"})
+    slide(window, 200)
+    assert tab.view.reverse_density is None and tab.view.no_reverse.isVisible()
+    traj = TrajectoryFile(exact_trajectory(window, tmp_path / "exact.h5"))
+    try:
+        window.trajectory = traj
+        tab.set_trajectory(traj)
+        view = tab.view
+        assert not view.no_reverse.isVisible()
+        assert view.reverse_density.shape == (BINS_2D, BINS_2D)
+        d, noise = view.distances["reverse"]
+        assert d < 1.3 * noise
+        assert f"row {traj.index_of_time(0.2)} of 21" in tab.readout.text()
+        slide(window, 0)  # below the file's first time: its nearest row, no error
+        assert view.reverse_density is not None
+    finally:
+        tab.set_trajectory(None)
+        window.trajectory = None
+        traj.close()
+
+
+# ------------------------------------------------------------------------------------ 1-D
+def test_one_dimensional_heat_maps(window: MainWindow, tmp_path: Path) -> None:
+    tab = density_tab(window, **{"data.name": "gmm1d", "model.kind": "analytic"})
+    t = slide(window, 250)
+    view = tab.view
+    for name in ("forward", "exact"):
+        heat = view.heat[name]
+        assert heat.shape == (TIMES_1D, BINS_1D)
+        assert np.allclose(heat.max(axis=1), 1.0)  # each column scaled to its peak
+    assert all(line.value() == pytest.approx(t) for line in view.markers)
+    # the forward particles' map and the exact map agree, column by column
+    assert np.abs(view.heat["forward"] - view.heat["exact"]).mean() < 0.05
+    d, noise = view.distances["forward"]
+    assert d < 1.3 * noise
+    traj = TrajectoryFile(exact_trajectory(window, tmp_path / "exact1d.h5", rows=41))
+    try:
+        tab.set_trajectory(traj)
+        assert view.heat["reverse"].shape == (TIMES_1D, BINS_1D)
+        assert np.isfinite(view.heat["reverse"]).all()
+        assert "reverse vs exact" in tab.readout.text()
+    finally:
+        tab.set_trajectory(None)
+        traj.close()
+
+
+# ------------------------------------------------------------------------------------ images
+def test_digit_grids(window: MainWindow, tmp_path: Path) -> None:
+    tab = density_tab(window, **{"data.name": "digits", "model.kind": "unet"})
+    slide(window, 0)
+    side = GRID_SIDE * (8 + 2) - 2
+    clean = tab.view.mosaics["forward"].copy()
+    assert clean.shape == (side, side, 3) and clean.dtype == np.uint8
+    slide(window, 900)
+    noisy = tab.view.mosaics["forward"]
+    assert not np.array_equal(clean, noisy)
+    assert "reverse" not in tab.view.mosaics
+    traj = TrajectoryFile(exact_trajectory(window, tmp_path / "digits.h5", n=40, rows=5))
+    try:
+        tab.set_trajectory(traj)
+        assert tab.view.mosaics["reverse"].shape == (side, side, 3)
+    finally:
+        tab.set_trajectory(None)
+        traj.close()
+
+
+# ------------------------------------------------------------------------------------ SDEs
+class CubicDrift(SDE):
+    """dX = -X^3 dt + dW: non-linear, no Gaussian transition kernel (a test SDE)."""
+
+    def drift(self, x, t):
+        return -(x**3)
+
+    def diffusion(self, t):
+        return torch.ones_like(torch.as_tensor(t, dtype=torch.float64))
+
+    def prior_sample(self, shape, generator=None, **kw):
+        return torch.randn(shape, generator=generator)
+
+    def prior_logp(self, z):
+        return -0.5 * z.pow(2).sum(-1)
+
+
+def test_every_sde_kind_other_data_and_export(window: MainWindow, tmp_path: Path) -> None:
+    tab = density_tab(window, **{"model.kind": "analytic"})
+    for kind in ("vp", "subvp", "ve", "cosine", "linear"):
+        window.set_config(window.config.with_overrides({"sde.kind": kind}))
+        for value in (0, 1000):
+            slide(window, value)
+            assert np.isfinite(tab.view.forward_density).all(), kind
+            assert np.isfinite(tab.view.exact).all(), kind
+            assert tab.view.forward_density.sum() > 0, kind
+            assert f"t = {window.current_time():.3f}" in tab.readout.text()
+    for suffix in (".png", ".svg"):
+        out = tab.export(tmp_path / f"densities{suffix}")
+        assert out.exists() and out.stat().st_size > 1000
+
+    # a non-linear SDE: a message, no crash
+    base = window.state
+    state = ExperimentState(base.config, base.dataset, base.normalizer, CubicDrift(), None)
+    tab.set_experiment(state)
+    tab.set_time(0.5)
+    assert tab.view is None and tab.stack.currentWidget() is tab.message
+    assert "not a linear SDE" in tab.message.text()
+    assert tab.export_item() is None
+
+    # data without an exact density
+    window.set_config(
+        window.config.with_overrides({"data.name": "checkerboard", "model.kind": "mlp"})
+    )
+    assert tab.stack.currentWidget() is tab.layout_widget
+    slide(window, 100)
+    assert "exact" not in tab.view.images and tab.view.forward_density.sum() > 0
+    assert "no exact density" in tab.readout.text()
+
+
+# ------------------------------------------------------------------------------------ numerics
+def test_numpy_mixture_matches_the_analytic_truth() -> None:
+    cfg = default_config().with_overrides(
+        {
+            "data.name": "gmm",
+            "data.means": [[0.0, 0.0], [2.0, 1.0]],
+            "data.covs": [[[1.0, 0.5], [0.5, 1.0]], [[0.3, -0.1], [-0.1, 0.2]]],
+            "sde.kind": "ve",
+        }
+    )
+    truth = ExperimentState.build(cfg).truth
+    pts = np.random.default_rng(0).normal(size=(500, 2)) * 3
+    for t in (0.0, 0.05, 0.7):
+        x = torch.from_numpy(pts)
+        p = torch.exp(truth.log_prob(x, t)).numpy()
+        assert np.allclose(mixture_density(truth, t, pts), p, rtol=1e-10, atol=1e-300)
+        assert np.allclose(mixture_score(truth, t, pts), truth.score(x, t).numpy(), rtol=1e-9)
+    times = np.linspace(0, 1, 500)
+    p = torch.exp(truth.log_prob(torch.from_numpy(pts), torch.from_numpy(times))).numpy()
+    assert np.allclose(mixture_density(truth, times, pts), p, rtol=1e-10, atol=1e-300)
+
+
+def test_histogram_contours_and_l1() -> None:
+    pts = np.array([[0.0, 0.0], [0.99, -0.99], [1.0, 0.0], [np.nan, 0.0], [-1.0, -1.0]])
+    counts = histogram(pts, 1.0, 4)
+    assert counts.sum() == 3 and counts[2, 2] == 1 and counts[3, 0] == 1 and counts[0, 0] == 1
+    xs = np.linspace(-2, 2, 81)
+    X, Y = np.meshgrid(xs, xs, indexing="ij")
+    sx, sy = contour_segments(X**2 + Y**2, xs, xs, 1.0)
+    assert len(sx) % 2 == 0 and np.allclose(np.hypot(sx, sy), 1.0, atol=2e-3)
+    sx, sy = contour_segments(X * Y, xs, xs, 0.5)  # saddles included
+    assert np.allclose(sx * sy, 0.5, atol=1e-9)
+    p = np.full(100, 0.01)
+    rng = np.random.default_rng(1)
+    n = 10000
+    dists = [l1_distance(np.bincount(rng.integers(0, 100, n), minlength=100), p) for _ in range(50)]
+    mean = np.mean([d for d, _ in dists])
+    noise = dists[0][1]
+    assert noise == pytest.approx(math.sqrt(2 / (math.pi * n)) * 100 * math.sqrt(0.01 * 0.99))
+    assert mean == pytest.approx(noise, rel=0.1)
