@@ -195,11 +195,7 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
 @pytest.mark.parametrize(
     "argv",
     [
-        ["sample", "run", "--out", "s.h5", "--n", "5", "--sampler", "pc", "--record-every", "0"],
-        ["nll", "run", "--n", "100"],
         ["fpk", "exp.toml", "--out", "f.h5", "--grid", "64", "--times", "0,0.5,1"],
-        ["inspect", "s.h5", "--json"],
-        ["export", "s.h5", "--out", "x.csv", "--format", "csv", "--time", "0.5"],
     ],
 )
 def test_later_commands_say_not_yet(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

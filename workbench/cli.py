@@ -280,10 +280,53 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="override sample.record_every (0: store only the final samples)",
     )
+    p.add_argument("--seed", type=_non_negative, metavar="S", help="override sample.seed")
+    p.add_argument(
+        "--device", type=_device, metavar="D", help="where to sample: auto, cpu, cuda[:N]"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite FILE.h5 if it exists")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    return _not_yet("sample")
+    from workbench.io.sampling import load_model, sample_to_file
+    from workbench.terminal import TerminalProgress
+
+    config, model, dataset = load_model(args.source)
+    overrides = {
+        "sample.n": args.n,
+        "sample.sampler": args.sampler,
+        "sample.steps": args.steps,
+        "sample.record_every": args.record_every,
+        "sample.seed": args.seed,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.device is not None:
+        overrides["train.device"] = args.device
+    if overrides:
+        config = config.with_overrides(overrides)
+    bar = TerminalProgress("sample")
+    start = {"t": None}
+
+    def progress(done: int, total: int) -> None:
+        import time
+
+        now = time.perf_counter()
+        if start["t"] is None:
+            start["t"] = now
+        rate = done / (now - start["t"]) if now > start["t"] else 0.0
+        bar.update(done, total, rate)
+
+    try:
+        result = sample_to_file(
+            config, model, args.out, overwrite=args.force, progress=progress, dataset=dataset
+        )
+    finally:
+        bar.close()
+    print(
+        f"wrote {result.path}: {config.sample.n} samples, {result.rows} rows, "
+        f"{result.nfe} score evaluations, {result.seconds:.2f} s"
+    )
+    return 0
 
 
 def _args_nll(p: argparse.ArgumentParser) -> None:
@@ -292,7 +335,26 @@ def _args_nll(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_nll(args: argparse.Namespace) -> int:
-    return _not_yet("nll")
+    from workbench.io.evaluation import data_nll
+    from workbench.terminal import TerminalProgress
+
+    bar = TerminalProgress("nll")
+    n = args.n or 2000
+    try:
+        report = data_nll(args.source, n, progress=lambda f: bar.update(int(1000 * f), 1000, 0.0))
+    finally:
+        bar.close()
+    print(
+        f"NLL of {report.n} data points (data units): {report.nats_per_dim:.4f} "
+        f"± {report.stderr_nats_per_dim:.4f} nats/dim, {report.bits_per_dim:.4f} bits/dim "
+        f"({report.nfe} score evaluations per sample)"
+    )
+    if report.exact_nats_per_dim is not None:
+        print(
+            "exact NLL of the same points under the data density: "
+            f"{report.exact_nats_per_dim:.4f} nats/dim"
+        )
+    return 0
 
 
 def _args_fpk(p: argparse.ArgumentParser) -> None:
@@ -314,7 +376,24 @@ def _args_inspect(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    return _not_yet("inspect")
+    import json
+
+    from workbench.io.trajectories import TrajectoryFile
+
+    with TrajectoryFile(args.file) as traj:
+        summary = traj.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for sub, val in value.items():
+                print(f"  {sub}: {val}")
+        else:
+            print(f"{key:<{width}}  {value}")
+    return 0
 
 
 def _args_export(p: argparse.ArgumentParser) -> None:
@@ -328,10 +407,28 @@ def _args_export(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--step", type=int, metavar="K", help="export the row of solver step K")
     which.add_argument("--time", type=_float, metavar="T", help="export the row nearest time T")
+    p.add_argument("--n", type=_positive, metavar="N", help="export only the first N samples")
+    p.add_argument(
+        "--raw", action="store_true", help="keep trajectory rows in model units (no mapping back)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    return _not_yet("export")
+    from workbench.io.export import export_samples
+
+    out = export_samples(
+        args.file,
+        args.out,
+        fmt=args.format,
+        step=args.step,
+        time=args.time,
+        n=args.n,
+        denormalise=not args.raw,
+        force=args.force,
+    )
+    print(f"wrote {out}")
+    return 0
 
 
 def _args_bench(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,189 @@
+"""Sampling into a trajectory file, and loading what to sample from: the work behind both
+``sde-workbench sample`` and the GUI's Sample button.
+
+Rows are recorded every ``record_every`` solver steps (plus the prior row and the final one);
+the writer's thread takes them off the sampler's hands, so the solver never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.config import ExperimentConfig, to_toml
+from workbench.core.data import DataSet, Normalizer, build_dataset
+from workbench.core.nets import build_score_model
+from workbench.core.samplers import build_sampler, sample
+from workbench.core.sde import build_sde
+from workbench.core.train import resolve_device
+from workbench.errors import WorkbenchError
+from workbench.io.runs import RunFolder
+from workbench.io.trajectories import TrajectoryWriter
+
+__all__ = ["SamplingResult", "load_model", "sample_params", "sample_to_file"]
+
+
+@dataclass(frozen=True)
+class SamplingResult:
+    path: Path
+    status: str  # "done" | "cancelled"
+    nfe: int
+    seconds: float
+    rows: int
+
+
+def sample_params(config: ExperimentConfig) -> dict[str, Any]:
+    return {p.name: getattr(config.sample, p.name) for p in config.sample.PARAMS}
+
+
+def _model_units_mixture(dataset: DataSet, normalizer: Normalizer) -> Any:
+    mixture = dataset.mixture()
+    return None if mixture is None else normalizer.to_model_mixture(mixture)
+
+
+def load_model(
+    source: str | os.PathLike[str] | ExperimentConfig, device: str | torch.device = "cpu"
+) -> tuple[ExperimentConfig, nn.Module, DataSet]:
+    """The config, the score model (EMA weights of a run, or the analytic score) and the data.
+
+    ``source`` is a run folder (its checkpoint's EMA weights are used) or a config whose
+    ``model.kind`` is ``analytic`` (nothing to train).
+    """
+    from workbench.config import load_config
+
+    checkpoint = None
+    if isinstance(source, ExperimentConfig):
+        config = source
+    else:
+        path = Path(source)
+        if path.is_dir():
+            folder = RunFolder.open(path)
+            config = folder.load_config()
+            if config.model.kind != "analytic":
+                if not folder.has_checkpoint():
+                    raise WorkbenchError(f"{path} has no checkpoint.pt yet: train it first")
+                checkpoint = folder.load_checkpoint()
+        else:
+            config = load_config(path)
+    if checkpoint is None and config.model.kind != "analytic":
+        raise WorkbenchError(
+            f"a config with model.kind = {config.model.kind!r} has no weights: sample from a "
+            "trained run folder, or set model.kind = 'analytic' (Gaussian-mixture data)"
+        )
+    dataset = build_dataset(config.data.name, dict(config.data.params))
+    normalizer = dataset.normalizer()
+    sde = build_sde(config.sde.kind, dict(config.sde.params))
+    params = {p.name: getattr(config.model, p.name) for p in config.model.PARAMS}
+    model = build_score_model(
+        config.model.kind,
+        params,
+        sde,
+        dataset.sample_shape,
+        _model_units_mixture(dataset, normalizer),
+    )
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(checkpoint["ema"])
+        except (RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise WorkbenchError(
+                f"the checkpoint does not fit the run's config ({first})"
+            ) from None
+    model.eval().requires_grad_(False)
+    return config, model.to(torch.device(device)), dataset
+
+
+def sample_to_file(
+    config: ExperimentConfig,
+    model: nn.Module,
+    out: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    dataset: DataSet | None = None,
+) -> SamplingResult:
+    """Run the config's sampler with ``model`` and write every recorded row to ``out``.
+
+    ``progress(done, total)`` counts solver steps (for the adaptive ODE solver, thousandths of
+    the time interval). A cancel stops after the current step and leaves a valid file whose
+    root attribute ``complete`` is false.
+    """
+    sc = config.sample
+    dev = resolve_device(sc_device(config) if device is None else str(device))
+    dataset = dataset or build_dataset(config.data.name, dict(config.data.params))
+    normalizer = dataset.normalizer()
+    sde = build_sde(config.sde.kind, dict(config.sde.params))
+    model = model.to(dev)
+    sampler = build_sampler(sde, model, sample_params(config))
+    generator = torch.Generator(device=dev).manual_seed(sc.seed)
+    n_steps = sampler.n_steps
+    total = n_steps if n_steps is not None else 1000
+    span = sde.T - sc.eps
+    started = time.perf_counter()
+    rows = 0
+    with TrajectoryWriter(
+        out,
+        n_samples=sc.n,
+        sample_shape=dataset.sample_shape,
+        config_toml=to_toml(config),
+        sampler=sc.sampler,
+        direction="reverse",
+        normalizer=normalizer,
+        overwrite=overwrite,
+    ) as writer:
+        last = None
+        with torch.no_grad():
+            for item in sample(sampler, sc.n, dataset.sample_shape, generator, dev):
+                last = item
+                if sc.record_every and item.step % sc.record_every == 0:
+                    writer.append(item.step, item.t, item.x.reshape(sc.n, -1).cpu())
+                    rows += 1
+                if progress is not None:
+                    done = (
+                        min(item.step, total)
+                        if n_steps is not None
+                        else round(1000 * (sde.T - max(item.t, sc.eps)) / span)
+                    )
+                    progress(done, total)
+                if cancel is not None and cancel():
+                    writer.abort()
+                    return SamplingResult(
+                        Path(out), "cancelled", sampler.nfe, time.perf_counter() - started, rows
+                    )
+        if last is None:
+            raise WorkbenchError("the sampler produced nothing")
+        final = last.x.reshape(sc.n, -1)
+        if sc.record_every and last.step % sc.record_every != 0:
+            writer.append(last.step, last.t, final.cpu())  # the final row is always kept
+            rows += 1
+        if not bool(torch.isfinite(final).all()):
+            bad = int((~torch.isfinite(final)).any(-1).sum())
+            writer.abort()
+            raise WorkbenchError(
+                f"{bad} of {sc.n} samples are not finite; the model may be undertrained or the "
+                f"step count too small for the {sc.sampler!r} sampler ({Path(out)} is kept, "
+                "marked incomplete)"
+            )
+        samples = normalizer.to_data(final.to("cpu", torch.float64)).to(torch.float32)
+        writer.close(samples=samples.numpy(), nfe=sampler.nfe)
+    seconds = time.perf_counter() - started
+    return SamplingResult(Path(out), "done", sampler.nfe, seconds, rows)
+
+
+def sc_device(config: ExperimentConfig) -> str:
+    """Sampling runs where training does (the config has one device key, in [train])."""
+    return config.train.device
+
+
+def steps_per_second(result: SamplingResult, steps: int) -> float:
+    return steps / result.seconds if result.seconds > 0 else math.inf
