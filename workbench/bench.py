@@ -7,14 +7,17 @@ saves. Speed targets live here, not in the tests (timings on shared CI machines 
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
 from workbench.config import default_config
+from workbench.core.samplers import build_sampler, sample
 from workbench.core.train import Trainer, device_description, resolve_device
 
 __all__ = ["BenchRow", "bench_training", "run_bench"]
@@ -117,6 +120,88 @@ def bench_training(
     )
 
 
+def _sampling_setup(device: torch.device, n: int) -> tuple[Any, Any, Any]:
+    cfg = default_config().with_overrides(
+        {"train.device": str(device), "sample.n": n, "sample.sampler": "em"}
+    )
+    trainer = Trainer(cfg.with_overrides({"train.batch_size": 1024}), device=device)
+    model = trainer.ema_model.eval().requires_grad_(False)
+    return cfg, model, trainer.sde
+
+
+def bench_sampling(device: torch.device, n: int, steps: int, repeats: int = 3) -> BenchRow:
+    """Reverse-SDE Euler–Maruyama with the 3x256 MLP: the workbench sampler against the
+    textbook loop (score from the eps-net, drift a x - g^2 score, noise g sqrt(dt))."""
+    cfg, model, sde = _sampling_setup(device, n)
+    params = {p.name: getattr(cfg.sample, p.name) for p in cfg.sample.PARAMS}
+    params.update(steps=steps, denoise=False)
+    sampler = build_sampler(sde, model, params)
+    net = model.net
+    grid = torch.linspace(sde.T, cfg.sample.eps, steps + 1, dtype=torch.float64)
+
+    @torch.no_grad()
+    def ours() -> None:
+        for _ in sample(sampler, n, (2,), None, device):
+            pass
+
+    @torch.no_grad()
+    def plain() -> None:
+        x = torch.randn(n, 2, device=device) * sde.prior_std()
+        for i in range(steps):
+            t, dt = float(grid[i]), float(grid[i + 1] - grid[i])
+            tt = torch.full((n,), t, device=device)
+            s = float(sde.std(torch.tensor(t, dtype=torch.float64)))
+            a = float(sde.drift_coeff(torch.tensor(t, dtype=torch.float64)))
+            g = float(sde.diffusion(torch.tensor(t, dtype=torch.float64)))
+            score = -net(x, tt) / s
+            x = x + (a * x - g * g * score) * dt + g * math.sqrt(-dt) * torch.randn_like(x)
+
+    ours()  # warm-up
+    plain()
+    ours_s, plain_s = _time_pair(ours, plain, device, repeats)
+    scale = 1000 / steps  # reported per 1000 steps, the reference figure's unit
+    return BenchRow(
+        f"reverse-SDE EM, 1000 steps, {n} particles"
+        + ("" if steps == 1000 else f" (x{scale:g} of {steps})"),
+        ours_s * scale * 1e3,
+        plain_s * scale * 1e3,
+        "ms",
+    )
+
+
+def bench_recording(device: torch.device, n: int, steps: int, repeats: int = 2) -> BenchRow:
+    """The cost of writing every 10th row to HDF5: sampling to a file with record_every = 10
+    against the same run keeping only the final samples."""
+    import tempfile
+
+    from workbench.io.sampling import sample_to_file
+
+    cfg, model, _ = _sampling_setup(device, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = {
+            every: cfg.with_overrides(
+                {"sample.steps": steps, "sample.record_every": every, "sample.denoise": False}
+            )
+            for every in (10, 0)
+        }
+
+        def run(every: int) -> Callable[[], None]:
+            def go() -> None:
+                sample_to_file(configs[every], model, f"{tmp}/r{every}.h5", overwrite=True)
+
+            return go
+
+        run(10)()
+        recorded, bare = _time_pair(run(10), run(0), device, repeats)
+    scale = 1000 / steps
+    return BenchRow(
+        f"same, recording every 10th step to HDF5 ({n} particles)",
+        recorded * scale * 1e3,
+        bare * scale * 1e3,
+        "ms",
+    )
+
+
 def run_bench(device_name: str = "auto", quick: bool = False) -> dict:
     """All rows for one device, with what they ran on."""
     device = resolve_device(device_name)
@@ -124,6 +209,13 @@ def run_bench(device_name: str = "auto", quick: bool = False) -> dict:
     rows = [bench_training(device, batch=4096, repeats=repeats)]
     if device.type == "cuda":
         rows.append(bench_training(device, batch=65536, repeats=repeats))
+    # The CPU cannot run 262144 particles x 1000 steps in a bench's time: it runs fewer steps
+    # and reports per 1000 (every step costs the same).
+    cpu = device.type == "cpu"
+    steps = 20 if quick else (100 if cpu else 1000)
+    rows.append(bench_sampling(device, 4096, steps, repeats=2 if quick else 3))
+    rows.append(bench_sampling(device, 262144, 5 if cpu else 1000, repeats=1 if cpu else 3))
+    rows.append(bench_recording(device, 4096, steps, repeats=1 if quick else 2))
     return {
         "device": device_description(device),
         "torch": torch.__version__,
@@ -136,12 +228,12 @@ def run_bench(device_name: str = "auto", quick: bool = False) -> dict:
 def format_table(report: dict) -> str:
     lines = [
         f"device: {report['device']}   torch {report['torch']}   dtype {report['dtype']}",
-        f"{'work':<46} {'workbench':>12} {'plain loop':>12} {'speed-up':>9}",
+        f"{'work':<60} {'workbench':>12} {'plain loop':>12} {'speed-up':>9}",
     ]
     for row in report["rows"]:
         unit = row["unit"]
         lines.append(
-            f"{row['work']:<46} {row['workbench_ms']:>9.3f} {unit:<2} "
+            f"{row['work']:<60} {row['workbench_ms']:>9.3f} {unit:<2} "
             f"{row['plain_ms']:>9.3f} {unit:<2} {row['speedup']:>8.2f}x"
         )
     return "\n".join(lines)
