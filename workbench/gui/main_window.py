@@ -9,6 +9,7 @@ signals; the window never waits on them except when closing, after asking.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
 from pathlib import Path
@@ -91,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trajectory: Any = None
         self.task: Task | None = None
         self.run_dir: Path | None = None
+        self._training_config: ExperimentConfig | None = None
         self.experiment_path: Path | None = None
         self.errors: list[str] = []  # every error shown, for the log and for tests
         # Answers the "work is running, quit?" question; tests replace it.
@@ -360,7 +362,17 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------------------ work
     def _start_task(self, name: str, fn: Any, on_progress: Any, on_done: Any) -> Task:
-        task = Task(name, fn, self)
+        def leave_a_core(ctx: TaskContext) -> Any:
+            # torch's compute threads would otherwise take every core and the event loop
+            # would wait its turn: the window's responsiveness comes first
+            previous = torch.get_num_threads()
+            torch.set_num_threads(max(1, min(previous, (os.cpu_count() or 2) - 1)))
+            try:
+                return fn(ctx)
+            finally:
+                torch.set_num_threads(previous)
+
+        task = Task(name, leave_a_core, self)
         task.progress.connect(on_progress)
         task.done.connect(on_done)
         task.failed.connect(self._task_failed)
@@ -412,6 +424,7 @@ class MainWindow(QtWidgets.QMainWindow):
         from workbench.io.runs import train_in_folder
 
         config = self.config
+        self._training_config = config
         run_dir = self.new_run_dir()
         self.run_dir = run_dir
         self.loss_tab.start_run(run_dir.name)
@@ -422,15 +435,14 @@ class MainWindow(QtWidgets.QMainWindow):
             last = {"time": 0.0}
 
             def on_eval(step: int, ema: torch.nn.Module) -> None:
-                # a copy on the CPU, at most once a second: the views refresh without slowing
-                # training down, and never share tensors with the training thread
+                # a copy on the CPU, at most once a second, made here in the worker: the views
+                # refresh without the GUI thread building anything, and never share tensors
+                # with the training thread
                 now = QtCore.QDateTime.currentMSecsSinceEpoch() / 1000.0
                 if now - last["time"] >= 1.0:
                     last["time"] = now
-                    state = {
-                        k: v.detach().to("cpu", copy=True) for k, v in ema.state_dict().items()
-                    }
-                    ctx.report(("model", state))
+                    snapshot = copy.deepcopy(ema).to("cpu").eval().requires_grad_(False)
+                    ctx.report(("model", snapshot))
 
             return train_in_folder(
                 config,
@@ -446,7 +458,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _training_progress(self, payload: tuple[str, Any]) -> None:
         kind, value = payload
         if kind == "model":
-            self._load_model_state(value)
+            if getattr(self.state, "config", None) == self._training_config:
+                self.set_model(value)
             return
         p = value
         self.loss_tab.add_points([p.step], [p.wall_time], [p.loss])
