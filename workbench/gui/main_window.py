@@ -176,6 +176,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.time_label.setObjectName("timeLabel")
         self.time_label.setMinimumWidth(90)
         self.time_slider.valueChanged.connect(self._time_changed)
+        self.tabs_by_name["trajectories"].timeRequested.connect(self._request_time)
         export = QtWidgets.QPushButton("Export plot…")
         export.setObjectName("exportPlotButton")
         export.clicked.connect(self._export_current_plot)
@@ -190,6 +191,11 @@ class MainWindow(QtWidgets.QMainWindow):
         row.addWidget(export)
         layout.addLayout(row)
         self.setCentralWidget(centre)
+
+    def _request_time(self, t: float) -> None:
+        """A tab (the trajectory player) asks to show time ``t``."""
+        T = self.state.sde.T if self.state is not None else 1.0
+        self.time_slider.setValue(round(t / T * _SLIDER_STEPS))
 
     def _extra_tabs(self) -> dict[str, PlotTab]:
         """Densities, score field and trajectories (their modules may grow independently)."""

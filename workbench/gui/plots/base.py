@@ -90,6 +90,11 @@ def _export_svg(item: pg.PlotItem | pg.GraphicsScene, path: Path) -> None:
 
 
 def _scene_rect(item: pg.PlotItem | pg.GraphicsScene) -> QtCore.QRectF:
+    # A scene is sized by the view showing it, not by its items: zoomed-in content outside
+    # the view would otherwise make a huge (and slow) image.
     if isinstance(item, QtWidgets.QGraphicsScene):
-        return item.itemsBoundingRect()
+        views = item.views()
+        if views:
+            return QtCore.QRectF(views[0].viewport().rect())
+        return item.sceneRect()
     return item.sceneBoundingRect()

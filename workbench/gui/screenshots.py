@@ -1,0 +1,120 @@
+"""Screenshots of every tab after a short real training and sampling run.
+
+    python -m workbench.gui.screenshots OUTDIR [--steps N] [--data NAME]
+
+Runs offscreen (no display needed): trains the default experiment for a few hundred steps on
+the CPU, samples from it, moves the time slider, and saves one PNG per tab (window grabs, as a
+user would see them). The README's pictures come from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["main", "take_screenshots"]
+
+
+def _wait(app: object, signal: object, timeout_s: float) -> object:
+    from PySide6 import QtCore
+
+    loop = QtCore.QEventLoop()
+    box: dict[str, object] = {}
+
+    def got(value: object = None) -> None:
+        box["value"] = value
+        loop.quit()
+
+    signal.connect(got)  # type: ignore[attr-defined]
+    QtCore.QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    signal.disconnect(got)  # type: ignore[attr-defined]
+    if "value" not in box:
+        raise TimeoutError(f"no answer within {timeout_s:.0f} s")
+    return box["value"]
+
+
+def take_screenshots(
+    outdir: str | os.PathLike[str], steps: int = 1500, data: str = "8gaussians"
+) -> list[Path]:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtCore
+
+    from workbench.gui.app import create_app
+    from workbench.gui.main_window import MainWindow
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    app = create_app()
+    work = Path(tempfile.mkdtemp(prefix="sde-workbench-shots-"))
+    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
+    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window.confirm = lambda question: True
+    window.resize(1500, 900)
+    window.show()
+    window.set_config(
+        window.config.with_overrides(
+            {
+                "data.name": data,
+                "train.device": "cpu",
+                "train.steps": steps,
+                "train.ema": 0.99,
+                "sample.n": 4000,
+                "sample.steps": 500,
+                "sample.record_every": 5,
+            }
+        )
+    )
+    saved = []
+
+    def grab(name: str) -> None:
+        app.processEvents()
+        path = out / f"{name}.png"
+        window.grab().save(str(path))
+        saved.append(path)
+        print(f"saved {path}")
+
+    window.train_button.click()
+    result = _wait(app, window.trainingFinished, 900)
+    if result is None:
+        raise RuntimeError(f"training failed: {window.errors[-1] if window.errors else '?'}")
+    window.toolbox.setCurrentIndex(3)
+    window.tab_widget.setCurrentWidget(window.loss_tab)
+    grab("loss")
+    window.sample_button.click()
+    if _wait(app, window.samplingFinished, 900) is None:
+        raise RuntimeError(f"sampling failed: {window.errors[-1] if window.errors else '?'}")
+    window.toolbox.setCurrentIndex(0)
+    for name, value in (("density", 250), ("score", 300), ("trajectories", 400)):
+        window.tab_widget.setCurrentWidget(window.tabs_by_name[name])
+        window.time_slider.setValue(value)
+        tab = window.tabs_by_name[name]
+        if hasattr(tab, "is_idle"):  # the score field computes in a worker
+            for _ in range(400):
+                app.processEvents()
+                if tab.is_idle():
+                    break
+                QtCore.QThread.msleep(25)
+        grab(name)
+    window.toolbox.setCurrentIndex(1)
+    window.tab_widget.setCurrentWidget(window.schedule_tab)
+    grab("schedule")
+    window.close()
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outdir")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
+    parser.add_argument("--data", default="8gaussians", help="data set (default 8gaussians)")
+    args = parser.parse_args(argv)
+    take_screenshots(args.outdir, args.steps, args.data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
