@@ -191,3 +191,31 @@ def test_loss_plot_exports(qtbot, window: MainWindow, tmp_path: Path) -> None:
         out = window.loss_tab.export(tmp_path / f"loss.{ext}")
         assert out.exists() and out.stat().st_size > 0
     assert "0.25" in (tmp_path / "loss.csv").read_text()
+
+
+def test_train_then_sample_writes_a_trajectory_and_shows_it(qtbot, window: MainWindow) -> None:
+    fast(window, **{"train.steps": 100})
+    with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
+        qtbot.mouseClick(window.train_button, QtCore.Qt.LeftButton)
+    assert window.sample_button.isEnabled()  # ready again when the signal comes
+    with qtbot.waitSignal(window.samplingFinished, timeout=120_000) as done:
+        qtbot.mouseClick(window.sample_button, QtCore.Qt.LeftButton)
+    path = done.args[0]
+    assert path is not None and path.exists() and path.parent == window.run_dir
+    assert window.trajectory is not None and window.trajectory.complete
+    assert window.trajectory.n_samples == 500
+    tab = window.tabs_by_name["trajectories"]
+    window.tab_widget.setCurrentWidget(tab)
+    qtbot.waitUntil(lambda: tab.dot_positions().shape == (200, 2))
+    before = tab.dot_positions().copy()
+    window.time_slider.setValue(900)
+    qtbot.waitUntil(lambda: not np.array_equal(before, tab.dot_positions()))
+    out = window.export_samples(window.run_dir / "samples.csv")
+    assert out is not None and len(out.read_text().splitlines()) == 501
+
+
+def test_sampling_the_analytic_model_needs_no_training(qtbot, window: MainWindow) -> None:
+    fast(window, **{"model.kind": "analytic"})
+    with qtbot.waitSignal(window.samplingFinished, timeout=120_000) as done:
+        qtbot.mouseClick(window.sample_button, QtCore.Qt.LeftButton)
+    assert done.args[0] is not None and window.trajectory.complete

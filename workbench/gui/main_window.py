@@ -384,6 +384,7 @@ class MainWindow(QtWidgets.QMainWindow):
         task.failed.connect(self._task_failed)
         task.finished.connect(self._task_finished)
         self.task = task
+        self._outcome: Any = None
         self._update_buttons()
         self.progress.setVisible(True)
         self.progress.setValue(0)
@@ -393,18 +394,23 @@ class MainWindow(QtWidgets.QMainWindow):
     def _task_failed(self, message: str, details: str) -> None:
         name = self.task.name if self.task is not None else "work"
         self.show_error(f"{name} failed: {message}", details)
-        if name == "training":
-            self.trainingFinished.emit(None)
-        elif name == "sampling":
-            self.samplingFinished.emit(None)
+        self._outcome = None
 
     def _task_finished(self) -> None:
+        """The thread has ended: the window is ready again, then the outcome is announced
+        (so whoever waits on trainingFinished/samplingFinished can start the next work)."""
         task = self.sender()
-        if task is self.task:
-            self.task.wait()
-            self.task = None
+        if task is not self.task:
+            return
+        task.wait()
+        self.task = None
         self.progress.setVisible(False)
         self._update_buttons()
+        signal = {"training": self.trainingFinished, "sampling": self.samplingFinished}.get(
+            task.name
+        )
+        if signal is not None:
+            signal.emit(self._outcome)
 
     def stop_work(self) -> None:
         if self.task is not None:
@@ -484,7 +490,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.run_dir is not None and (self.run_dir / "checkpoint.pt").exists():
             self.load_run_model(self.run_dir)
         self.rate_label.setText(result.message)
-        self.trainingFinished.emit(result)
+        self._outcome = result
 
     def _build_model(self) -> torch.nn.Module | None:
         from workbench.core.nets import build_score_model
@@ -545,7 +551,7 @@ class MainWindow(QtWidgets.QMainWindow):
         out = run_dir / f"samples-{config.sample.sampler}-{stamp}.h5"
         self.log(f"sampling {config.sample.n} points with {config.sample.sampler} into {out}")
 
-        def work(ctx: TaskContext) -> Path:
+        def work(ctx: TaskContext) -> Any:
             return sample_to_file(
                 config,
                 model,
@@ -562,10 +568,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress.setValue(done)
         self.rate_label.setText(f"sampling: step {done}/{total}")
 
-    def _sampling_done(self, path: Path) -> None:
-        self.log(f"sampling: wrote {path}")
-        self.open_trajectory(path)
-        self.samplingFinished.emit(path)
+    def _sampling_done(self, result: Any) -> None:
+        if result.status == "cancelled":
+            self.log(f"sampling cancelled; {result.path} keeps the rows so far (incomplete)")
+        else:
+            self.log(
+                f"sampling: wrote {result.path} ({result.nfe} score evaluations, "
+                f"{result.seconds:.1f} s)"
+            )
+        self.rate_label.setText(f"sampling {result.status}: {result.path.name}")
+        self.open_trajectory(result.path)
+        self._outcome = result.path
 
     def open_trajectory(self, path: str | os.PathLike[str]) -> None:
         """Show a trajectory file of ours in the density and trajectory views."""
