@@ -88,7 +88,7 @@ def take_screenshots(
     if _wait(app, window.samplingFinished, 900) is None:
         raise RuntimeError(f"sampling failed: {window.errors[-1] if window.errors else '?'}")
     window.toolbox.setCurrentIndex(0)
-    for name, value in (("density", 250), ("score", 300), ("trajectories", 400)):
+    for name, value in (("density", 100), ("score", 150), ("trajectories", 30)):
         window.tab_widget.setCurrentWidget(window.tabs_by_name[name])
         window.time_slider.setValue(value)
         tab = window.tabs_by_name[name]
