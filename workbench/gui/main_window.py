@@ -65,6 +65,11 @@ def app_icon() -> QtGui.QIcon:
     return QtGui.QIcon(str(path)) if path.exists() else QtGui.QIcon()
 
 
+def _droppable(url: QtCore.QUrl) -> bool:
+    """Whether a dropped URL is a local .h5/.hdf5 file (opened in the inspector)."""
+    return url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in (".h5", ".hdf5")
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """The workbench. ``MainWindow()`` opens the built-in default experiment."""
 
@@ -97,6 +102,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.errors: list[str] = []  # every error shown, for the log and for tests
         # Answers the "work is running, quit?" question; tests replace it.
         self.confirm = self._ask_user
+        self.inspector: Any = None  # the InspectorWindow, made on first use
+        self.setAcceptDrops(True)
 
         self._build_panels()
         self._build_tabs()
@@ -628,6 +635,31 @@ class MainWindow(QtWidgets.QMainWindow):
             inspector(path)
         else:
             self.open_trajectory(path)
+
+    def open_in_inspector(self, path: str | os.PathLike[str]) -> None:
+        """Show the inspector window (made once) and open ``path`` in it, read-only."""
+        from workbench.gui.inspector import InspectorWindow
+
+        if getattr(self, "inspector", None) is None:
+            self.inspector = InspectorWindow(self)
+        self.inspector.show()
+        self.inspector.raise_()
+        if not self.inspector.open(path):
+            raise WorkbenchError(self.inspector.last_error or f"cannot open {path}")
+        self.log(f"opened {path} in the inspector")
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if any(_droppable(u) for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if _droppable(u)]
+        for path in paths:
+            self.open_path(path)
+        if paths:
+            event.acceptProposedAction()
 
     def _open_run_folder(self, path: Path) -> None:
         from workbench.io.runs import RunFolder

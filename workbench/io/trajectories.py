@@ -1108,7 +1108,8 @@ class TrajectoryFile:
 
     # generic browsing -----------------------------------------------------------------------
     def nodes(self) -> list[dict[str, Any]]:
-        """Every group and dataset: name, kind, shape, dtype and attributes (plain values).
+        """Every group and dataset: name, kind, shape, dtype, chunks, compression and
+        attributes (plain values).
 
         Works for foreign HDF5 files too (opened with ``foreign_ok``).
         """
@@ -1123,7 +1124,19 @@ class TrajectoryFile:
         def visit(name: str, obj: Any) -> None:
             entry: dict[str, Any] = {"name": "/" + name}
             if isinstance(obj, h5py.Dataset):
-                entry.update(kind="dataset", shape=list(obj.shape), dtype=str(obj.dtype))
+                entry.update(
+                    kind="dataset",
+                    shape=list(obj.shape),
+                    dtype=str(obj.dtype),
+                    chunks=list(obj.chunks) if obj.chunks else None,
+                    compression=(
+                        None
+                        if obj.compression is None
+                        else f"{obj.compression} ({obj.compression_opts})"
+                        if obj.compression_opts is not None
+                        else str(obj.compression)
+                    ),
+                )
             else:
                 entry["kind"] = "group"
             try:
