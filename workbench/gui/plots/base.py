@@ -41,6 +41,30 @@ class PlotTab(QtWidgets.QWidget):
     def export_item(self) -> pg.PlotItem | None:
         return None
 
+    def _build_canvas(self, prefix: str) -> None:
+        """A pyqtgraph layout that a centred message can replace, and a readout line below:
+        ``layout_widget``, ``message``, ``stack`` and ``readout`` (object names from prefix)."""
+        self.layout_widget = pg.GraphicsLayoutWidget()
+        self.layout_widget.setObjectName(f"{prefix}Layout")
+        self.layout_widget.setBackground("w")
+        self.message = QtWidgets.QLabel()
+        self.message.setObjectName(f"{prefix}Message")
+        self.message.setAlignment(QtCore.Qt.AlignCenter)
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.stack = QtWidgets.QStackedWidget()
+        self.stack.addWidget(self.layout_widget)
+        self.stack.addWidget(self.message)
+        self.readout = QtWidgets.QLabel(" ")
+        self.readout.setObjectName(f"{prefix}Readout")
+        self.readout.setWordWrap(True)
+        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+
+    def _show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.readout.setText(" ")
+        self.stack.setCurrentWidget(self.message)
+
 
 def export_plot_item(item: pg.PlotItem | pg.GraphicsScene, path: str | Path) -> Path:
     """PNG and CSV through pyqtgraph's exporters; SVG through Qt's own SVG generator."""

@@ -806,20 +806,7 @@ class DensityTab(PlotTab):
         self.last_redraw_ms = float("nan")
         self._dirty = False
 
-        self.layout_widget = pg.GraphicsLayoutWidget()
-        self.layout_widget.setObjectName("densityLayout")
-        self.layout_widget.setBackground("w")
-        self.message = QtWidgets.QLabel()
-        self.message.setObjectName("densityMessage")
-        self.message.setAlignment(QtCore.Qt.AlignCenter)
-        self.message.setWordWrap(True)
-        self.stack = QtWidgets.QStackedWidget()
-        self.stack.addWidget(self.layout_widget)
-        self.stack.addWidget(self.message)
-        self.readout = QtWidgets.QLabel(" ")
-        self.readout.setObjectName("densityReadout")
-        self.readout.setWordWrap(True)
-        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self._build_canvas("density")
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.readout)
@@ -876,11 +863,6 @@ class DensityTab(PlotTab):
         return self.layout_widget.scene()
 
     # -- drawing ------------------------------------------------------------------------------
-    def _show_message(self, text: str) -> None:
-        self.message.setText(text)
-        self.readout.setText(" ")
-        self.stack.setCurrentWidget(self.message)
-
     def _schedule(self) -> None:
         """Draw now when shown; a hidden tab only remembers to draw when it is shown."""
         if self.isVisible():

@@ -391,20 +391,7 @@ class ScoreFieldTab(PlotTab):
         self._dirty = False
         self._watched: QtWidgets.QWidget | None = None
 
-        self.layout_widget = pg.GraphicsLayoutWidget()
-        self.layout_widget.setObjectName("scoreFieldLayout")
-        self.layout_widget.setBackground("w")
-        self.message = QtWidgets.QLabel()
-        self.message.setObjectName("scoreFieldMessage")
-        self.message.setAlignment(QtCore.Qt.AlignCenter)
-        self.message.setWordWrap(True)
-        self.stack = QtWidgets.QStackedWidget()
-        self.stack.addWidget(self.layout_widget)
-        self.stack.addWidget(self.message)
-        self.readout = QtWidgets.QLabel(" ")
-        self.readout.setObjectName("scoreFieldReadout")
-        self.readout.setWordWrap(True)
-        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self._build_canvas("scoreField")
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.readout)
@@ -507,11 +494,6 @@ class ScoreFieldTab(PlotTab):
             task.wait()
 
     # -- visibility and teardown --------------------------------------------------------------
-    def _show_message(self, text: str) -> None:
-        self.message.setText(text)
-        self.readout.setText(" ")
-        self.stack.setCurrentWidget(self.message)
-
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
         window = self.window()

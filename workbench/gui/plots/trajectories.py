@@ -510,21 +510,7 @@ class TrajectoryTab(PlotTab):
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self._tick)
 
-        self.layout_widget = pg.GraphicsLayoutWidget()
-        self.layout_widget.setObjectName("trajectoryLayout")
-        self.layout_widget.setBackground("w")
-        self.message = QtWidgets.QLabel()
-        self.message.setObjectName("trajectoryMessage")
-        self.message.setAlignment(QtCore.Qt.AlignCenter)
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
-        self.stack = QtWidgets.QStackedWidget()
-        self.stack.addWidget(self.layout_widget)
-        self.stack.addWidget(self.message)
-        self.readout = QtWidgets.QLabel(" ")
-        self.readout.setObjectName("trajectoryReadout")
-        self.readout.setWordWrap(True)
-        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self._build_canvas("trajectory")
 
         bar = QtWidgets.QHBoxLayout()
         bar.addWidget(QtWidgets.QLabel("paths"))
@@ -575,11 +561,6 @@ class TrajectoryTab(PlotTab):
         self.stop()
 
     # -- reading and drawing ------------------------------------------------------------------
-    def _show_message(self, text: str) -> None:
-        self.message.setText(text)
-        self.readout.setText(" ")
-        self.stack.setCurrentWidget(self.message)
-
     def _fail(self, reason: str) -> None:
         self.stop()
         self.problem = " ".join(str(reason).split()) or "the trajectory could not be read"
