@@ -4,9 +4,13 @@
 file in closable tabs. A FileView shows the tree of groups and datasets of any HDF5 file (shape,
 dtype, chunking, compression; attributes of the selected node) and, for a trajectory file of
 ours, a summary with the experiment config as TOML and lazy views: samples and the marginal
-histogram at the slider's row, particle paths of the first particles, per-row statistics, an
-image grid for image data and the log-likelihood histogram. Nothing is read until a view is
-shown; moving the slider reads one row. F5 re-opens the file to follow one still being written.
+histogram at the slider's row (with the exact p_t's 50%/90%-mass contours when the config has
+Gaussian-mixture data and a linear SDE), particle paths of a chosen contiguous block of
+particles, per-row statistics, an image grid for image data, the log-likelihood histogram, and
+Compare: the final samples against the config's data set or another open file, with sliced
+Wasserstein, MMD² and energy distance beside their noise floors, computed in a worker thread
+that closing the file waits for. Nothing is read until a view is shown; moving the slider
+reads one row. F5 re-opens the file to follow one still being written.
 
 Opening never modifies a file: :class:`~workbench.io.trajectories.TrajectoryFile` opens it
 read-only. Every failure is a one-line message in the window's banner and the ``failed`` signal.
@@ -24,11 +28,23 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from workbench.core.data import build_dataset
+from workbench.core.metrics import energy_distance, mmd2, noise_floor, sliced_wasserstein
+from workbench.core.sde import LinearSDE, build_sde
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.trajectories import image_mosaic, time_colormap
+from workbench.gui.workers import Task
 from workbench.io.trajectories import TrajectoryFile
 
-__all__ = ["InspectorWindow", "FileView", "ExportDialog", "benchmark_open_and_slider"]
+__all__ = [
+    "InspectorWindow",
+    "FileView",
+    "ExportDialog",
+    "benchmark_open_and_slider",
+    "density_at",
+    "mass_levels",
+    "compare_samples",
+]
 
 SCATTER_POINTS = 2000  # particles drawn as dots at one row, at most (every k-th one)
 PATH_PARTICLES = 200  # particles whose paths are drawn: the first ones (a contiguous block)
@@ -38,6 +54,12 @@ IMAGE_SIDE = 8  # image grid: IMAGE_SIDE x IMAGE_SIDE
 PLAY_INTERVAL_MS = 80
 STATS_DIMS = 4  # per-dimension statistics for at most this many dimensions
 EXPORT_FORMATS = ("npy", "npz", "csv", "h5", "png")
+COMPARE_POINTS = 3000  # points per side for Compare, at most (subsampled with a fixed seed)
+COMPARE_REPEATS = 5  # noise floor: pairs of fresh reference samples
+COMPARE_SEED = 0
+DENSITY_GRID = 120  # grid side for the analytic density contours
+DENSITY_MASSES = (0.5, 0.9)  # contours enclosing these fractions of the mass
+DATA_SET_CHOICE = "data set from the config"
 
 INCOMPLETE_TEXT = (
     "This file is incomplete: its writer stopped before closing it; rows flushed so far are shown."
@@ -83,6 +105,127 @@ def _finite_range(values: np.ndarray) -> tuple[float, float]:
     if not hi > lo:
         lo, hi = lo - 0.5, hi + 0.5
     return lo, hi
+
+
+# ---------------------------------------------------------------------------------- analytic
+def density_at(tf: TrajectoryFile, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The exact p_t in data units as (weights (K,), means (K, d), covs (K, d, d)), or None.
+
+    Only when the file's config names a Gaussian-mixture data set and a linear SDE: the data
+    mixture is mapped to model units by the file's normaliser, noised there with m(t), s(t),
+    and mapped back (an affine map sends a Gaussian mixture to a Gaussian mixture).
+    """
+    try:
+        cfg = tf.read_config()
+        mixture = build_dataset(cfg.data.name, dict(cfg.data.params)).mixture()
+        sde = build_sde(cfg.sde.kind, dict(cfg.sde.params))
+    except (WorkbenchError, ValueError, KeyError):
+        return None
+    if mixture is None or not isinstance(sde, LinearSDE) or mixture.dim != tf.dim:
+        return None
+    import torch
+
+    w = mixture.weights.detach().double().numpy()
+    mu = mixture.means.detach().double().numpy()
+    cov = mixture.covs.detach().double().numpy()
+    d = mu.shape[1]
+    norm = tf.normalizer
+    if norm is None:
+        shift, scale = np.zeros(d), np.ones(d)
+    else:
+        shift = np.broadcast_to(norm.shift.double().numpy().reshape(-1), (d,)).copy()
+        scale = np.broadcast_to(norm.scale.double().numpy().reshape(-1), (d,)).copy()
+    m, s = sde.marginal_coeffs(torch.tensor(float(t), dtype=torch.float64))
+    m, s = float(m), float(s)
+    mu_y = (mu - shift) / scale
+    cov_y = cov / np.outer(scale, scale)
+    cov_t = m * m * cov_y + s * s * np.eye(d)
+    return w / w.sum(), shift + scale * (m * mu_y), cov_t * np.outer(scale, scale)
+
+
+def _mixture_pdf(points: np.ndarray, mix: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    w, mu, cov = mix
+    out = np.zeros(len(points))
+    d = mu.shape[1]
+    for wk, mk, ck in zip(w, mu, cov, strict=True):
+        inv = np.linalg.inv(ck)
+        diff = points - mk
+        q = np.einsum("ni,ij,nj->n", diff, inv, diff)
+        norm = np.sqrt((2 * np.pi) ** d * np.linalg.det(ck))
+        out += wk * np.exp(-0.5 * q) / norm
+    return out
+
+
+def mass_levels(density: np.ndarray, masses: tuple[float, ...] = DENSITY_MASSES) -> list[float]:
+    """Density levels whose upper sets hold ``masses`` of the total (grid cells equal-sized)."""
+    v = np.sort(density.ravel())[::-1]
+    cum = np.cumsum(v) / max(float(v.sum()), 1e-300)
+    return [float(v[min(int(np.searchsorted(cum, m)), len(v) - 1)]) for m in masses]
+
+
+def _contour_lines(
+    grid: np.ndarray, level: float, window: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Isocurve of ``grid`` (indexed [ix, iy]) at ``level``, as NaN-separated data coordinates."""
+    xl, xh, yl, yh = window
+    nx, ny = grid.shape
+    xs: list[float] = []
+    ys: list[float] = []
+    for line in pg.functions.isocurve(grid, level, connected=True):
+        pts = np.asarray(line, dtype=float)
+        xs.extend(xl + pts[:, 0] / (nx - 1) * (xh - xl))
+        ys.extend(yl + pts[:, 1] / (ny - 1) * (yh - yl))
+        xs.append(np.nan)
+        ys.append(np.nan)
+    return np.asarray(xs), np.asarray(ys)
+
+
+# ---------------------------------------------------------------------------------- compare
+def _subsample(x: np.ndarray, n: int, seed: int = COMPARE_SEED) -> np.ndarray:
+    x = x.reshape(len(x), -1)
+    if len(x) <= n:
+        return x
+    keep = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))
+    return x[keep]
+
+
+COMPARE_METRICS = (
+    ("sliced Wasserstein", sliced_wasserstein),
+    ("MMD²", mmd2),
+    ("energy distance", energy_distance),
+)
+
+
+def compare_samples(
+    a: np.ndarray,
+    b: np.ndarray,
+    reference: Any | None,
+    *,
+    repeats: int = COMPARE_REPEATS,
+    seed: int = COMPARE_SEED,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> dict[str, Any]:
+    """Each metric between ``a`` and ``b`` (n, d) beside its noise floor (mean, std) between
+    fresh draws of ``reference`` (a data set with ``sample``; None: no floor)."""
+    import torch
+
+    n = min(len(a), len(b))
+    out: dict[str, Any] = {"n": n, "metrics": {}}
+    for name, fn in COMPARE_METRICS:
+        if cancelled():
+            return out
+        gen = torch.Generator().manual_seed(seed)
+        value = float(fn(torch.from_numpy(a), torch.from_numpy(b), generator=gen))
+        floor = None
+        if reference is not None and n >= 2:
+            fgen = torch.Generator().manual_seed(seed + 1)
+
+            def draw(k: int, g: torch.Generator | None) -> Any:
+                return reference.sample(k, g, dtype=torch.float64).reshape(k, -1)
+
+            floor = noise_floor(fn, draw, n, repeats=repeats, generator=fgen)
+        out["metrics"][name] = (value, floor)
+    return out
 
 
 # ---------------------------------------------------------------------------------- views
@@ -197,8 +340,18 @@ class SamplesView(_View):
         self.curve = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(30, 90, 200, 80))
         self.hist_plot.addItem(self.image)
         self.hist_plot.addItem(self.curve)
+        self.density_curve = pg.PlotDataItem(pen=pg.mkPen((220, 60, 30), width=2))
+        self.contours = [
+            pg.PlotDataItem(pen=pg.mkPen(c, width=2), connect="finite")
+            for c in ((255, 90, 40), (255, 200, 60))
+        ]
+        self.hist_plot.addItem(self.density_curve)
+        for item in self.contours:
+            self.hist_plot.addItem(item)
+        self.density_levels: list[float] = []  # levels of the contours drawn (empty: none)
         self.hist: np.ndarray | None = None  # the last histogram, for tests
         self.row_shown: int | None = None
+        self._mixture_cache: dict[float, Any] = {}
         self._window: tuple[float, ...] | None = None
 
     def draw(self) -> None:
@@ -229,6 +382,7 @@ class SamplesView(_View):
             self.curve.setData(edges, dens)
             self.hist_plot.setLabels(bottom="x", left="density")
             self.hist = counts
+            self._draw_density(t, (lo, hi, 0.0, 0.0))
             return
         a, b = x[:, 0], x[:, 1]
         self.scatter.setData(sub[:, 0], sub[:, 1])
@@ -243,9 +397,44 @@ class SamplesView(_View):
         self.hist_plot.setLabels(bottom="x1", left="x2")
         self.hist = counts
         window = (xl, xh, yl, yh)
+        self._draw_density(t, window)
         if window != self._window:
             self._window = window
             self.hist_plot.autoRange()
+
+    def _mixture(self, t: float) -> Any:
+        if t not in self._mixture_cache:
+            self._mixture_cache = {t: density_at(self.fv.tf, t)}
+        return self._mixture_cache[t]
+
+    def _draw_density(self, t: float, window: tuple[float, float, float, float]) -> None:
+        """The exact p_t over the histogram: a curve (1-D) or its 50%/90%-mass contours."""
+        self.density_curve.setData([], [])
+        for item in self.contours:
+            item.setData([], [])
+        self.density_levels = []
+        mix = self._mixture(t)
+        if mix is None:
+            return
+        xl, xh, yl, yh = window
+        if self.fv.tf.dim == 1:
+            xs = np.linspace(xl, xh, 400)
+            self.density_curve.setData(xs, _mixture_pdf(xs[:, None], mix))
+            self.density_levels = [float("nan")]
+            return
+        gx = np.linspace(xl, xh, DENSITY_GRID)
+        gy = np.linspace(yl, yh, DENSITY_GRID)
+        mx, my = np.meshgrid(gx, gy, indexing="ij")
+        pts = np.stack([mx.ravel(), my.ravel()], 1)
+        w, mu, cov = mix  # the marginal of (x1, x2): the same mixture's first two coordinates
+        grid = _mixture_pdf(pts, (w, mu[:, :2], cov[:, :2, :2])).reshape(DENSITY_GRID, DENSITY_GRID)
+        self.density_levels = mass_levels(grid)
+        for item, level in zip(self.contours, self.density_levels, strict=False):
+            item.setData(*_contour_lines(grid, level, window))
+        n = 0 if self.hist is None else int(self.hist.sum())
+        self.hist_plot.setTitle(
+            f"histogram at t = {t:.4g} ({n:,}); lines: exact p_t, 50% / 90% of mass"
+        )
 
 
 class PathsView(_View):
@@ -257,8 +446,31 @@ class PathsView(_View):
         self.plot = pg.PlotWidget(background="w")
         self.plot.setObjectName("inspectorPathsPlot")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
+        n = max(1, fv.tf.n_samples)
+        self.count = QtWidgets.QSpinBox()
+        self.count.setObjectName("inspectorPathCount")
+        self.count.setRange(1, n)
+        self.count.setValue(min(PATH_PARTICLES, n))
+        self.start = QtWidgets.QSpinBox()
+        self.start.setObjectName("inspectorPathStart")
+        self.start.setRange(0, n - 1)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("Paths:"))
+        row.addWidget(self.count)
+        row.addWidget(QtWidgets.QLabel("starting at particle:"))
+        row.addWidget(self.start)
+        row.addStretch(1)
+        layout.addLayout(row)
         layout.addWidget(self.plot)
         self.n_paths = 0
+        self.first = 0
+        for box in (self.count, self.start):
+            box.valueChanged.connect(self._subset_changed)
+
+    def _subset_changed(self, _value: int) -> None:
+        self.stale = True
+        if self.isVisible():
+            self.redraw()
 
     def draw(self) -> None:
         tf = self.fv.tf
@@ -266,8 +478,10 @@ class PathsView(_View):
         if tf.n_saved == 0:
             self.n_paths = 0
             return
-        k = min(PATH_PARTICLES, tf.n_samples)
-        paths = tf.particles(np.arange(k), denormalise=True)  # (rows, k, dim)
+        first = min(self.start.value(), tf.n_samples - 1)
+        k = min(self.count.value(), tf.n_samples - first)
+        self.first = first
+        paths = tf.particles(np.arange(first, first + k), denormalise=True)  # (rows, k, dim)
         self.n_paths = k
         times = tf.times
         pen = pg.mkPen((30, 90, 200, 60), width=1)
@@ -291,7 +505,9 @@ class PathsView(_View):
             )
             self.plot.addItem(ends)
         self.plot.addItem(pg.PlotDataItem(xs, ys, pen=pen, connect="finite"))
-        self.plot.setTitle(f"paths of the first {k} particles over {tf.n_saved} rows")
+        self.plot.setTitle(
+            f"paths of particles {first} to {first + k - 1} ({k}) over {tf.n_saved} rows"
+        )
 
 
 class StatsView(_View):
@@ -413,6 +629,242 @@ class LogpView(_View):
 
 
 # ---------------------------------------------------------------------------------- export
+class CompareView(_View):
+    """This file's final samples against the data set of its config or another open file's,
+    overlaid, with the metrics beside their noise floors (computed in a worker thread)."""
+
+    title = "Compare"
+
+    def __init__(self, fv: FileView) -> None:
+        super().__init__(fv)
+        layout = QtWidgets.QVBoxLayout(self)
+        row = QtWidgets.QHBoxLayout()
+        self.against = QtWidgets.QComboBox()
+        self.against.setObjectName("compareAgainst")
+        self.against.setMinimumContentsLength(28)
+        self.against.addItem(DATA_SET_CHOICE, None)
+        self.points = QtWidgets.QSpinBox()
+        self.points.setObjectName("comparePoints")
+        self.points.setRange(10, 100_000)
+        self.points.setSingleStep(500)
+        self.points.setValue(COMPARE_POINTS)
+        self.points.setToolTip("points per side; larger samples are subsampled with a fixed seed")
+        self.compute_button = QtWidgets.QPushButton("Compare")
+        self.compute_button.setObjectName("compareButton")
+        row.addWidget(QtWidgets.QLabel("Against:"))
+        row.addWidget(self.against, 1)
+        row.addWidget(QtWidgets.QLabel("Points per side (at most):"))
+        row.addWidget(self.points)
+        row.addWidget(self.compute_button)
+        layout.addLayout(row)
+        self.message = _banner("compareMessage", _YELLOW)
+        layout.addWidget(self.message)
+        self.status = QtWidgets.QLabel()
+        self.status.setObjectName("compareStatus")
+        layout.addWidget(self.status)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setObjectName("comparePlot")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.legend = self.plot.addLegend(offset=(10, 10))
+        self.table = QtWidgets.QTableWidget(0, 4)
+        self.table.setObjectName("compareTable")
+        self.table.setHorizontalHeaderLabels(
+            ["Metric", "Value", "Noise floor (mean ± std)", "Verdict"]
+        )
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMaximumHeight(140)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.table)
+        self.result: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.tasks: list[Task] = []
+        self._generation = 0
+        self.against.currentIndexChanged.connect(self._choice_changed)
+        self.compute_button.clicked.connect(self.compute)
+
+    # peers -------------------------------------------------------------------------------
+    def set_peers(self, paths: list[Path]) -> None:
+        """The other open files, offered beside the data set."""
+        current = self.against.currentData()
+        self.against.blockSignals(True)
+        self.against.clear()
+        self.against.addItem(DATA_SET_CHOICE, None)
+        for path in paths:
+            self.against.addItem(path.name, str(path))
+            self.against.setItemData(self.against.count() - 1, str(path), QtCore.Qt.ToolTipRole)
+        index = self.against.findData(current) if current is not None else 0
+        self.against.setCurrentIndex(max(0, index))
+        self.against.blockSignals(False)
+        if current is not None and index < 0:
+            self._choice_changed(0)
+
+    def choices(self) -> list[str]:
+        return [self.against.itemText(i) for i in range(self.against.count())]
+
+    def _choice_changed(self, _index: int) -> None:
+        self.stale = True
+        if self.isVisible():
+            self.redraw()
+
+    # drawing -----------------------------------------------------------------------------
+    def _fail(self, message: str) -> None:
+        self.error = _one_line(message)
+        self.message.setText(self.error)
+        self.message.show()
+        self.status.setText("")
+
+    def _dataset(self, tf: TrajectoryFile) -> Any:
+        cfg = tf.read_config()
+        return build_dataset(cfg.data.name, dict(cfg.data.params))
+
+    def draw(self) -> None:
+        self.compute()
+
+    def compute(self) -> None:
+        """Read both samples (subsampled), draw the overlay, start the metrics in a Task."""
+        import torch
+
+        self._generation += 1
+        generation = self._generation
+        self.result, self.error = None, None
+        self.message.hide()
+        self.table.setRowCount(0)
+        self.plot.clear()
+        self.legend.clear()
+        n_max = self.points.value()
+        tf = self.fv.tf
+        other = self.against.currentData()
+        try:
+            a = _subsample(tf.samples(), n_max).astype(np.float64)
+        except WorkbenchError as exc:
+            return self._fail(str(exc))
+        reference, floor_note = None, ""
+        try:
+            dataset = self._dataset(tf)
+            if int(np.prod(dataset.sample_shape)) == a.shape[1]:
+                reference = dataset
+            else:
+                floor_note = "the config's data set has another dimension"
+        except WorkbenchError as exc:
+            floor_note = f"no data set: {_one_line(exc)}"
+        except Exception as exc:  # a bad config must not take the view down
+            floor_note = f"no data set: {type(exc).__name__}: {_one_line(exc)}"
+        if other is None:
+            if reference is None:
+                return self._fail(f"Cannot compare with the data set: {floor_note}")
+            gen = torch.Generator().manual_seed(COMPARE_SEED)
+            b = reference.sample(len(a), gen, dtype=torch.float64).reshape(len(a), -1).numpy()
+            label_b = f"data set {tf.read_config().data.name!r} ({len(b):,} fresh draws)"
+        else:
+            try:
+                with TrajectoryFile(other) as peer:
+                    b = _subsample(peer.samples(), n_max).astype(np.float64)
+            except WorkbenchError as exc:
+                return self._fail(str(exc))
+            if b.shape[1] != a.shape[1]:
+                return self._fail(
+                    f"Cannot compare: {Path(other).name} has dimension {b.shape[1]}, "
+                    f"this file {a.shape[1]}"
+                )
+            label_b = f"{Path(other).name} ({len(b):,} samples)"
+        if floor_note and reference is None:
+            self.message.setText(f"Noise floors not shown: {floor_note}")
+            self.message.show()
+        self.label_b = label_b
+        self._overlay(a, b, f"{self.fv.path.name} ({len(a):,} samples)", label_b)
+        self.status.setText(f"computing metrics on {min(len(a), len(b)):,} points per side…")
+        self.compute_button.setEnabled(False)
+
+        def work(ctx: Any) -> dict[str, Any]:
+            return compare_samples(a, b, reference, cancelled=ctx.cancelled)
+
+        task = Task("inspector-compare", work, self)
+        task.done.connect(lambda result: self._done(generation, result))
+        task.failed.connect(lambda msg, _details: self._failed(generation, msg))
+        task.finished.connect(lambda: self._forget(task))
+        self.tasks.append(task)
+        self._started = time.perf_counter()
+        task.start()
+
+    def _forget(self, task: Task) -> None:
+        if task in self.tasks:
+            self.tasks.remove(task)
+            task.deleteLater()
+
+    def _overlay(self, a: np.ndarray, b: np.ndarray, label_a: str, label_b: str) -> None:
+        blue, orange = (30, 90, 200), (230, 110, 20)
+        if a.shape[1] == 1:
+            lo = float(min(a.min(), b.min()))
+            hi = float(max(a.max(), b.max()))
+            edges = np.linspace(lo, hi if hi > lo else lo + 1, 81)
+            for x, c, label in ((a, blue, label_a), (b, orange, label_b)):
+                dens, _ = np.histogram(x[:, 0], bins=edges, density=True)
+                self.plot.plot(edges, dens, stepMode="center", pen=pg.mkPen(c, width=2), name=label)
+            self.plot.setLabels(bottom="x", left="density")
+        else:
+            for x, c, label in ((b, orange, label_b), (a, blue, label_a)):
+                self.plot.plot(
+                    x[:, 0],
+                    x[:, 1],
+                    pen=None,
+                    symbol="o",
+                    symbolSize=3,
+                    symbolPen=None,
+                    symbolBrush=(*c, 110),
+                    name=label,
+                )
+            self.plot.setLabels(bottom="x1", left="x2")
+        self.plot.setTitle("final samples (data units)")
+        self.plot.autoRange()
+
+    def _done(self, generation: int, result: dict[str, Any]) -> None:
+        if generation != self._generation:
+            return
+        self.compute_button.setEnabled(True)
+        self.result = result
+        seconds = time.perf_counter() - self._started
+        metrics = result["metrics"]
+        self.table.setRowCount(len(metrics))
+        for r, (name, (value, floor)) in enumerate(metrics.items()):
+            if floor is None:
+                floor_text, verdict = "—", "no floor (no data set)"
+            else:
+                mean, std = floor
+                floor_text = f"{mean:.4g} ± {std:.2g}"
+                sigmas = (value - mean) / max(std, 1e-12)
+                if value <= mean + 3 * std:
+                    verdict = "within the noise floor"
+                elif sigmas < 10:
+                    verdict = f"slightly above the floor ({sigmas:.1f} std)"
+                else:
+                    verdict = f"far above the floor ({sigmas:.0f} std)"
+            for c, text in enumerate((name, f"{value:.4g}", floor_text, verdict)):
+                self.table.setItem(r, c, QtWidgets.QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self.status.setText(
+            f"{result['n']:,} points per side; floors over {COMPARE_REPEATS} pairs of fresh "
+            f"data-set draws of the same size; {seconds:.1f} s"
+        )
+
+    def _failed(self, generation: int, message: str) -> None:
+        if generation != self._generation:
+            return
+        self.compute_button.setEnabled(True)
+        self._fail(f"Metrics failed: {message}")
+
+    def busy(self) -> bool:
+        return any(task.isRunning() for task in self.tasks)
+
+    def shutdown(self, timeout_ms: int = 30_000) -> None:
+        """Cancel running metric tasks and wait for their threads."""
+        self._generation += 1
+        for task in list(self.tasks):
+            task.cancel()
+            task.wait(timeout_ms)
+
+
 class ExportDialog(QtWidgets.QDialog):
     """Export samples of one file with :func:`workbench.io.export.export_samples`."""
 
@@ -643,6 +1095,8 @@ class FileView(QtWidgets.QWidget):
             self.logp_view = LogpView(self) if self.tf.has_logp else None
             if self.logp_view is not None:
                 self._add_view(self.logp_view)
+            self.compare_view = CompareView(self)
+            self._add_view(self.compare_view)
         else:
             self.controls.hide()
             note = QtWidgets.QLabel(
@@ -837,7 +1291,10 @@ class FileView(QtWidgets.QWidget):
         return dlg
 
     def close_file(self) -> None:
+        """Stop playing, wait for the Compare worker thread, close the file."""
         self._timer.stop()
+        if self.is_trajectory:
+            self.compare_view.shutdown()
         self.tf.close()
 
 
@@ -913,6 +1370,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
         self.tabs.show()
         self.placeholder.hide()
         self.banner.hide()
+        self._peers_changed()
         self.last_error = None
         self.opened.emit(str(path))
         return True
@@ -933,6 +1391,18 @@ class InspectorWindow(QtWidgets.QMainWindow):
         if self.tabs.count() == 0:
             self.tabs.hide()
             self.placeholder.show()
+        self._peers_changed()
+
+    def _peers_changed(self) -> None:
+        """Offer every open trajectory file to the others' Compare view."""
+        files = [v for v in self.views() if isinstance(v, FileView) and v.is_trajectory]
+        for view in files:
+            view.compare_view.set_peers([o.path for o in files if o is not view])
+
+    def shutdown(self) -> None:
+        """Close every file, waiting for worker threads (also run by closeEvent)."""
+        while self.tabs.count():
+            self.close_tab(0)
 
     def refresh(self) -> None:
         view = self.current()
@@ -952,8 +1422,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
             view.open_export_dialog()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        while self.tabs.count():
-            self.close_tab(0)
+        self.shutdown()
         super().closeEvent(event)
 
 
