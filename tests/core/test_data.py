@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import workbench.io  # noqa: F401  (the .h5 reader of file data sets lives in io)
 from workbench.core.data import (
     DATASETS,
     REFERENCE_SAMPLES,

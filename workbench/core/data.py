@@ -11,8 +11,9 @@ The two-dimensional toy sets follow the generators of FFJORD (Grathwohl et al. 2
 ``toy_data.py``), rewritten on torch's RNG so that a seeded generator reproduces them exactly
 and so that every point is drawn independently (FFJORD fills some sets class by class).
 
-Files are read with numpy (``allow_pickle=False``: a data file must never run code) or, for
-HDF5, with h5py imported only when such a file is loaded, so that ``core`` stays free of h5py.
+Files are read with numpy (``allow_pickle=False``: a data file must never run code); HDF5 files
+by a reader that ``workbench.io`` registers (:func:`register_array_reader`), so that ``core``
+never imports h5py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import warnings
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -732,7 +733,8 @@ class FileData(ArrayDataSet):
         self.values = torch.as_tensor(values)
 
 
-def _file_error(path: Path, problem: str) -> DataError:
+def file_error(path: Path, problem: str) -> DataError:
+    """The one-line DataError naming a data file and its problem."""
     return DataError(f"data file {str(path)!r}: {' '.join(problem.split())}")
 
 
@@ -745,36 +747,37 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if not path.exists():
-        raise _file_error(path, "no such file")
+        raise file_error(path, "no such file")
     if not path.is_file():
-        raise _file_error(path, "is not a file")
+        raise file_error(path, "is not a file")
     if suffix not in FILE_EXTENSIONS:
-        raise _file_error(
+        raise file_error(
             path,
             f"unknown extension {suffix or '(none)'!r}; use one of {', '.join(FILE_EXTENSIONS)}",
         )
-    if suffix in (".h5", ".hdf5"):
-        array = _read_hdf5(path, key)
-    elif suffix == ".csv":
-        array = _read_csv(path)
-    else:
-        array = _read_numpy(path, key)
+    reader = ARRAY_READERS.get(suffix)
+    if reader is None:
+        # HDF5 belongs to workbench.io, which registers its reader when imported
+        raise file_error(
+            path, f"reading {suffix} files needs workbench.io (import workbench.io first)"
+        )
+    array = reader(path, key)
 
     if array.dtype == np.bool_:
         array = array.astype(np.float32)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise _file_error(path, f"holds {array.dtype} values, not real numbers")
+        raise file_error(path, f"holds {array.dtype} values, not real numbers")
     if array.ndim == 0:
-        raise _file_error(path, f"holds a single number: {_EXPECTED_SHAPES}")
+        raise file_error(path, f"holds a single number: {_EXPECTED_SHAPES}")
     if array.size == 0:
-        raise _file_error(path, f"is empty (shape {array.shape})")
+        raise file_error(path, f"is empty (shape {array.shape})")
     if np.issubdtype(array.dtype, np.floating):
         finite = np.isfinite(array)
         if not finite.all():
             n_nan = int(np.isnan(array).sum())
             n_inf = int(array.size - finite.sum()) - n_nan
             row = int(np.argmax(~finite.reshape(array.shape[0], -1).all(axis=1)))
-            raise _file_error(
+            raise file_error(
                 path,
                 f"has non-finite values: {n_nan} NaN and {n_inf} inf (first in row {row}, "
                 "counting from 0)",
@@ -787,17 +790,17 @@ def _read_numpy(path: Path, key: str | None) -> np.ndarray:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "Object arrays" in str(exc):
-            raise _file_error(
+            raise file_error(
                 path, "holds Python objects, which are never unpickled (that could run code)"
             ) from None
         if "pickled data" in str(exc):
             # np.load falls back to pickle for anything that is neither .npy nor .npz
-            raise _file_error(
+            raise file_error(
                 path, "cannot be read: not a NumPy .npy/.npz file (pickles are never loaded)"
             ) from None
-        raise _file_error(path, f"cannot be read: {exc}") from None
+        raise file_error(path, f"cannot be read: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise _file_error(path, f"cannot be read: {exc}") from None
+        raise file_error(path, f"cannot be read: {exc}") from None
     if isinstance(loaded, np.ndarray):
         return loaded
     # an .npz archive (np.load recognises it by content, whatever the extension)
@@ -806,16 +809,16 @@ def _read_numpy(path: Path, key: str | None) -> np.ndarray:
             names = list(loaded.files)
             if key is None:
                 if not names:
-                    raise _file_error(path, "holds no arrays")
+                    raise file_error(path, "holds no arrays")
                 if len(names) > 1:
-                    raise _file_error(
+                    raise file_error(
                         path,
                         f"holds several arrays ({', '.join(names)}); choose one with key = "
                         f'"{names[0]}"',
                     )
                 key = names[0]
             elif key not in names:
-                raise _file_error(
+                raise file_error(
                     path, f"has no array {key!r}; it holds: {', '.join(names) or 'nothing'}"
                 )
             return loaded[key]
@@ -823,14 +826,14 @@ def _read_numpy(path: Path, key: str | None) -> np.ndarray:
         raise
     except ValueError as exc:
         if "Object arrays" in str(exc):
-            raise _file_error(
+            raise file_error(
                 path,
                 f"array {key!r} holds Python objects, which are never unpickled "
                 "(that could run code)",
             ) from None
-        raise _file_error(path, f"cannot be read: {exc}") from None
+        raise file_error(path, f"cannot be read: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise _file_error(path, f"cannot be read: {exc}") from None
+        raise file_error(path, f"cannot be read: {exc}") from None
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -849,9 +852,9 @@ def _read_csv(path: Path) -> np.ndarray:
                 skip -= 1
                 break
     except UnicodeDecodeError:
-        raise _file_error(path, "cannot be read as CSV: it is not UTF-8 text") from None
+        raise file_error(path, "cannot be read as CSV: it is not UTF-8 text") from None
     except OSError as exc:
-        raise _file_error(path, f"cannot be read: {exc}") from None
+        raise file_error(path, f"cannot be read: {exc}") from None
     try:
         with warnings.catch_warnings():
             # an empty file warns; emptiness is reported below with the file's name
@@ -860,46 +863,27 @@ def _read_csv(path: Path) -> np.ndarray:
                 path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64, encoding="utf-8"
             )
     except (ValueError, OSError) as exc:
-        raise _file_error(path, f"cannot be read as CSV: {exc}") from None
+        raise file_error(path, f"cannot be read as CSV: {exc}") from None
 
 
-def _read_hdf5(path: Path, key: str | None) -> np.ndarray:
-    try:
-        import h5py  # only here: core must not depend on h5py at import time
-    except ImportError:
-        raise _file_error(path, "reading HDF5 files needs h5py: pip install h5py") from None
-    try:
-        with h5py.File(path, "r") as f:
-            datasets: list[str] = []
-            f.visititems(
-                lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) else None
-            )
-            if key is None:
-                if not datasets:
-                    raise _file_error(path, "holds no datasets")
-                if len(datasets) > 1:
-                    raise _file_error(
-                        path,
-                        f"holds several datasets ({', '.join(datasets)}); choose one with key = "
-                        f'"{datasets[0]}"',
-                    )
-                key = datasets[0]
-            obj = f.get(key)
-            if obj is None:
-                raise _file_error(
-                    path,
-                    f"has no dataset {key!r}; it holds: {', '.join(datasets) or 'nothing'}",
-                )
-            if not isinstance(obj, h5py.Dataset):
-                raise _file_error(
-                    path,
-                    f"{key!r} is a group, not a dataset; datasets: {', '.join(datasets) or 'none'}",
-                )
-            return np.asarray(obj[()])
-    except DataError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise _file_error(path, f"cannot be read as HDF5: {exc}") from None
+ArrayReader = Callable[[Path, "str | None"], np.ndarray]
+
+# suffix -> reader(path, key); HDF5 readers are added by workbench.io (h5py stays out of core)
+ARRAY_READERS: dict[str, ArrayReader] = {
+    ".npy": _read_numpy,
+    ".npz": _read_numpy,
+    ".csv": lambda path, key: _read_csv(path),
+}
+
+
+def register_array_reader(suffixes: tuple[str, ...], reader: ArrayReader) -> None:
+    """Let ``file`` data sets read ``suffixes`` with ``reader(path, key)``.
+
+    The reader raises :class:`DataError` (see :func:`file_error`) for anything wrong with the
+    file; :func:`load_array` then checks dtype, emptiness and finiteness for every format.
+    """
+    for suffix in suffixes:
+        ARRAY_READERS[suffix.lower()] = reader
 
 
 def _as_samples(array: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:
@@ -919,11 +903,11 @@ def _as_samples(array: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:
             return np.ascontiguousarray(array.transpose(0, 3, 1, 2)), True
         if array.shape[1] in channels:
             return np.ascontiguousarray(array), True
-        raise _file_error(
+        raise file_error(
             path,
             f"has shape {array.shape}: 4-D data must be images (n, h, w, c) with c in 1, 3, 4",
         )
-    raise _file_error(
+    raise file_error(
         path,
         f"has shape {array.shape} ({array.ndim}-D): {_EXPECTED_SHAPES}",
     )

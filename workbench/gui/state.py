@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import workbench.io  # noqa: F401  (registers the reader of .h5 data files)
 from workbench.config import ExperimentConfig
 from workbench.core.analytic import AnalyticMarginal
 from workbench.core.data import DataSet, Normalizer, build_dataset
