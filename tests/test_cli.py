@@ -192,19 +192,6 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
     assert "usage: sde-workbench" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["fpk", "exp.toml", "--out", "f.h5", "--grid", "64", "--times", "0,0.5,1"],
-    ],
-)
-def test_later_commands_say_not_yet(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 1
-    assert one_line_error(capsys) == (
-        f"sde-workbench {argv[0]}: not available yet (coming in a later release)"
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # the GUI, lazily
 # ---------------------------------------------------------------------------------------------

@@ -116,11 +116,6 @@ def _load_experiment(path: str | Path) -> ExperimentConfig:
         raise
 
 
-def _not_yet(name: str) -> int:
-    print(f"{PROG} {name}: not available yet (coming in a later release)", file=sys.stderr)
-    return 1
-
-
 # ---------------------------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +362,36 @@ def _args_fpk(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_fpk(args: argparse.Namespace) -> int:
-    return _not_yet("fpk")
+    import time
+
+    from workbench.io.fpk_file import solve_config_to_file
+    from workbench.terminal import TerminalProgress
+
+    config = _load_experiment(args.config)
+    bar = TerminalProgress("fpk")
+    start = time.perf_counter()
+
+    def progress(fraction: float) -> None:
+        done = int(1000 * fraction)
+        elapsed = time.perf_counter() - start
+        bar.update(done, 1000, done / elapsed if elapsed > 0 else 0.0)
+
+    try:
+        result = solve_config_to_file(
+            config,
+            args.out,
+            grid=args.grid,
+            times=args.times,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    grid = "x".join([str(result.grid)] * result.dim)
+    print(
+        f"wrote {result.path}: p_t on a {grid} grid at {len(result.times)} times, "
+        f"mass error {result.mass_error:.2g}, {time.perf_counter() - start:.2f} s"
+    )
+    return 0
 
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:

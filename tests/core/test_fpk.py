@@ -1,0 +1,152 @@
+"""The Fokker–Planck solver against analytic marginals, the Boltzmann law and its own limits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.core.analytic import AnalyticMarginal
+from workbench.core.data import build_dataset
+from workbench.core.fpk import (
+    FPKCancelledError,
+    density_from_data,
+    score_on_grid,
+    solve_fpk,
+)
+from workbench.core.sde import SDE, build_sde
+from workbench.errors import WorkbenchError
+
+TIMES = (0.0, 0.1, 0.5, 1.0)
+
+
+def _model_mixture(name: str):
+    ds = build_dataset(name, {})
+    return ds, ds.normalizer().to_model_mixture(ds.mixture())
+
+
+def _solve(name: str, kind: str, params: dict, n: int):
+    _ds, mix = _model_mixture(name)
+    sde = build_sde(kind, params)
+    x = mix.sample(20000, torch.Generator().manual_seed(0)).numpy()
+
+    def p0(points: np.ndarray) -> np.ndarray:
+        return torch.exp(mix.log_prob(torch.as_tensor(points))).numpy()
+
+    sol = solve_fpk(sde, p0, n, TIMES, samples=x)
+    return sol, AnalyticMarginal(mix, sde)
+
+
+def _exact(sol, am: AnalyticMarginal, k: int) -> np.ndarray:
+    mesh = np.stack(np.meshgrid(*sol.axes, indexing="ij"), -1).reshape(-1, sol.dim)
+    logp = am.log_prob(torch.as_tensor(mesh), float(sol.times[k]))
+    return torch.exp(logp).numpy().reshape(sol.p[k].shape)
+
+
+# VE with a small sigma_max: a uniform grid must resolve both p_0 and the spread at T.
+CASES = [
+    ("gmm1d", "vp", {}, 512, 1e-2),
+    ("gmm1d", "ve", {"sigma_min": 0.05, "sigma_max": 2.0}, 1024, 1e-2),
+    ("8gaussians", "vp", {}, 128, 2e-2),
+    ("8gaussians", "ve", {"sigma_min": 0.05, "sigma_max": 1.0}, 192, 2e-2),
+]
+
+
+@pytest.mark.parametrize(("name", "kind", "params", "n", "tol"), CASES)
+def test_matches_analytic_marginals(name, kind, params, n, tol) -> None:
+    sol, am = _solve(name, kind, params, n)
+    assert np.all(sol.p >= 0)
+    assert np.all(np.abs(sol.mass - 1.0) < 1e-6)
+    assert sol.clipped < 1e-10
+    for k, t in enumerate(sol.times):
+        if t == 0:
+            continue
+        l1 = np.abs(sol.p[k] - _exact(sol, am, k)).sum() * sol.cell_volume
+        assert l1 < tol, (name, kind, t, l1)
+
+
+def test_score_matches_analytic_in_the_bulk() -> None:
+    sol, am = _solve("gmm1d", "vp", {}, 512)
+    k = 2  # t = 0.5
+    score = score_on_grid(sol, k, floor=1e-8)
+    assert score.shape == (512, 1)
+    x = torch.as_tensor(sol.axes[0][:, None])
+    exact = am.score(x, 0.5).numpy()
+    bulk = sol.p[k] > 1e-3
+    assert np.all(np.isfinite(score[bulk]))
+    rel = np.abs(score[bulk] - exact[bulk]).max() / np.abs(exact[bulk]).max()
+    assert rel < 2e-2
+    assert np.isnan(score[sol.p[k] <= 1e-8]).all()
+
+
+class DoubleWell(SDE):
+    """dX = -4 X (X^2 - 1) dt + g dW: U = x^4 - 2 x^2, stationary law exp(-2U/g^2)/Z."""
+
+    def __init__(self, g: float = 1.0, T: float = 10.0) -> None:
+        self.g = g
+        self.T = T
+
+    def drift(self, x, t):
+        return -4.0 * x * (x * x - 1.0)
+
+    def diffusion(self, t):
+        return torch.full_like(torch.as_tensor(t, dtype=torch.float64), self.g)
+
+    def prior_sample(self, shape, generator=None, **kw):
+        return torch.randn(shape, generator=generator)
+
+    def prior_logp(self, z):
+        return -0.5 * z.pow(2).sum(-1)
+
+
+def test_double_well_reaches_boltzmann() -> None:
+    sde = DoubleWell()
+    # symmetric start: the slow inter-well exchange (Kramers time ~4) is not needed
+    samples = np.random.default_rng(0).normal(0.0, 0.5, size=(4000, 1))
+    samples = np.concatenate([samples, -samples])
+    sol = solve_fpk(sde, samples, 200, [0.0, 10.0], bounds=[(-2.2, 2.2)], max_dt=0.01)
+    x = sol.axes[0]
+    u = x**4 - 2 * x**2
+    boltz = np.exp(-2 * u / sde.g**2)
+    boltz /= boltz.sum() * sol.cell_volume
+    l1 = np.abs(sol.p[-1] - boltz).sum() * sol.cell_volume
+    assert l1 < 1e-2, l1
+    assert abs(sol.mass[-1] - 1) < 1e-6
+    assert np.all(sol.p >= 0)
+
+
+def test_grid_sized_by_simulation_for_nonlinear_sde() -> None:
+    samples = np.random.default_rng(1).normal(0.0, 0.3, size=(2000, 1))
+    sol = solve_fpk(DoubleWell(T=1.0), samples, 128, [0.5])
+    assert sol.axes[0][0] < -1.2 and sol.axes[0][-1] > 1.2
+
+
+def test_too_large_grid_refused_with_size() -> None:
+    sde = build_sde("vp", {})
+    with pytest.raises(WorkbenchError, match=r"20000\^2 = 4e\+08 cells .* GiB"):
+        solve_fpk(sde, lambda p: np.ones(len(p)), 20000, [0.0, 1.0], bounds=[(-1, 1)] * 2)
+
+
+def test_cancel_raises_and_progress_reaches_one() -> None:
+    sde = build_sde("vp", {})
+    seen: list[float] = []
+    p0 = lambda p: np.exp(-0.5 * (p**2).sum(-1))  # noqa: E731
+    solve_fpk(sde, p0, 64, [0.0, 0.2], bounds=[(-6, 6)], progress=seen.append)
+    assert seen and seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen)
+    with pytest.raises(FPKCancelledError, match="cancelled"):
+        solve_fpk(sde, p0, 64, [1.0], bounds=[(-6, 6)], cancel=lambda: True)
+
+
+def test_density_from_data_kde_and_exact() -> None:
+    ds, _mix = _model_mixture("8gaussians")
+    axes = [np.linspace(-3, 3, 61)] * 2
+    exact = density_from_data(ds, ds.normalizer(), axes)
+    dx = 0.1
+    assert exact.shape == (61, 61)
+    assert abs(exact.sum() * dx * dx - 1) < 2e-2
+    moons = build_dataset("moons", {})
+    kde = density_from_data(moons, moons.normalizer(), axes)
+    assert np.all(kde >= 0) and abs(kde.sum() * dx * dx - 1) < 5e-2
+    assert math.isfinite(float(kde.max()))

@@ -1,0 +1,131 @@
+"""Fokker–Planck solutions on disk: ``sde-workbench fpk`` writes them, the inspector reads them.
+
+Layout (HDF5)::
+
+    /                 attrs format="sde-workbench/fpk", format_version=1, created, complete
+    /config           attrs experiment (the experiment as TOML)
+    /fpk              attrs sde, dim, grid, mass_error, clipped, units="model"
+    /fpk/x1, /fpk/x2  cell centres of each axis (model units)
+    /fpk/times        the times stored
+    /fpk/p            p_t on the grid, shape (len(times), *grid)
+
+The file is written under a temporary name in the same folder and moved into place with
+``os.replace`` once complete; an existing file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "FPKFileResult", "write_fpk", "solve_config_to_file"]
+
+FORMAT = "sde-workbench/fpk"
+FORMAT_VERSION = 1
+DEFAULT_TIMES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class FPKFileResult:
+    path: Path
+    grid: int
+    dim: int
+    times: np.ndarray
+    mass_error: float
+    clipped: float
+
+
+def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) -> Path:
+    """Write ``solution`` (an :class:`~workbench.core.fpk.FPKSolution`) to a new file."""
+    path = Path(path)
+    if path.exists():
+        raise WorkbenchError(f"{path} already exists; choose another --out or remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            f.attrs["created"] = datetime.now().astimezone().isoformat(timespec="seconds")
+            f.attrs["complete"] = np.bool_(False)
+            f.create_group("config").attrs["experiment"] = config_toml
+            g = f.create_group("fpk")
+            g.attrs["sde"] = sde_kind
+            g.attrs["dim"] = np.int64(solution.dim)
+            g.attrs["grid"] = np.asarray(solution.p.shape[1:], dtype=np.int64)
+            g.attrs["mass_error"] = float(np.max(np.abs(solution.mass - 1.0)))
+            g.attrs["clipped"] = float(solution.clipped)
+            g.attrs["units"] = "model"
+            for i, axis in enumerate(solution.axes, start=1):
+                g.create_dataset(f"x{i}", data=np.asarray(axis, dtype=np.float64))
+            g.create_dataset("times", data=np.asarray(solution.times, dtype=np.float64))
+            g.create_dataset("p", data=solution.p, compression="gzip", compression_opts=4)
+            f.attrs["complete"] = np.bool_(True)
+        if path.exists():
+            raise WorkbenchError(f"{path} already exists; choose another --out or remove it")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def solve_config_to_file(
+    config,
+    out: str | Path,
+    *,
+    grid: int | None = None,
+    times: Sequence[float] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> FPKFileResult:
+    """Solve the Fokker–Planck equation of an experiment's SDE and data; write it to ``out``."""
+    import torch
+
+    from workbench.config import to_toml
+    from workbench.core.data import build_dataset
+    from workbench.core.fpk import density_from_data, grid_bounds, solve_fpk
+    from workbench.core.sde import build_sde
+
+    out = Path(out)
+    if out.exists():
+        raise WorkbenchError(f"{out} already exists; choose another --out or remove it")
+    dataset = build_dataset(config.data.name, dict(config.data.params))
+    if dataset.dim > 2:
+        raise WorkbenchError(
+            f"the Fokker–Planck solver works in 1-D and 2-D; data set {dataset.name!r} "
+            f"has {dataset.dim} dimensions"
+        )
+    sde = build_sde(config.sde.kind, dict(config.sde.params))
+    T = float(getattr(sde, "T", 1.0))
+    ts = tuple(times) if times is not None else tuple(t * T for t in DEFAULT_TIMES)
+    n = grid or (256 if dataset.dim == 1 else 128)
+    normalizer = dataset.normalizer()
+    gen = torch.Generator().manual_seed(0)
+    x = normalizer.to_model(dataset.sample(20000, generator=gen).to(torch.float64))
+    x = x.reshape(len(x), -1).numpy()
+    bounds = grid_bounds(sde, x, max(ts))
+
+    def initial(points: np.ndarray) -> np.ndarray:
+        axes = [np.unique(points[:, i]) for i in range(points.shape[1])]
+        return density_from_data(dataset, normalizer, axes).reshape(-1)
+
+    solution = solve_fpk(sde, initial, n, ts, bounds=bounds, progress=progress)
+    write_fpk(out, solution, sde_kind=config.sde.kind, config_toml=to_toml(config))
+    return FPKFileResult(
+        path=out,
+        grid=n,
+        dim=dataset.dim,
+        times=solution.times,
+        mass_error=float(np.max(np.abs(solution.mass - 1.0))),
+        clipped=solution.clipped,
+    )
