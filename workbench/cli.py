@@ -230,6 +230,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load_experiment(args.config)
     if args.seed is not None:
         cfg = cfg.with_overrides({"train.seed": args.seed})
+    from workbench.io.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # one rank of `torchrun ... -m workbench train`
+        from workbench.io.distributed import train_from_cli
+
+        return train_from_cli(
+            cfg, args.out, resume=args.resume, steps=args.steps, device=args.device, prog=PROG
+        )
     bar = TerminalProgress("train")
     stop = {"asked": False}
 
@@ -280,6 +288,12 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
         "--device", type=_device, metavar="D", help="where to sample: auto, cpu, cuda[:N]"
     )
     p.add_argument("--force", action="store_true", help="overwrite FILE.h5 if it exists")
+    p.add_argument(
+        "--shards",
+        action="store_true",
+        help="under torchrun: one file per rank and FILE.h5 joining them as virtual datasets "
+        "(default: rank 0 gathers every particle into FILE.h5)",
+    )
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -299,6 +313,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         overrides["train.device"] = args.device
     if overrides:
         config = config.with_overrides(overrides)
+    from workbench.io.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # one rank of `torchrun ... -m workbench sample`
+        from workbench.io.distributed import sample_from_cli
+
+        return sample_from_cli(
+            args.source, config, model, dataset, args.out, shards=args.shards, overwrite=args.force
+        )
     bar = TerminalProgress("sample")
     start = {"t": None}
 
