@@ -513,6 +513,8 @@ class ExperimentConfig:
                 f"'analytic' needs Gaussian-mixture data ({', '.join(_mixture_names())}), "
                 f"got data.name = {self.data.name!r}",
             )
+        # The SDE's own rules about the rest (a non-linear SDE refuses DSM, s(t)-based parts).
+        SDES.get(self.sde.kind).check_experiment(self)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> ExperimentConfig:
         """A copy with ``{"section.key": value}`` changed, validated again.

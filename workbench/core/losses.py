@@ -285,8 +285,11 @@ class Loss(ABC):
 
     params: ClassVar[tuple[Param, ...]] = LOSS_PARAMS
     config_name: ClassVar[str] = ""
-    #: Euler–Maruyama steps used by :meth:`noised` for SDEs without a closed-form kernel.
+    #: Euler–Maruyama steps of :func:`simulate_forward` (kept for callers that use it).
     simulation_steps: ClassVar[int] = 100
+    #: settings of the :class:`~workbench.core.simulation.SimulationCache` that non-linear
+    #: SDEs train from (paths, grid times, refresh period in calls, refreshed fraction)
+    cache_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
@@ -333,6 +336,7 @@ class Loss(ABC):
         self._weight_fn = WEIGHTINGS[weighting].fn
         self._project = PROJECTIONS[projection]
         self.proposal = _TimeProposal(sde, self.eps) if importance_sampling else None
+        self.cache: Any = None  # the SimulationCache of a non-linear SDE, made on first use
 
     # randomness -----------------------------------------------------------------------------
     def sample_time(
@@ -377,11 +381,19 @@ class Loss(ABC):
     ) -> Tensor:
         """A draw of x_t ~ p(x_t | x0): exact m x0 + s noise for linear SDEs, else simulated.
 
-        Override this to train on x_t from elsewhere (a better simulator, stored paths).
+        A non-linear SDE draws from a :class:`~workbench.core.simulation.SimulationCache` of
+        forward paths (made on the first call, refreshed from the batches' x0 as calls go): the
+        result is a draw from p_t of the data law, not a path from this particular x0, which is
+        all the sample-based losses (SSM, SSM-VR, ESM) need. Override this to train on x_t from
+        elsewhere (a better simulator, stored paths).
         """
         if isinstance(self.sde, LinearSDE):
             return self.sde.perturb(x0, t, noise)
-        return simulate_forward(self.sde, x0, t, noise, self.simulation_steps, generator)
+        if self.cache is None:
+            from workbench.core.simulation import SimulationCache
+
+            self.cache = SimulationCache(self.sde, **self.cache_options)
+        return self.cache.draw(x0, t, noise, generator)
 
     # the loss -------------------------------------------------------------------------------
     @abstractmethod

@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 
 from workbench.core.expr import Expression
-from workbench.core.params import Float, Param, Text, validate_params
+from workbench.core.params import Choice, Float, Param, Text, validate_params
 from workbench.core.registry import Registry
-from workbench.errors import ConfigError, ExpressionError
+from workbench.errors import ConfigError, ExpressionError, WorkbenchError
 
 __all__ = [
     "SDE",
@@ -42,6 +42,7 @@ __all__ = [
     "VESDE",
     "CosineVPSDE",
     "ExpressionLinearSDE",
+    "CustomSDE",
     "SDES",
     "build_sde",
     "validate_sde_params",
@@ -111,6 +112,44 @@ class SDE(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    @classmethod
+    def check_experiment(cls, config: Any) -> None:
+        """The rules this SDE sets for the rest of an experiment (an ``ExperimentConfig``).
+
+        Raises :class:`ConfigError` with the full dotted key. A non-linear SDE has no Gaussian
+        kernel p(x_t | x0), so everything built on m(t), s(t) is refused here, where the user
+        sees it, rather than when training or sampling starts.
+        """
+        if issubclass(cls, LinearSDE):
+            return
+        what = f"the {config.sde.kind!r} SDE is not linear, so p(x_t|x_0) has no closed form"
+        if config.loss.kind == "dsm":
+            raise ConfigError(
+                "loss.kind",
+                f"denoising score matching needs the Gaussian kernel p(x_t|x_0), and {what}; "
+                "use 'ssm' (or 'ssm_vr', or 'esm' in low dimension), which train on simulated x_t",
+            )
+        if config.loss.weighting == "sigma2":
+            raise ConfigError(
+                "loss.weighting",
+                f"'sigma2' is lambda(t) = s(t)^2, the variance of p(x_t|x_0), and {what}; "
+                "use 'none' or 'likelihood'",
+            )
+        if config.loss.importance_sampling:
+            raise ConfigError(
+                "loss.importance_sampling", f"q(t) ~ g^2/s^2 needs s(t), and {what}; set false"
+            )
+        if config.model.output != "score" and config.model.kind != "analytic":
+            raise ConfigError(
+                "model.output",
+                f"{config.model.output!r} converts through m(t), s(t), and {what}; use 'score'",
+            )
+        if config.sample.denoise:
+            raise ConfigError(
+                "sample.denoise",
+                f"the final Tweedie denoising step needs m(t), s(t), and {what}; set false",
+            )
 
 
 class LinearSDE(SDE):
@@ -466,3 +505,244 @@ def build_sde(kind: str, params: Mapping[str, Any] | None = None) -> SDE:
     """The SDE named ``kind`` with the given parameters, validated."""
     cls = SDES.get(kind)
     return cls(**validate_params(cls.params, params or {}, what=f"SDE {kind!r}"))
+
+
+# --------------------------------------------------------------------------------------------
+# Non-linear SDEs typed by the user
+# --------------------------------------------------------------------------------------------
+def _drift_text(value: Any) -> str:
+    """The ``drift`` key: one string with components separated by ';', or a list of strings.
+
+    Normalised to one string ("c1; c2"), so the config stays hashable and round-trips TOML.
+    """
+    if isinstance(value, (list, tuple)):
+        if not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError(
+                f"must be a list of non-empty expressions, one per coordinate, got {value!r}"[:120]
+            )
+        return "; ".join(v.strip() for v in value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(
+            "must be an expression per coordinate, separated by ';' (or a list of them), "
+            f"got {value!r}"[:120]
+        )
+    return value
+
+
+class _DriftCheck:
+    def describe(self) -> str:
+        return "expressions in x1..xd and t, one per coordinate, separated by ';'"
+
+    def __call__(self, value: Any) -> str:
+        return _drift_text(value)
+
+
+_PRIORS = ("simulation", "gaussian")
+
+
+@SDES.register("custom")
+class CustomSDE(SDE):
+    """dX = f(X, t) dt + g(t) dW with f typed per coordinate and g(t) typed by the user.
+
+    ``drift`` holds d expressions f_i(x1, ..., xd, t) separated by ';' (in 1-D ``x`` may stand
+    for ``x1``); d must equal the data's dimension (the config checks it). Nothing here is in
+    closed form: p_t(x | x0) is not Gaussian, so training draws x_t from forward simulations
+    (:mod:`workbench.core.simulation`), DSM and the s(t)-based parts (sigma2 weighting, eps/x0
+    outputs, Tweedie denoising) are refused, and the prior p_T is the law of simulated
+    particles: the *terminal bank* x_T, made by simulating the training data to T
+    (:func:`workbench.core.simulation.terminal_bank`) and given with :meth:`set_terminal_bank`.
+
+    ``prior = "simulation"`` resamples the bank with replacement (exact up to the simulation's
+    weak error and the bank's size); ``"gaussian"`` draws from N(mean, cov) fitted to the bank
+    (right when p_T is close to Gaussian, e.g. an OU process run long enough). In both modes
+    :meth:`prior_logp` is the fitted Gaussian's log-density, an approximation of log p_T (used
+    only by likelihoods).
+    """
+
+    params = (
+        Param(
+            "drift",
+            _DriftCheck(),
+            "-4*x*(x^2 - 1)",
+            "drift f(x, t): one expression per coordinate in x1..xd and t, separated by ';' "
+            "(1-D: x or x1). E.g. double well '-4*x*(x^2 - 1)'; rotation '-x2; x1'",
+        ),
+        Param("g", Text(), "1", "diffusion g(t) >= 0, an expression in t"),
+        _T_PARAM,
+        Param(
+            "prior",
+            Choice(_PRIORS),
+            "simulation",
+            "p_T to sample from: 'simulation' resamples simulated x_T, 'gaussian' fits N(m, C)",
+        ),
+        Param(
+            "dt",
+            Float(1e-6, 0.1),
+            1e-3,
+            "Euler–Maruyama step of the forward simulations (training data, prior)",
+        ),
+    )
+
+    def __init__(
+        self,
+        drift: str = "-4*x*(x^2 - 1)",
+        g: str = "1",
+        T: float = 1.0,
+        prior: str = "simulation",
+        dt: float = 1e-3,
+    ) -> None:
+        self.T = float(T)
+        self.drift_text = _drift_text(drift)
+        self.g_text = g
+        self.prior = prior
+        if prior not in _PRIORS:
+            raise ConfigError("prior", f"must be one of {', '.join(map(repr, _PRIORS))}")
+        self.dt = float(dt)
+        if not 0 < self.dt <= self.T:
+            raise ConfigError("dt", f"must be in (0, T] = (0, {self.T:g}], got {self.dt:g}")
+        parts = [p.strip() for p in self.drift_text.split(";")]
+        self.dim = len(parts)
+        names = [f"x{i + 1}" for i in range(self.dim)]
+        variables = (*names, "t", *(("x",) if self.dim == 1 else ()))
+        self._f: list[Expression] = []
+        for i, text in enumerate(parts):
+            where = f"component {i + 1} of {self.dim}" if self.dim > 1 else "f(x, t)"
+            if not text:
+                raise ConfigError(
+                    "drift", f"{where} is empty; give one expression per coordinate, ';' between"
+                )
+            try:
+                self._f.append(Expression(text, variables))
+            except ExpressionError as exc:
+                raise ConfigError("drift", f"{where}: {exc}") from None
+        try:
+            self._g = Expression(g, ("t",))
+        except ExpressionError as exc:
+            raise ConfigError("g", str(exc)) from None
+        grid = np.linspace(0.0, self.T, 1025)
+        with np.errstate(all="ignore"):
+            g_grid = np.asarray(self._g(t=grid), dtype=np.float64)
+        bad = ~(np.isfinite(g_grid) & (g_grid >= 0))
+        if bad.any():
+            raise ConfigError(
+                "g",
+                f"g(t) = {g!r} must be finite and >= 0 on [0, T]; fails at t = {grid[bad][0]:.6g}",
+            )
+        if not np.any(g_grid > 0):
+            raise ConfigError("g", f"g(t) = {g!r} is zero on all of [0, T]: nothing to reverse")
+        self._bank: Tensor | None = None
+        self._fit: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @classmethod
+    def check_experiment(cls, config: Any) -> None:
+        """The non-linear rules, then: one drift component per data coordinate (``sde.drift``).
+
+        The data's dimension is known without reading a file for every set but the array-backed
+        ones (a user's file, digits); for those the count is checked when training starts.
+        """
+        super().check_experiment(config)
+        from workbench.core.data import DATASETS, ArrayDataSet, build_dataset
+
+        if issubclass(DATASETS.get(config.data.name), ArrayDataSet):
+            return
+        dim = build_dataset(config.data.name, dict(config.data.params)).dim
+        try:
+            cls(**dict(config.sde.params)).check_dim(dim)
+        except ConfigError as exc:
+            raise exc.within("sde") from None
+
+    # coefficients ----------------------------------------------------------------------------
+    def check_dim(self, dim: int) -> None:
+        """ConfigError naming ``drift`` unless it has one component per data coordinate."""
+        if dim != self.dim:
+            raise ConfigError(
+                "drift",
+                f"has {self.dim} component(s) but the data have {dim} dimension(s); give one "
+                "expression per coordinate, separated by ';'",
+            )
+
+    def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
+        flat = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(-1, 1)
+        if flat.shape[1] != self.dim:
+            self.check_dim(flat.shape[1])
+        t = _time(t, x).to(dtype=x.dtype, device=x.device)
+        if t.ndim > 1:
+            t = t.reshape(-1)
+        env: dict[str, Tensor] = {f"x{i + 1}": flat[:, i] for i in range(self.dim)}
+        if self.dim == 1:
+            env["x"] = flat[:, 0]
+        env["t"] = t
+        # Only the variables a component uses (plus x1, which fixes the batch shape): passing
+        # all d of them would add d broadcasts per component for nothing.
+        comps = [f(**{k: v for k, v in env.items() if k in f.used or k == "x1"}) for f in self._f]
+        out = torch.stack([c.expand(flat.shape[0]) for c in comps], -1)
+        return out.reshape(x.shape)
+
+    def diffusion(self, t: Tensor | float) -> Tensor:
+        return self._g(t=_time(t))
+
+    def describe(self) -> str:
+        return f"the custom SDE (f = {self.drift_text!r}, g = {self.g_text!r})"
+
+    # the prior: simulated particles at T ----------------------------------------------------------
+    @property
+    def terminal_bank(self) -> Tensor | None:
+        """The simulated x_T particles the prior draws from (None until set)."""
+        return self._bank
+
+    def set_terminal_bank(self, x_T: Tensor) -> None:
+        """Use the particles ``x_T`` (n, *sample_shape), simulated from data to T, as p_T."""
+        if x_T.ndim < 1 or x_T.shape[0] < 2:
+            raise WorkbenchError("the terminal bank needs at least 2 particles")
+        if not bool(torch.isfinite(x_T).all()):
+            raise WorkbenchError("the terminal bank holds non-finite values")
+        self._bank = x_T.detach().to("cpu", torch.float64)
+        flat = self._bank.reshape(len(self._bank), -1)
+        mean = flat.mean(0)
+        cov = torch.atleast_2d(torch.cov(flat.T))
+        # a little jitter keeps the Cholesky factor defined for a degenerate bank
+        cov = cov + 1e-9 * torch.eye(cov.shape[0], dtype=cov.dtype) * max(1.0, float(cov.trace()))
+        chol = torch.linalg.cholesky(cov)
+        self._fit = (mean, cov, chol)
+
+    def _need_bank(self) -> Tensor:
+        if self._bank is None:
+            raise WorkbenchError(
+                "the custom SDE's prior p_T comes from simulated particles, and none are set: "
+                "simulate the data to T first (workbench.core.simulation.terminal_bank)"
+            )
+        return self._bank
+
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        bank = self._need_bank()
+        dtype = dtype or torch.get_default_dtype()
+        n = int(shape[0])
+        draw_device = generator.device if generator is not None else torch.device(device or "cpu")
+        if self.prior == "gaussian":
+            mean, _, chol = self._fit  # type: ignore[misc]
+            z = torch.randn(
+                (n, mean.shape[0]), generator=generator, device=draw_device, dtype=torch.float64
+            )
+            out = mean.to(draw_device) + z @ chol.to(draw_device).T
+        else:
+            idx = torch.randint(len(bank), (n,), generator=generator, device=draw_device)
+            out = bank.to(draw_device)[idx]
+        return out.reshape(shape).to(device=device or draw_device, dtype=dtype)
+
+    def prior_logp(self, z: Tensor) -> Tensor:
+        """log N(z; mean, cov) of the Gaussian fitted to the bank: an approximation of log p_T."""
+        self._need_bank()
+        mean, _, chol = self._fit  # type: ignore[misc]
+        flat = (z.reshape(z.shape[0], -1) if z.ndim > 1 else z.reshape(-1, 1)).to(torch.float64)
+        diff = (flat - mean.to(flat.device)).T
+        sol = torch.linalg.solve_triangular(chol.to(flat.device), diff, upper=False)
+        d = mean.shape[0]
+        log_det = 2.0 * torch.log(torch.diagonal(chol)).sum().to(flat.device)
+        out = -0.5 * (sol * sol).sum(0) - 0.5 * log_det - 0.5 * d * math.log(2 * math.pi)
+        return out.to(z.dtype)
