@@ -228,6 +228,12 @@ TRAIN_PARAMS: tuple[Param, ...] = (
         "fp32",
         "bf16: bfloat16 autocast on CUDA (the CPU always trains in fp32)",
     ),
+    Param(
+        "fast_path",
+        Choice(("auto", "off", "cuda_graph", "compile")),
+        "auto",
+        "auto: CUDA graphs on CUDA, the plain loop on the CPU; compile: torch.compile",
+    ),
 )
 
 SAMPLE_PARAMS: tuple[Param, ...] = (
@@ -267,6 +273,19 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
     Param("atol", _pos(), 1e-5, "absolute tolerance of the adaptive ODE integrator"),
     Param("denoise", Bool(), True, "take one last noise-free step at t = eps"),
     Param("seed", Int(0, _INT64_MAX), 0, "random seed of the sampler"),
+    Param(
+        "fast_path",
+        Choice(("auto", "off", "cuda_graph", "compile")),
+        "auto",
+        "auto: the score network as a CUDA graph on CUDA, plain on the CPU",
+    ),
+    Param(
+        "precision",
+        Choice(("fp32", "bf16")),
+        "fp32",
+        "bf16: the score network under bfloat16 autocast (CUDA; the state stays fp32)",
+    ),
+    Param("chunk_size", Int(0), 0, "samples per network call (0: as many as fit in memory)"),
 )
 
 SECTION_PARAMS: dict[str, tuple[Param, ...]] = {
@@ -431,6 +450,7 @@ class TrainConfig(_Section):
     checkpoint_every: int = 1000
     log_every: int = 10
     precision: str = "fp32"
+    fast_path: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -456,6 +476,9 @@ class SampleConfig(_Section):
     atol: float = 1e-5
     denoise: bool = True
     seed: int = 0
+    fast_path: str = "auto"
+    precision: str = "fp32"
+    chunk_size: int = 0
 
 
 _SECTION_CLASSES: dict[str, type[_Section]] = {
