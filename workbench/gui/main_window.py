@@ -108,6 +108,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_panels()
         self._build_tabs()
         self._build_status()
+        self._build_reference()
         self._build_log()
         self._build_menus()
         self._debounce = QtCore.QTimer(self)
@@ -192,6 +193,7 @@ class MainWindow(QtWidgets.QMainWindow):
         layout = QtWidgets.QVBoxLayout(centre)
         layout.addWidget(self.tab_widget, 1)
         row = QtWidgets.QHBoxLayout()
+        self._slider_row = row
         row.addWidget(QtWidgets.QLabel("t"))
         row.addWidget(self.time_slider, 1)
         row.addWidget(self.time_label)
@@ -229,6 +231,77 @@ class MainWindow(QtWidgets.QMainWindow):
         bar.addWidget(self.progress)
         bar.addWidget(self.rate_label, 1)
         bar.addPermanentWidget(self.device_label)
+
+    def _build_reference(self) -> None:
+        """The reference chooser (beside the time slider) and its solve's progress and cancel
+        in the status bar; the manager solves off the GUI thread and caches per data + SDE."""
+        from workbench.gui.reference import ReferenceManager, describe
+
+        self.references = ReferenceManager(self)
+        combo = QtWidgets.QComboBox()
+        combo.setObjectName("referenceCombo")
+        combo.setToolTip(
+            "where the views' true p_t and score come from: analytic (Gaussian-mixture data, "
+            "linear SDE), Fokker–Planck (1-D/2-D data, any SDE), empirical (the training set "
+            "noised, linear SDE)"
+        )
+        for kind in ("auto", "analytic", "fpk", "empirical", "none"):
+            combo.addItem(describe(kind), kind)
+        combo.currentIndexChanged.connect(
+            lambda _: self.references.set_kind(self.reference_combo.currentData())
+        )
+        self.reference_combo = combo
+        self._slider_row.insertWidget(self._slider_row.count() - 1, QtWidgets.QLabel("truth"))
+        self._slider_row.insertWidget(self._slider_row.count() - 1, combo)
+        self.reference_progress = QtWidgets.QProgressBar()
+        self.reference_progress.setObjectName("referenceProgress")
+        self.reference_progress.setMaximumWidth(180)
+        self.reference_progress.setRange(0, 1000)
+        self.reference_progress.setFormat("Fokker–Planck %p%")
+        self.reference_progress.setVisible(False)
+        self.reference_cancel = QtWidgets.QToolButton()
+        self.reference_cancel.setObjectName("referenceCancel")
+        self.reference_cancel.setText("Cancel")
+        self.reference_cancel.setToolTip("stop the Fokker–Planck solve")
+        self.reference_cancel.setVisible(False)
+        self.reference_cancel.clicked.connect(self._cancel_reference)
+        self.statusBar().addPermanentWidget(self.reference_progress)
+        self.statusBar().addPermanentWidget(self.reference_cancel)
+        self.references.progress.connect(
+            lambda f: self.reference_progress.setValue(round(1000 * f))
+        )
+        self.references.busyChanged.connect(self._reference_busy)
+        self.references.referenceChanged.connect(self._reference_changed)
+        self.references.failed.connect(lambda m: self.log(f"reference: {m}"))
+
+    def _cancel_reference(self) -> None:
+        self.references.cancel()
+        self.log("Fokker–Planck solve cancelled; choose the reference again to restart it")
+
+    def _reference_busy(self, busy: bool) -> None:
+        self.reference_progress.setVisible(busy)
+        self.reference_cancel.setVisible(busy)
+        if busy:
+            self.reference_progress.setValue(0)
+
+    def _reference_changed(self, reference: Any) -> None:
+        for tab in self.tabs_by_name.values():
+            tab.set_reference(reference)
+        if reference is not None:
+            self.log(f"reference: {reference.note}")
+        self._update_reference_choices()
+
+    def _update_reference_choices(self) -> None:
+        """Grey out the kinds this experiment cannot have, with the reason as tooltip."""
+        from workbench.gui.reference import unavailable_reason
+
+        model = self.reference_combo.model()
+        for i in range(self.reference_combo.count()):
+            kind = self.reference_combo.itemData(i)
+            reason = None if kind == "auto" else unavailable_reason(kind, self.state)
+            item = model.item(i)
+            item.setEnabled(reason is None)
+            item.setToolTip(reason or "")
 
     def _build_log(self) -> None:
         self.log_view = QtWidgets.QPlainTextEdit()
@@ -325,6 +398,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 panel.update_state(self.state)
             for tab in self.tabs_by_name.values():
                 tab.set_experiment(self.state)
+            self.references.set_experiment(self.state)
+            self._update_reference_choices()
             self._time_changed()
             self.experimentChanged.emit(self.state)
         self._update_buttons()
@@ -400,8 +475,36 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _task_failed(self, message: str, details: str) -> None:
         name = self.task.name if self.task is not None else "work"
+        if self._offer_smaller(name, message):
+            return
         self.show_error(f"{name} failed: {message}", details)
         self._outcome = None
+
+    def _offer_smaller(self, name: str, message: str) -> bool:
+        """A GPU out of memory: offer the smaller batch or chunk the message names, and start
+        the same work again with it once this task has ended. False if not such an error or
+        the user declines (then the error is shown as any other)."""
+        from workbench.io.safety import OutOfMemory
+
+        restart = {"training": self.start_training, "sampling": self.start_sampling}.get(name)
+        found = OutOfMemory.suggestion(message)
+        if found is None or restart is None:
+            return False
+        key, value = found
+        if not self.confirm(f"{message}\n\nSet {key} = {value} and start {name} again?"):
+            return False
+        self.errors.append(message)
+        self.log(f"{name}: {message}; retrying with {key} = {value}")
+        self.set_config(self.config.with_overrides({key: value}))
+        self._outcome = None
+        finished = self.trainingFinished if name == "training" else self.samplingFinished
+
+        def again(_outcome: object) -> None:
+            finished.disconnect(again)
+            restart()
+
+        finished.connect(again)
+        return True
 
     def _task_finished(self) -> None:
         """The thread has ended: the window is ready again, then the outcome is announced
@@ -797,6 +900,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 return
             self.task.cancel()
             self.task.wait()
+        self.references.shutdown()
         for tab in self.tabs_by_name.values():
             shutdown = getattr(tab, "shutdown", None)
             if shutdown is not None:

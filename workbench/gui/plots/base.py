@@ -31,6 +31,9 @@ class PlotTab(QtWidgets.QWidget):
     def set_trajectory(self, trajectory: Any) -> None:
         """The last sampling run's ``TrajectoryFile``, or None."""
 
+    def set_reference(self, reference: Any) -> None:
+        """The reference p_t and score (``workbench.gui.reference.Reference``), or None."""
+
     def export(self, path: str | Path) -> Path:
         """Write the tab's main plot to PNG, SVG or CSV (by the extension)."""
         item = self.export_item()

@@ -38,6 +38,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from workbench.core.sde import LinearSDE
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.base import PlotTab
+from workbench.gui.reference import process_key, reference_grid
 
 __all__ = [
     "DensityTab",
@@ -72,6 +73,10 @@ _REVERSE = "#ff7f0e"
 _EXACT = "#222222"
 _CONTOURS = ("#ff4d4d", "#ffffff")  # 50 %, 90 %
 _MUTED = "#666666"
+NO_REFERENCE = (
+    "no exact density for this data set (only Gaussian mixtures have one): choose the "
+    "Fokker–Planck or empirical reference (truth, beside the time slider)"
+)
 
 
 # ------------------------------------------------------------------------------------ numerics
@@ -115,6 +120,11 @@ class ForwardCloud:
     def at(self, t: float) -> np.ndarray:
         m, s = self.coeffs(t)
         return float(m) * self.x0 + float(s) * self.z
+
+    def at_many(self, times: np.ndarray) -> np.ndarray:
+        """The particles at each of ``times``: (len(times), n, dim)."""
+        m, s = self.coeffs(np.asarray(times, dtype=np.float64))
+        return m[:, None, None] * self.x0[None] + s[:, None, None] * self.z[None]
 
     def half_width(self, t: float | np.ndarray) -> Any:
         """h(t) = 1.1 m(t) q + 4 s(t): the window holds the data's spread and the noise's."""
@@ -371,11 +381,18 @@ def message_item(text: str, fill: bool = False) -> pg.TextItem:
 class _View:
     """One way of showing p_t (2-D, 1-D, images); draws into the tab's GraphicsLayoutWidget."""
 
-    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: ForwardCloud) -> None:
+    def __init__(
+        self,
+        layout: pg.GraphicsLayoutWidget,
+        state: Any,
+        cloud: Any,
+        reference: Any = None,
+    ) -> None:
         self.layout = layout
         self.state = state
         self.cloud = cloud
-        self.truth = state.truth
+        # the reference p_t (workbench.gui.reference.Reference: analytic, FPK or empirical)
+        self.truth = reference
         self.trajectory: Any = None
         self.problem: str | None = None
 
@@ -415,8 +432,10 @@ class _View:
 class _Planar(_View):
     """2-D data: forward histogram | reverse histogram | exact p_t, one colour scale."""
 
-    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: ForwardCloud) -> None:
-        super().__init__(layout, state, cloud)
+    def __init__(
+        self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: Any, reference: Any = None
+    ) -> None:
+        super().__init__(layout, state, cloud, reference)
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
         self.contours: dict[str, list[pg.PlotDataItem]] = {}
@@ -424,7 +443,7 @@ class _Planar(_View):
         titles = {
             "forward": "forward: data noised to t",
             "reverse": "reverse: generated at t",
-            "exact": "exact p_t",
+            "exact": self.truth.label if self.truth is not None else "",
         }
         for col, name in enumerate(names):
             plot = layout.addPlot(row=0, col=col, title=titles[name])
@@ -478,7 +497,7 @@ class _Planar(_View):
         self.distances = {}
         coarse_exact = None
         if self.truth is not None:
-            self.exact = exact_density(self.truth, t, h, bins)
+            self.exact = reference_grid(self.truth, t, h, bins)
             vmax = float(self.exact.max())
             self._show("exact", self.exact, rect)
             coarse_exact = _coarsen(self.exact * area, factor)
@@ -509,14 +528,17 @@ class _Planar(_View):
         if reverse_note:
             parts.append(reverse_note)
         for name, (d, noise) in self.distances.items():
-            parts.append(f"{name} vs exact: L1 = {d:.3f} (sampling noise ≈ {noise:.3f})")
+            parts.append(
+                f"{name} vs {self.truth.short}: L1 = {d:.3f} (sampling noise ≈ {noise:.3f})"
+            )
         if self.truth is not None:
             parts.append(
-                f"L1 on a {COARSE_2D}×{COARSE_2D} grid; contours of the exact p_t hold 50 % "
-                "(red) and 90 % (white) of its mass"
+                f"L1 on a {COARSE_2D}×{COARSE_2D} grid; contours of the {self.truth.label} hold "
+                "50 % (red) and 90 % (white) of its mass"
             )
+            parts.append(self.truth.note)
         else:
-            parts.append("no exact density for this data set (only Gaussian mixtures have one)")
+            parts.append(NO_REFERENCE)
         return "   ".join(parts)
 
     def _show(self, name: str, density: np.ndarray, rect: QtCore.QRectF) -> None:
@@ -539,8 +561,10 @@ class _Planar(_View):
 class _Line(_View):
     """1-D data: time-by-x heat maps (forward, exact, reverse) and the densities at t."""
 
-    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: ForwardCloud) -> None:
-        super().__init__(layout, state, cloud)
+    def __init__(
+        self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: Any, reference: Any = None
+    ) -> None:
+        super().__init__(layout, state, cloud, reference)
         T = float(state.sde.T)
         self.T = T
         self.times = (np.arange(TIMES_1D) + 0.5) * (T / TIMES_1D)
@@ -552,7 +576,7 @@ class _Line(_View):
         names = ["forward"] + (["exact"] if self.truth is not None else []) + ["reverse"]
         titles = {
             "forward": "forward particles",
-            "exact": "exact p_t",
+            "exact": self.truth.label if self.truth is not None else "",
             "reverse": "reverse: generated",
         }
         self.maps: dict[str, pg.PlotItem] = {}
@@ -595,7 +619,7 @@ class _Line(_View):
         }
         if self.truth is not None:
             self.curves["exact"] = self.curve_plot.plot(
-                pen=pg.mkPen(_EXACT, width=2, style=QtCore.Qt.DashLine), name="exact p_t"
+                pen=pg.mkPen(_EXACT, width=2, style=QtCore.Qt.DashLine), name=self.truth.label
             )
         layout.ci.layout.setRowStretchFactor(0, 3)
         layout.ci.layout.setRowStretchFactor(1, 2)
@@ -609,9 +633,7 @@ class _Line(_View):
 
     def _build_forward_maps(self) -> None:
         cloud, H, bins = self.cloud, self.H, BINS_1D
-        m, s = cloud.coeffs(self.times)
-        xs = m[:, None] * cloud.x0[None, :, 0] + s[:, None] * cloud.z[None, :, 0]
-        xs /= self.scale[:, None]
+        xs = cloud.at_many(self.times)[:, :, 0] / self.scale[:, None]
         with np.errstate(invalid="ignore"):
             idx = np.floor((xs + H) * (bins / (2 * H)))
             ok = (idx >= 0) & (idx < bins)
@@ -625,7 +647,7 @@ class _Line(_View):
             u = grid_centres(H, bins)
             x = (self.scale[:, None] * u[None, :]).reshape(-1, 1)
             tt = np.repeat(self.times, bins)
-            p = mixture_density(self.truth, tt, x).reshape(TIMES_1D, bins)
+            p = self.truth.density(tt, x).reshape(TIMES_1D, bins)
             self.heat["exact"] = self._column_scaled(p)
             self.images["exact"].setImage(self.heat["exact"], levels=(0, 1))
             self.images["exact"].setRect(rect)
@@ -678,8 +700,8 @@ class _Line(_View):
         exact_mass = None
         if self.truth is not None:
             fine = np.linspace(-h, h, 400)
-            self.curves["exact"].setData(fine, mixture_density(self.truth, t, fine[:, None]))
-            exact_mass = exact_density(self.truth, t, h, bins) * width
+            self.curves["exact"].setData(fine, self.truth.density(t, fine[:, None]))
+            exact_mass = reference_grid(self.truth, t, h, bins) * width
             self.distances["forward"] = l1_distance(counts, exact_mass)
         row = self.row_at(t)
         parts = [f"t = {t:.3f}"]
@@ -695,20 +717,30 @@ class _Line(_View):
         self.curve_plot.setTitle(f"p_t at t = {t:.3f}")
         self.curve_plot.setXRange(-h, h, padding=0.02)
         for name, (d, noise) in self.distances.items():
-            parts.append(f"{name} vs exact: L1 = {d:.3f} (sampling noise ≈ {noise:.3f})")
+            parts.append(
+                f"{name} vs {self.truth.short}: L1 = {d:.3f} (sampling noise ≈ {noise:.3f})"
+            )
         if self.truth is None:
-            parts.append("no exact density for this data set (only Gaussian mixtures have one)")
+            parts.append(NO_REFERENCE)
         else:
-            parts.append(f"L1 on {bins} bins")
-        parts.append("heat maps: x / √(m(t)² + s(t)²), each time column scaled to its peak")
+            parts.append(f"L1 on {bins} bins; {self.truth.note}")
+        if isinstance(self.state.sde, LinearSDE):
+            parts.append("heat maps: x / √(m(t)² + s(t)²), each time column scaled to its peak")
+        else:
+            parts.append(
+                "forward particles simulated (Euler–Maruyama); heat maps: x, each time "
+                "column scaled to its peak"
+            )
         return "   ".join(parts)
 
 
 class _Images(_View):
     """Image data: GRID_SIDE² forward-noised images at t, and the trajectory's images at t."""
 
-    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: ForwardCloud) -> None:
-        super().__init__(layout, state, cloud)
+    def __init__(
+        self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: Any, reference: Any = None
+    ) -> None:
+        super().__init__(layout, state, cloud, reference)
         self.shape = tuple(state.dataset.sample_shape)
         self.boxes: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
@@ -802,6 +834,7 @@ class DensityTab(PlotTab):
         self.trajectory: Any = None
         self.t = 0.0
         self.cloud: ForwardCloud | None = None
+        self.reference: Any = None
         self.view: _View | None = None
         self.last_redraw_ms = float("nan")
         self._dirty = False
@@ -817,31 +850,57 @@ class DensityTab(PlotTab):
         previous, self.state = self.state, state
         if self.view is not None and same_process(previous, state):
             # only training, network or sampling settings changed: p_t is the same
-            self.view.state, self.view.truth = state, state.truth
+            self.view.state = state
             self._schedule()
             return
+        if self.reference is not None and self.reference.key != process_key(state):
+            self.reference = None  # computed for other data or another SDE
+        self._rebuild()
+
+    def set_reference(self, reference: Any) -> None:
+        """The reference p_t to draw beside the particles (None: none); rebuilds the view."""
+        if reference is not None and (
+            self.state is None or reference.key != process_key(self.state)
+        ):
+            reference = None
+        if reference is self.reference and self.view is not None:
+            return
+        self.reference = reference
+        if self.state is not None:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        state, reference = self.state, self.reference
         self.layout_widget.clear()
         self.view = None
         reuse, self.cloud = self.cloud, None
         if not isinstance(state.sde, LinearSDE):
-            self._show_message(
-                f"{state.sde.describe()} is not a linear SDE: its marginals p_t have no closed "
-                "form. Sample to see them; a Fokker–Planck or simulated reference is still to come."
-            )
-            return
-        if state.is_image:
-            cloud, kind = ForwardCloud(state, n=GRID_SIDE**2, reuse=reuse), _Images
-        elif state.dim == 1:
-            cloud, kind = ForwardCloud(state, reuse=reuse), _Line
-        elif state.dim == 2:
-            cloud, kind = ForwardCloud(state, reuse=reuse), _Planar
+            cloud = getattr(reference, "cloud", None)
+            if cloud is None or state.is_image or state.dim > 2:
+                self._show_message(
+                    f"{state.sde.describe()} is not a linear SDE: its marginals p_t have no "
+                    "closed form. Choose the Fokker–Planck reference (1-D and 2-D data): it "
+                    "solves for p_t and simulates the forward particles."
+                )
+                return
+            self.cloud = reuse if isinstance(reuse, ForwardCloud) else None
+            kind = _Line if state.dim == 1 else _Planar
+            self.view = kind(self.layout_widget, state, cloud, reference)
         else:
-            self._show_message(
-                f"densities are shown for 1-D, 2-D and image data; these are {state.dim}-D vectors"
-            )
-            return
-        self.cloud = cloud
-        self.view = kind(self.layout_widget, state, cloud)
+            if state.is_image:
+                cloud, kind = ForwardCloud(state, n=GRID_SIDE**2, reuse=reuse), _Images
+            elif state.dim == 1:
+                cloud, kind = ForwardCloud(state, reuse=reuse), _Line
+            elif state.dim == 2:
+                cloud, kind = ForwardCloud(state, reuse=reuse), _Planar
+            else:
+                self._show_message(
+                    f"densities are shown for 1-D, 2-D and image data; these are {state.dim}-D "
+                    "vectors"
+                )
+                return
+            self.cloud = cloud
+            self.view = kind(self.layout_widget, state, cloud, reference)
         self.view.set_trajectory(self.trajectory)
         self.stack.setCurrentWidget(self.layout_widget)
         self._schedule()

@@ -34,15 +34,13 @@ from workbench.gui.plots.density import (
     ForwardCloud,
     contour_segments,
     equal_columns,
-    exact_density,
     grid_centres,
     hdr_levels,
     histogram,
     message_item,
-    mixture_density,
-    mixture_score,
     same_process,
 )
+from workbench.gui.reference import process_key, reference_grid
 from workbench.gui.workers import Task
 
 __all__ = ["ScoreFieldTab", "FieldRequest", "compute_field", "arrow_segments"]
@@ -54,6 +52,10 @@ CURVE_POINTS = 400
 CAP_QUANTILE = 0.95
 T_MIN_FRACTION = 1e-3  # the field is evaluated at t >= 1e-3 T (s(0) = 0: eps models divide by it)
 
+NO_TRUTH = (
+    "no exact score for this data set (only Gaussian mixtures have one): choose the "
+    "Fokker–Planck or empirical reference (truth, beside the time slider)"
+)
 _LEARNED = "#f36c21"
 _TRUE = "#111111"
 
@@ -72,7 +74,8 @@ class FieldRequest:
     state: Any
     model: Any
     t: float
-    cloud: ForwardCloud | None
+    cloud: Any
+    reference: Any = None  # workbench.gui.reference.Reference, or None
 
 
 def evaluate_model(model: Any, points: np.ndarray, t: float, sample_shape: tuple) -> np.ndarray:
@@ -119,14 +122,17 @@ def arrow_segments(
 
 def compute_field(request: FieldRequest) -> dict[str, Any]:
     """Everything one redraw shows, as numpy arrays (runs in a worker thread)."""
-    state, model, cloud = request.state, request.model, request.cloud
-    sde, truth = state.sde, state.truth
+    state, model, truth = request.state, request.model, request.reference
+    cloud = request.cloud if request.cloud is not None else getattr(truth, "cloud", None)
+    sde = state.sde
     T = float(sde.T)
     t = max(float(request.t), T_MIN_FRACTION * T)
     linear = isinstance(sde, LinearSDE)
     s_t = float(sde.std(torch.tensor(t, dtype=torch.float64))) if linear else 1.0
     out: dict[str, Any] = {"state": state, "t": t, "t_requested": float(request.t), "s": s_t}
     out["has_model"] = model is not None
+    out["linear"] = linear
+    out["reference"] = truth
     shape = tuple(state.dataset.sample_shape)
     h = cloud.half_width(t) if cloud is not None else 4.0
     out["half"] = h
@@ -134,19 +140,18 @@ def compute_field(request: FieldRequest) -> dict[str, Any]:
         x = np.linspace(-h, h, CURVE_POINTS)[:, None]
         out["x"] = x[:, 0]
         out["learned"] = evaluate_model(model, x, t, shape)[:, 0] if model is not None else None
-        out["true"] = mixture_score(truth, t, x)[:, 0] if truth is not None else None
+        out["true"] = truth.score(t, x)[:, 0] if truth is not None else None
         if truth is not None:
-            out["density"] = mixture_density(truth, t, x)
+            out["density"] = truth.density(t, x)
         elif cloud is not None:
             bins = CURVE_POINTS // 4
             counts = histogram(cloud.at(t), h, bins)
             out["density_edges"] = np.linspace(-h, h, bins + 1)
             out["density"] = counts / (cloud.n * 2 * h / bins)
         if out["learned"] is not None and out["true"] is not None:
-            p = out["density"]
             err = s_t * np.abs(out["learned"] - out["true"])
             out["error"] = err
-            out["mean_error"] = float((p * err).sum() / p.sum()) if p.sum() > 0 else float("nan")
+            out["mean_error"], out["masked"] = _weighted_mean(out["density"], err)
         return out
 
     # 2-D: arrows on a coarse grid, the error on a finer one (one model call for both)
@@ -157,7 +162,7 @@ def compute_field(request: FieldRequest) -> dict[str, Any]:
     points = np.concatenate([origins, fine])
     n = len(origins)
     learned_all = evaluate_model(model, points, t, shape) if model is not None else None
-    true_all = mixture_score(truth, t, points) if truth is not None else None
+    true_all = truth.score(t, points) if truth is not None else None
     learned = learned_all[:n] if learned_all is not None else None
     true = true_all[:n] if true_all is not None else None
 
@@ -175,25 +180,36 @@ def compute_field(request: FieldRequest) -> dict[str, Any]:
     )
     out["true_segments"] = arrow_segments(origins, true, unit, cap) if true is not None else None
     if truth is not None:
-        out["background"] = exact_density(truth, t, h, BACKGROUND_GRID)
-        out["background_kind"] = "exact p_t"
+        out["background"] = reference_grid(truth, t, h, BACKGROUND_GRID)
+        out["background_kind"] = truth.label
     elif cloud is not None:
         bins = BACKGROUND_GRID // 2  # a coarser histogram: less sampling noise behind arrows
         area = (2 * h / bins) ** 2
         out["background"] = histogram(cloud.at(t), h, bins) / (cloud.n * area)
         out["background_kind"] = "forward particles' histogram"
     if truth is not None:
-        p = mixture_density(truth, t, fine)
+        p = truth.density(t, fine)
         grid = p.reshape(ERROR_GRID, ERROR_GRID)
         out["contours"] = [contour_segments(grid, ce, ce, lv) for lv in hdr_levels(grid)]
         if learned_all is not None:
             raw = np.linalg.norm(learned_all[n:] - true_all[n:], axis=1)
             err = s_t * raw
             out["error"] = err.reshape(ERROR_GRID, ERROR_GRID)
-            weight = p.sum()
-            out["mean_error"] = float((p * err).sum() / weight) if weight > 0 else float("nan")
-            out["mean_raw_error"] = float((p * raw).sum() / weight) if weight > 0 else float("nan")
+            out["mean_error"], out["masked"] = _weighted_mean(p, err)
+            out["mean_raw_error"] = _weighted_mean(p, raw)[0]
     return out
+
+
+def _weighted_mean(p: np.ndarray, err: np.ndarray) -> tuple[float, float]:
+    """(the p-weighted mean of err where the reference knows the score, the mass of p where it
+    does not: cells below the FPK solver's floor are NaN and left out)."""
+    known = np.isfinite(err)
+    total = float(p.sum())
+    weight = float(p[known].sum())
+    if weight <= 0:
+        return float("nan"), 1.0
+    mean = float((p[known] * err[known]).sum() / weight)
+    return mean, (total - weight) / total if total > 0 else 0.0
 
 
 # ------------------------------------------------------------------------------------ the views
@@ -202,9 +218,11 @@ def _light_map() -> pg.ColorMap:
 
 
 class _Field2D:
-    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any) -> None:
+    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, reference: Any) -> None:
         self.layout = layout
-        self.truth = state.truth
+        self.truth = reference
+        scaled = isinstance(state.sde, LinearSDE)
+        self.error_label = "s(t)·|s_θ − ∇log p_t|" if scaled else "|s_θ − ∇log p_t|"
         self.field = layout.addPlot(row=0, col=0, title="score at t")
         self.field.setAspectLocked(True)
         self.field.setLabel("bottom", "x₁ (model units)")
@@ -218,7 +236,7 @@ class _Field2D:
         self.learned_item = pg.PlotDataItem(connect="pairs", pen=pg.mkPen(_LEARNED, width=1.5))
         if self.truth is not None:
             self.field.addItem(self.true_item)
-            self.legend.addItem(self.true_item, "true ∇log p_t")
+            self.legend.addItem(self.true_item, f"{self.truth.short} ∇log p_t")
         self.field.addItem(self.learned_item)
         self.legend.addItem(self.learned_item, "learned s_θ")
         self.hint = message_item(_hint(self.truth), fill=True)
@@ -226,7 +244,7 @@ class _Field2D:
         plots = [self.field]
         self.error_plot = None
         if self.truth is not None:
-            self.error_plot = layout.addPlot(row=0, col=1, title="error s(t)·|s_θ − ∇log p_t|")
+            self.error_plot = layout.addPlot(row=0, col=1, title=f"error {self.error_label}")
             self.error_plot.setAspectLocked(True)
             self.error_plot.setLabel("bottom", "x₁ (model units)")
             self.error_plot.setLabel("left", "x₂ (model units)")
@@ -246,7 +264,7 @@ class _Field2D:
                 interactive=False,
                 width=14,
                 rounding=1e-6,
-                label="s(t)·|Δ score|",
+                label="s(t)·|Δ score|" if scaled else "|Δ score|",
             )
             self.bar.setImageItem(self.error_image)
             layout.addItem(self.bar, row=0, col=2)
@@ -287,30 +305,37 @@ class _Field2D:
                 item.setData(*segs)
             if "error" in r:
                 err = r["error"]
-                top = float(np.quantile(err, 0.99)) if err.size else 1.0
-                self.error_image.setImage(err, autoLevels=False)
+                finite = err[np.isfinite(err)]
+                top = float(np.quantile(finite, 0.99)) if finite.size else 1.0
+                # masked cells (below the FPK floor) drawn as 0: the readout gives their mass
+                self.error_image.setImage(np.nan_to_num(err, nan=0.0), autoLevels=False)
                 self.error_image.setRect(rect)
                 self.bar.setLevels((0.0, top if top > 0 else 1.0))
                 self.error_hint.setVisible(False)
-                parts.append(
-                    f"mean error over p_t: s(t)·|Δ| = {r['mean_error']:.3g} "
-                    f"(= |ε_θ − ε|), |Δ| = {r['mean_raw_error']:.3g}   s(t) = {r['s']:.3g}"
-                )
-                parts.append("contours: 50 % / 90 % of p_t")
+                if r["linear"]:
+                    parts.append(
+                        f"mean error over p_t: s(t)·|Δ| = {r['mean_error']:.3g} "
+                        f"(= |ε_θ − ε|), |Δ| = {r['mean_raw_error']:.3g}   s(t) = {r['s']:.3g}"
+                    )
+                else:
+                    parts.append(f"mean error over p_t: |Δ| = {r['mean_raw_error']:.3g}")
+                if r.get("masked", 0.0) > 0:
+                    parts.append(f"masked (p_t below the floor): {100 * r['masked']:.2g} % of p_t")
+                parts.append(f"contours: 50 % / 90 % of p_t   truth: {self.truth.note}")
             else:
                 self.error_image.clear()
                 self.error_hint.setVisible(True)
                 self.error_hint.setPos(0, 0)
         else:
-            parts.append("no exact score for this data set (only Gaussian mixtures have one)")
+            parts.append(NO_TRUTH)
         if not r["has_model"]:
             parts.append(_hint(self.truth))
         return "   ".join(parts)
 
 
 class _Field1D:
-    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any) -> None:
-        self.truth = state.truth
+    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, reference: Any) -> None:
+        self.truth = reference
         self.plot = layout.addPlot(row=0, col=0, title="score at t")
         self.plot.setLabel("left", "score ∂/∂x log p_t")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
@@ -318,7 +343,9 @@ class _Field1D:
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.true_item = None
         if self.truth is not None:
-            self.true_item = self.plot.plot(pen=pg.mkPen(_TRUE, width=3), name="true ∇log p_t")
+            self.true_item = self.plot.plot(
+                pen=pg.mkPen(_TRUE, width=3), name=f"{self.truth.short} ∇log p_t"
+            )
         self.learned_item = self.plot.plot(pen=pg.mkPen(_LEARNED, width=2), name="learned s_θ")
         self.hint = message_item(_hint(self.truth), fill=True)
         self.plot.addItem(self.hint)
@@ -344,27 +371,34 @@ class _Field1D:
         else:
             self.learned_item.setData([], [])
         if self.true_item is not None and r["true"] is not None:
-            self.true_item.setData(x, r["true"])
+            self.true_item.setData(x, r["true"], connect="finite")
         reference = r["true"] if r["true"] is not None else r["learned"]
-        if reference is not None and np.all(np.isfinite(reference)):
-            lo, hi = float(reference.min()), float(reference.max())
+        if reference is not None and np.any(np.isfinite(reference)):
+            lo, hi = float(np.nanmin(reference)), float(np.nanmax(reference))
             pad = 0.1 * (hi - lo) + 1e-9
             self.plot.setYRange(lo - pad, hi + pad, padding=0)
         self.plot.setXRange(float(x[0]), float(x[-1]), padding=0.02)
         self.hint.setVisible(not r["has_model"])
-        self.hint.setPos(0, 0 if reference is None else float(np.mean(reference)))
+        self.hint.setPos(0, 0 if reference is None else float(np.nanmean(reference)))
         if "density_edges" in r:
             self.density_item.setData(r["density_edges"], r["density"], stepMode="center")
         elif "density" in r:
             self.density_item.setData(x, r["density"])
         parts = [f"t = {t:.3f}" + ("" if t == r["t_requested"] else " (t ≥ 0.001 T is shown)")]
         if "mean_error" in r:
-            parts.append(
-                f"mean error over p_t: s(t)·|Δ| = {r['mean_error']:.3g} (= |ε_θ − ε|)   "
-                f"s(t) = {r['s']:.3g}"
-            )
+            if r["linear"]:
+                parts.append(
+                    f"mean error over p_t: s(t)·|Δ| = {r['mean_error']:.3g} (= |ε_θ − ε|)   "
+                    f"s(t) = {r['s']:.3g}"
+                )
+            else:
+                parts.append(f"mean error over p_t: |Δ| = {r['mean_error']:.3g}")
+            if r.get("masked", 0.0) > 0:
+                parts.append(f"masked (p_t below the floor): {100 * r['masked']:.2g} % of p_t")
         if self.truth is None:
-            parts.append("no exact score for this data set (only Gaussian mixtures have one)")
+            parts.append(NO_TRUTH)
+        else:
+            parts.append(f"truth: {self.truth.note}")
         if not r["has_model"]:
             parts.append(_hint(self.truth))
         return "   ".join(parts)
@@ -384,6 +418,7 @@ class ScoreFieldTab(PlotTab):
         self.model: Any = None
         self.t = 0.0
         self.cloud: ForwardCloud | None = None
+        self.reference: Any = None
         self.view: _Field1D | _Field2D | None = None
         self.error: str | None = None
         self._task: Task | None = None
@@ -402,9 +437,26 @@ class ScoreFieldTab(PlotTab):
         previous, self.state = self.state, state
         if self.view is not None and same_process(previous, state):
             # only training, network or sampling settings changed: the true field is the same
-            self.view.truth = state.truth
             self.request()
             return
+        if self.reference is not None and self.reference.key != process_key(state):
+            self.reference = None
+        self._rebuild()
+
+    def set_reference(self, reference: Any) -> None:
+        """The truth to draw beside the learned score (None: none); rebuilds the view."""
+        if reference is not None and (
+            self.state is None or reference.key != process_key(self.state)
+        ):
+            reference = None
+        if reference is self.reference and self.view is not None:
+            return
+        self.reference = reference
+        if self.state is not None:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        state = self.state
         self.layout_widget.clear()
         self.view = None
         reuse, self.cloud = self.cloud, None
@@ -418,9 +470,9 @@ class ScoreFieldTab(PlotTab):
         if isinstance(state.sde, LinearSDE):
             self.cloud = ForwardCloud(state, reuse=reuse)
         self.view = (
-            _Field1D(self.layout_widget, state)
+            _Field1D(self.layout_widget, state, self.reference)
             if state.dim == 1
-            else _Field2D(self.layout_widget, state)
+            else _Field2D(self.layout_widget, state, self.reference)
         )
         self.stack.setCurrentWidget(self.layout_widget)
         self.readout.setText(" ")
@@ -457,7 +509,7 @@ class ScoreFieldTab(PlotTab):
     def _start(self) -> None:
         self._dirty = False
         self._pending = False
-        req = FieldRequest(self.state, self.model, self.t, self.cloud)
+        req = FieldRequest(self.state, self.model, self.t, self.cloud, self.reference)
         task = Task("score field", lambda ctx: compute_field(req), self)
         task.done.connect(self._done)
         task.failed.connect(self._failed)
@@ -466,8 +518,12 @@ class ScoreFieldTab(PlotTab):
         task.start()
 
     def _done(self, result: dict[str, Any]) -> None:
-        if result.get("state") is not self.state or self.view is None:
-            return  # computed for an experiment since replaced
+        if (
+            result.get("state") is not self.state
+            or result.get("reference") is not self.reference
+            or self.view is None
+        ):
+            return  # computed for an experiment (or a reference) since replaced
         self.error = None
         self.readout.setText(self.view.show(result))
         self.fieldUpdated.emit()
