@@ -154,3 +154,104 @@ def test_device_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+# --------------------------------------------------------------------------------------------
+# the device-side guard and the fast paths
+# --------------------------------------------------------------------------------------------
+class NaNOnce:
+    """The trainer's loss, but not a number on one call (a one-off bad batch)."""
+
+    def __init__(self, loss_fn, bad_call: int) -> None:
+        self.loss_fn, self.bad_call, self.calls = loss_fn, bad_call, 0
+
+    def __call__(self, model, x0, generator=None):
+        self.calls += 1
+        loss = self.loss_fn(model, x0, generator=generator)
+        return loss * float("nan") if self.calls == self.bad_call else loss
+
+
+def test_a_bad_step_between_read_backs_leaves_the_state_of_the_step_before() -> None:
+    """Step 14 is bad, steps 15-20 are fine again, the host reads back at step 20: the
+    result names step 14 and every weight, moment, EMA and step count is that of step 13."""
+    cfg = small_config(**{"train.steps": 20, "train.log_every": 10})
+    trainer = Trainer(cfg)
+    trainer.loss_fn = NaNOnce(trainer.loss_fn, bad_call=14)
+    result = trainer.run()
+    assert result.status == "diverged" and "step 14" in result.message
+    assert trainer.step == 13 == result.step
+    reference = Trainer(cfg)
+    assert reference.run(steps=13).status == "done"
+    pairs = [
+        (trainer.model.parameters(), reference.model.parameters()),
+        (trainer.ema_model.parameters(), reference.ema_model.parameters()),
+    ]
+    for ours, theirs in pairs:
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a, b)
+    for p, q in zip(trainer.trainable, reference.trainable, strict=True):
+        mine, ref = trainer.optimizer.state[p], reference.optimizer.state[q]
+        assert float(mine["step"]) == float(ref["step"]) == 13
+        assert torch.equal(mine["exp_avg"], ref["exp_avg"])
+        assert torch.equal(mine["exp_avg_sq"], ref["exp_avg_sq"])
+
+
+def test_the_guarded_update_is_the_plain_update() -> None:
+    """With every step finite the device-side gate changes nothing: the run equals a textbook
+    loop of the Trainer's own pieces (fused Adam without found_inf, EMA by lerp)."""
+    cfg = small_config(**{"train.steps": 6})
+    guarded = Trainer(cfg)
+    guarded.run()
+    plain = Trainer(cfg)
+    for _ in range(6):
+        plain._set_lr()
+        plain.train_step()
+        plain.optimizer.step()
+        plain.update_ema()
+        plain.step += 1
+    ours = guarded.ema_params + guarded.trainable
+    theirs = plain.ema_params + plain.trainable
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fast_path_auto_is_plain_on_the_cpu_and_cuda_graph_needs_cuda() -> None:
+    assert Trainer(small_config()).fast_path == "off"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="needs a CUDA device") as err:
+            Trainer(small_config(**{"train.fast_path": "cuda_graph"}))
+        assert err.value.key == "train.fast_path"
+
+
+@pytest.mark.slow
+def test_compiled_training_gives_the_plain_losses() -> None:
+    from workbench.core.fast import compile_unavailable_reason
+
+    reason = compile_unavailable_reason(torch.device("cpu"))
+    if reason is not None:
+        pytest.skip(reason)
+    cfg = small_config(
+        **{"train.steps": 6, "train.log_every": 2, "train.batch_size": 64, "model.hidden": 16}
+    )
+    plain: list[Progress] = []
+    compiled: list[Progress] = []
+    Trainer(cfg).run(on_progress=plain.append)
+    Trainer(cfg.with_overrides({"train.fast_path": "compile"})).run(on_progress=compiled.append)
+    assert [p.step for p in compiled] == [2, 4, 6]
+    for a, b in zip(plain, compiled, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-5)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_training_matches_the_eager_step() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: the whole-step CUDA graph is not tested here")
+    cfg = small_config(**{"train.device": "cuda", "train.steps": 30, "train.log_every": 5})
+    eager: list[Progress] = []
+    graphed: list[Progress] = []
+    Trainer(cfg.with_overrides({"train.fast_path": "off"})).run(on_progress=eager.append)
+    t = Trainer(cfg.with_overrides({"train.fast_path": "cuda_graph"}))
+    t.run(on_progress=graphed.append)
+    assert t._graph is not None and t._graph.graph is not None
+    for a, b in zip(eager, graphed, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-3)

@@ -9,6 +9,22 @@ the GUI and the CLI both wrap that.
 
 Learning rate: linear warm-up over ``warmup`` steps, then constant, cosine or linear decay to 0
 at ``steps`` (a pure function of the step, so resuming needs no scheduler state).
+
+No host synchronisation inside the step loop: the loss and the gradient norm stay on the
+device, and a device-side flag ``ok`` (every step so far finite) gates the update. A step whose
+loss or gradient norm is not finite, and every step after it, is skipped on the device: Adam's
+fused kernel gets ``found_inf = 1 - ok`` (it leaves weights, moments and step counts as they
+were) and the EMA moves with weight (1 - decay) * ok. The host reads ``ok`` back every
+``log_every`` steps (and before a checkpoint, an evaluation or a return), so a divergence is
+reported at the step where it happened, with the model and the checkpoints still the last good
+ones, exactly as if it had been caught at once.
+
+Fast paths (``train.fast_path``, :mod:`workbench.core.fast`): ``cuda_graph`` captures the
+whole step (batch draw, loss, backward, clipping, the guard, fused Adam with tensor learning
+rate, EMA) into one CUDA graph after a few eager warm-up steps, and replays it; ``compile``
+runs the loss through ``torch.compile``; ``auto`` is ``cuda_graph`` on CUDA and the plain step
+on the CPU. A subclass that overrides :meth:`Trainer.train_step` (the distributed trainer)
+keeps its own step, eagerly.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from workbench.core.data import DataSet, build_dataset
+from workbench.core.fast import resolve_fast_path
 from workbench.core.losses import build_loss
 from workbench.core.nets import build_score_model
 from workbench.core.sde import build_sde
@@ -162,14 +179,34 @@ class Trainer:
             )
 
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1)
+        self.fast_path = resolve_fast_path(tc.fast_path, self.device, "train.fast_path")
+        # the whole-step graph only for this class's own step (a subclass's step may talk to
+        # other processes or read values back)
+        if self.fast_path == "cuda_graph" and type(self).train_step is not Trainer.train_step:
+            self.fast_path = "off"
+        graphed = self.fast_path == "cuda_graph"
         opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
         # The fused kernels update every parameter in one pass: about 3x faster than the
-        # foreach path on the CPU as well as on CUDA.
-        self.optimizer = opt_cls(self.trainable, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
+        # foreach path on the CPU as well as on CUDA. In a graph the learning rate is a
+        # device tensor that is refilled before each replay.
+        lr: float | Tensor = torch.tensor(tc.lr, device=self.device) if graphed else tc.lr
+        self.optimizer = opt_cls(
+            self.trainable,
+            lr=lr,
+            weight_decay=tc.weight_decay,
+            fused=True,
+            **({"capturable": True} if graphed else {}),
+        )
         self.step = 0
         self.wall_time = 0.0
         # bf16 autocast only where it pays: on the CPU it is slower than fp32.
         self.autocast = tc.precision == "bf16" and self.device.type == "cuda"
+        self._loss = self._plain_loss
+        if self.fast_path == "compile":
+            self._loss = torch.compile(self._plain_loss, dynamic=False)
+        self._graph: _StepGraph | None = None
+        #: why the graph was not used, when fast_path was auto and capture failed
+        self.fast_path_note = ""
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -210,17 +247,24 @@ class Trainer:
         tc = self.config.train
         lr = learning_rate(self.step, tc.lr, tc.warmup, tc.steps, tc.schedule)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            if isinstance(group["lr"], Tensor):
+                group["lr"].fill_(lr)  # a graph reads it from the device: no sync, no recapture
+            else:
+                group["lr"] = lr
         return lr
 
+    def _plain_loss(self, x0: Tensor) -> Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            return self.loss_fn(self.model, x0, generator=self.generator)
+
     def train_step(self) -> tuple[Tensor, Tensor]:
-        """One optimiser step; returns (loss, grad norm) as device tensors (no host sync)."""
+        """The gradient of one step (no update); returns (loss, grad norm) as device tensors
+        (no host sync). :meth:`run` then applies the guarded update."""
         tc = self.config.train
         idx = torch.randint(
             self.data.shape[0], (tc.batch_size,), generator=self.generator, device=self.device
         )
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            loss = self.loss_fn(self.model, self.data[idx], generator=self.generator)
+        loss = self._loss(self.data[idx])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
@@ -237,9 +281,66 @@ class Trainer:
         return min(self.config.train.ema, (1.0 + k) / (10.0 + k))
 
     @torch.no_grad()
-    def update_ema(self) -> None:
+    def update_ema(self, gate: Tensor | None = None) -> None:
+        """ema <- ema + w (param - ema), w = (1 - decay), times ``gate`` (a 0-d device tensor,
+        1 or 0) when given: the skip of a non-finite step without a host sync."""
         # EMA by one fused foreach op instead of a Python loop over parameters.
-        torch._foreach_lerp_(self.ema_params, self.trainable, 1.0 - self.ema_decay())
+        w: float | Tensor = 1.0 - self.ema_decay()
+        if gate is not None:
+            w = gate * w
+        torch._foreach_lerp_(self.ema_params, self.trainable, w)
+
+    @torch.no_grad()
+    def _guarded_update(self, loss: Tensor, grad_norm: Tensor, guard: _Guard) -> None:
+        """Adam and the EMA, both skipped on the device unless every step so far was finite."""
+        guard.observe(loss, grad_norm, self.step)
+        self.optimizer.found_inf = guard.skip  # type: ignore[attr-defined]
+        self.optimizer.grad_scale = None  # type: ignore[attr-defined]
+        try:
+            self.optimizer.step()
+        finally:
+            self.optimizer.found_inf = None  # type: ignore[attr-defined]
+        self.update_ema(guard.ok_float)
+
+    def _use_graph(self, guard: _Guard) -> bool:
+        """Capture the step graph on first use; False (and a note) if that is impossible."""
+        if self.fast_path != "cuda_graph":
+            return False
+        if self._graph is None:
+            try:
+                self._graph = _StepGraph(self, guard)
+            except Exception as exc:  # capture is best effort under "auto"
+                if self.config.train.fast_path != "auto":
+                    raise WorkbenchError(f"could not capture the training step: {exc}") from exc
+                self.fast_path = "off"
+                self.fast_path_note = f"CUDA graph capture failed ({exc}); plain steps"
+                return False
+        return self._graph.guard is guard
+
+    @property
+    def _guard(self) -> _Guard:
+        # one per trainer: a captured graph refers to its tensors
+        guard = self.__dict__.get("_guard_state")
+        if guard is None:
+            guard = self.__dict__["_guard_state"] = _Guard(self.device)
+        return guard
+
+    def _diverged(self, guard: _Guard, offset: float, started: float) -> TrainResult:
+        bad = int(guard.bad_step)
+        loss, grad_norm = guard.bad_values.tolist()
+        # the steps from the bad one on were skipped on the device: the state is that of step
+        # `bad`, and so is the count
+        self.step = bad
+        self.wall_time = offset + time.perf_counter() - started
+        what = "loss" if not math.isfinite(loss) else "gradient"
+        return TrainResult(
+            "diverged",
+            self.step,
+            f"training stopped at step {bad + 1}: the {what} became "
+            f"{loss if what == 'loss' else grad_norm}; the model and the "
+            "last checkpoint are kept as they were before it; try a smaller train.lr "
+            "or a grad_clip",
+        )
 
     # -- the loop -----------------------------------------------------------------------------
     def run(
@@ -255,7 +356,8 @@ class Trainer:
         """Train until step ``steps`` (default: ``train.steps``), a cancel, or a bad loss.
 
         A non-finite loss is caught before its update is applied, so the model in memory, and
-        the last checkpoint on disk, stay the last good ones.
+        the last checkpoint on disk, stay the last good ones: the update is skipped on the
+        device and the host learns of it at the next read-back (see the module docstring).
         """
         tc = self.config.train
         target = tc.steps if steps is None else int(steps)
@@ -266,32 +368,32 @@ class Trainer:
         offset = self.wall_time
         last_report = (self.step, started)
         self.model.train()
+        guard = self._guard
+        guard.reset()
         while self.step < target:
             lr = self._set_lr()
-            loss, grad_norm = self.train_step()
-            # Read back every step: the check keeps a bad update from ever being applied.
-            if not bool(torch.isfinite(loss)) or not bool(torch.isfinite(grad_norm)):
-                what = "loss" if not bool(torch.isfinite(loss)) else "gradient"
-                self.wall_time = offset + time.perf_counter() - started
-                return TrainResult(
-                    "diverged",
-                    self.step,
-                    f"training stopped at step {self.step + 1}: the {what} became "
-                    f"{float(loss) if what == 'loss' else float(grad_norm)}; the model and the "
-                    "last checkpoint are kept as they were before it; try a smaller train.lr "
-                    "or a grad_clip",
-                )
-            self.optimizer.step()
-            self.update_ema()
+            guard.step.fill_(self.step)
+            if self._use_graph(guard):
+                loss, grad_norm = self._graph.step(1.0 - self.ema_decay())  # type: ignore[union-attr]
+            else:
+                loss, grad_norm = self.train_step()
+                self._guarded_update(loss, grad_norm, guard)
             self.step += 1
-            loss_sum += loss
+            loss_sum += torch.where(guard.ok, loss.detach().float(), 0.0)
             count += 1
             self.wall_time = offset + time.perf_counter() - started
-            if on_progress is not None and (self.step % log_every == 0 or self.step == target):
+            report = on_progress is not None and (self.step % log_every == 0 or self.step == target)
+            save = on_checkpoint is not None and self.step % tc.checkpoint_every == 0
+            evaluate = on_eval is not None and eval_every > 0 and self.step % eval_every == 0
+            # the one host read-back: every log_every steps, and before anything leaves the loop
+            check = report or save or evaluate or self.step % log_every == 0
+            if (check or self.step == target) and guard.failed():
+                return self._diverged(guard, offset, started)
+            if report:
                 now = time.perf_counter()
                 rate = (self.step - last_report[0]) / max(now - last_report[1], 1e-9)
                 last_report = (self.step, now)
-                on_progress(
+                on_progress(  # type: ignore[misc]
                     Progress(
                         step=self.step,
                         total=target,
@@ -304,10 +406,106 @@ class Trainer:
                 )
                 loss_sum.zero_()
                 count = 0
-            if on_checkpoint is not None and self.step % tc.checkpoint_every == 0:
-                on_checkpoint(self)
-            if on_eval is not None and eval_every > 0 and self.step % eval_every == 0:
-                on_eval(self.step, self.ema_model)
+            if save:
+                on_checkpoint(self)  # type: ignore[misc]
+            if evaluate:
+                on_eval(self.step, self.ema_model)  # type: ignore[misc]
             if cancel is not None and cancel():
+                if guard.failed():
+                    return self._diverged(guard, offset, started)
                 return TrainResult("cancelled", self.step, f"cancelled at step {self.step}")
         return TrainResult("done", self.step, f"trained to step {self.step}")
+
+
+class _Guard:
+    """Device-side record of the run's finiteness: ``ok`` (every step so far had a finite loss
+    and gradient norm), the first bad step and its (loss, grad norm). Updated without any
+    host synchronisation; :meth:`failed` is the read-back."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.ok = torch.ones((), dtype=torch.bool, device=device)
+        self.ok_float = torch.ones((), device=device)
+        self.skip = torch.zeros((), device=device)  # Adam's found_inf: 1.0 skips the update
+        self.step = torch.zeros((), dtype=torch.int64, device=device)  # the step being taken
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.bad_values = torch.zeros(2, device=device)
+
+    def reset(self) -> None:
+        self.ok.fill_(True)
+        self.ok_float.fill_(1.0)
+        self.skip.zero_()
+        self.bad_step.fill_(-1)
+        self.bad_values.zero_()
+
+    @torch.no_grad()
+    def observe(self, loss: Tensor, grad_norm: Tensor, step: int | None = None) -> None:
+        values = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+        finite = torch.isfinite(values).all()
+        first = self.ok & ~finite
+        self.bad_step.copy_(torch.where(first, self.step, self.bad_step))
+        self.bad_values.copy_(torch.where(first, values, self.bad_values))
+        self.ok.logical_and_(finite)
+        self.ok_float.copy_(self.ok)
+        self.skip.copy_(~self.ok)
+
+    def failed(self) -> bool:
+        return not bool(self.ok)
+
+
+class _StepGraph:
+    """The whole training step as one CUDA graph (PyTorch's whole-network capture recipe).
+
+    Each :meth:`step` call takes exactly one training step. The first ``_WARMUP`` are eager
+    steps on a side stream (lazy initialisation happens outside the graph, as the recipe asks;
+    they are real steps of the run); the next one captures the step: batch indices, the loss
+    with its randomness (the trainer's generator is registered with the graph, so each replay
+    draws new numbers from it), backward, clipping, the guard, fused Adam (capturable, its
+    learning rate a device tensor) and the EMA with its weight in a device tensor; that step
+    and all later ones are replays. The trainer refills the learning rate and the guard's step
+    before each call; the EMA weight is refilled here.
+    """
+
+    _WARMUP = 3
+
+    def __init__(self, trainer: Trainer, guard: _Guard) -> None:
+        if trainer.device.type != "cuda":
+            raise WorkbenchError("a CUDA graph needs a CUDA device")
+        self.trainer = trainer
+        self.guard = guard
+        self.ema_weight = torch.ones((), device=trainer.device)
+        self.side = torch.cuda.Stream(trainer.device)
+        self.warmups_left = self._WARMUP
+        self.graph: Any = None
+
+    def _update(self, loss: Tensor, grad_norm: Tensor) -> None:
+        t = self.trainer
+        self.guard.observe(loss, grad_norm)
+        t.optimizer.found_inf = self.guard.skip  # type: ignore[attr-defined]
+        t.optimizer.grad_scale = None  # type: ignore[attr-defined]
+        t.optimizer.step()
+        t.optimizer.found_inf = None  # type: ignore[attr-defined]
+        with torch.no_grad():
+            torch._foreach_lerp_(t.ema_params, t.trainable, self.ema_weight * self.guard.ok_float)
+
+    def step(self, ema_weight: float) -> tuple[Tensor, Tensor]:
+        self.ema_weight.fill_(ema_weight)
+        device = self.trainer.device
+        if self.warmups_left > 0:
+            self.warmups_left -= 1
+            self.side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(self.side):
+                loss, grad_norm = self.trainer.train_step()
+                self._update(loss, grad_norm)
+            torch.cuda.current_stream(device).wait_stream(self.side)
+            return loss, grad_norm
+        if self.graph is None:
+            graph = torch.cuda.CUDAGraph()
+            register = getattr(graph, "register_generator_state", None)
+            if register is not None:
+                register(self.trainer.generator)
+            with torch.cuda.graph(graph):
+                self.loss, self.grad_norm = self.trainer.train_step()
+                self._update(self.loss, self.grad_norm)
+            self.graph = graph
+        self.graph.replay()
+        return self.loss, self.grad_norm
