@@ -413,6 +413,8 @@ def cmd_fpk(args: argparse.Namespace) -> int:
         f"wrote {result.path}: p_t on a {grid} grid at {len(result.times)} times, "
         f"mass error {result.mass_error:.2g}, {time.perf_counter() - start:.2f} s"
     )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

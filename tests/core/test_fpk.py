@@ -13,6 +13,7 @@ from workbench.core.data import build_dataset
 from workbench.core.fpk import (
     FPKCancelledError,
     density_from_data,
+    resolution_check,
     score_on_grid,
     solve_fpk,
 )
@@ -150,3 +151,64 @@ def test_density_from_data_kde_and_exact() -> None:
     kde = density_from_data(moons, moons.normalizer(), axes)
     assert np.all(kde >= 0) and abs(kde.sum() * dx * dx - 1) < 5e-2
     assert math.isfinite(float(kde.max()))
+
+
+def test_custom_double_well_reaches_boltzmann_from_an_asymmetric_start() -> None:
+    # f = -U', U = x^4 - 2 x^2, g = sqrt(2): stationary law exp(-2U/g^2)/Z = exp(-U)/Z. The
+    # start puts ~90% of the mass in the right well, so the slow exchange between the wells
+    # (Kramers rate ~0.33 each way, relaxation ~exp(-0.66 t)) must happen: by t = 12 the
+    # imbalance left is ~3e-4.
+    sde = build_sde("custom", {"drift": "-4*x*(x^2 - 1)", "g": "sqrt(2)", "T": 12.0})
+
+    def p0(points: np.ndarray) -> np.ndarray:
+        return np.exp(-0.5 * ((points[:, 0] - 0.5) / 0.3) ** 2)
+
+    sol = solve_fpk(sde, p0, 160, [0.0, 12.0], bounds=[(-2.4, 2.4)], max_dt=0.02)
+    x = sol.axes[0]
+    boltz = np.exp(-(x**4 - 2 * x**2))
+    boltz /= boltz.sum() * sol.cell_volume
+    right = sol.p[0][x > 0].sum() * sol.cell_volume
+    assert right > 0.9  # the start is far from the stationary 50/50
+    l1 = np.abs(sol.p[-1] - boltz).sum() * sol.cell_volume
+    assert l1 < 1e-2, l1
+    assert abs(sol.mass[-1] - 1) < 1e-6
+
+
+def test_custom_sde_in_2d_uses_its_drift_per_coordinate() -> None:
+    # independent coordinates: a double well in x1 and an OU pull to 0.5 in x2 (g = 1). The
+    # symmetric start leaves the wells equally filled and x1 relaxes within them at rate ~8:
+    # by t = 3 its law is exp(-2 U(x1))/Z. x2 is OU from N(0, 1/4): N(0.5 (1 - e^-3),
+    # 1/2 - 1/4 e^-6) exactly.
+    sde = build_sde("custom", {"drift": "-4*x1*(x1^2 - 1); -(x2 - 0.5)", "g": "1", "T": 3.0})
+
+    def p0(points: np.ndarray) -> np.ndarray:
+        return np.exp(-0.5 * ((points / 0.5) ** 2).sum(-1))
+
+    sol = solve_fpk(sde, p0, 64, [3.0], bounds=[(-2.0, 2.0), (-2.5, 3.5)], max_dt=0.02)
+    x1, x2 = np.meshgrid(*sol.axes, indexing="ij")
+    mean, var = 0.5 * (1 - math.exp(-3)), 0.5 - 0.25 * math.exp(-6)
+    want = np.exp(-2 * (x1**4 - 2 * x1**2)) * np.exp(-0.5 * (x2 - mean) ** 2 / var)
+    want /= want.sum() * sol.cell_volume
+    l1 = np.abs(sol.p[0] - want).sum() * sol.cell_volume
+    assert l1 < 1e-2, l1
+
+
+def test_resolution_check_names_the_under_resolved_times_for_ve() -> None:
+    sde = build_sde("ve", {"sigma_min": 0.01, "sigma_max": 50.0})
+    # a grid wide enough for p_T (half-width ~300) has cells of ~2.3 with 256 cells: p_t with
+    # features 0.15 wide is resolved only once sigma(t) has grown past ~2 cells
+    first, warning = resolution_check(sde, 0.15, [600 / 256], [0.0, 0.25, 0.5, 0.75, 1.0])
+    assert warning is not None and "t = 0, 0.25, 0.5" in warning and "t >= 0.75" in warning
+    assert first == 0.75
+    first, warning = resolution_check(sde, 0.15, [0.05], [0.0, 0.5, 1.0])
+    assert (first, warning) == (0.0, None)
+    # the solver puts the same line in its warnings
+    sol = solve_fpk(
+        build_sde("ve", {"sigma_min": 0.01, "sigma_max": 5.0}),
+        lambda p: np.exp(-0.5 * (p[:, 0] / 0.15) ** 2),
+        64,
+        [0.0, 1.0],
+        bounds=[(-30.0, 30.0)],
+        width0=0.15,
+    )
+    assert len(sol.warnings) == 1 and "t = 0:" in sol.warnings[0]

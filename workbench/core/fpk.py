@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,9 @@ __all__ = [
     "score_on_grid",
     "density_from_data",
     "grid_bounds",
+    "feature_width",
+    "resolution_check",
+    "CELLS_PER_WIDTH",
     "MAX_CELLS",
     "MAX_BYTES",
 ]
@@ -61,13 +64,18 @@ class FPKCancelledError(WorkbenchError):
 
 @dataclass
 class FPKSolution:
-    """p (len(times), *grid) on cell centres ``axes``; ``mass`` per time, ``clipped`` total."""
+    """p (len(times), *grid) on cell centres ``axes``; ``mass`` per time, ``clipped`` total.
+
+    ``warnings``: one line per problem the solver knows of, e.g. times at which the grid is too
+    coarse for p_t (see :func:`resolution_check`); empty when there is none.
+    """
 
     axes: list[np.ndarray]
     times: np.ndarray
     p: np.ndarray
     mass: np.ndarray
     clipped: float
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
@@ -148,6 +156,71 @@ def grid_bounds(
     mid = 0.5 * (low + high)
     half = 0.5 * (high - low) * 1.2 + 0.5
     return [(float(c - w), float(c + w)) for c, w in zip(mid, half, strict=True)]
+
+
+#: a p_t whose narrowest feature (a std) spans fewer cells than this is under-resolved: the
+#: discrete Laplacian's relative error is about (dx/w)^2/12, 2% at two cells per std, and a
+#: feature narrower than a cell is not represented at all
+CELLS_PER_WIDTH = 2.0
+
+
+def feature_width(dataset: Any, normalizer: Any) -> float:
+    """The narrowest length scale of p_0 in model units.
+
+    Gaussian mixtures: the smallest component std (square root of the smallest covariance
+    eigenvalue). Other data: the bandwidth of the KDE that :func:`density_from_data` uses
+    (Scott's rule for 5000 points), the finest detail that density can hold.
+    """
+    mixture = dataset.mixture()
+    if mixture is not None:
+        model = normalizer.to_model_mixture(mixture)
+        eig = torch.linalg.eigvalsh(model.covs.to(torch.float64))
+        return float(torch.sqrt(eig.clamp_min(0.0)).min())
+    gen = torch.Generator().manual_seed(0)
+    x = normalizer.to_model(dataset.sample(5000, generator=gen).to(torch.float64))
+    x = x.reshape(len(x), -1).numpy()
+    return float((x.std(0) * len(x) ** (-1.0 / (x.shape[1] + 4))).min())
+
+
+def resolution_check(
+    sde: SDE,
+    width0: float,
+    spacing: Sequence[float],
+    times: Sequence[float],
+) -> tuple[float | None, str | None]:
+    """(first resolved time, warning) for a grid of cell sizes ``spacing``.
+
+    A linear SDE maps a feature of std w0 at t = 0 to one of std
+    w(t) = sqrt(m(t)^2 w0^2 + s(t)^2) at t; p_t counts as resolved when
+    w(t) >= ``CELLS_PER_WIDTH`` dx. For a non-linear SDE only p_0 is checked (its drift may
+    sharpen features later, which no cheap bound sees). Returns the smallest requested time
+    from which every later requested time is resolved (None if none is) and a one-line warning
+    naming the under-resolved times, or (first time, None) when all are resolved.
+    """
+    ts = np.asarray(sorted(float(t) for t in times), dtype=np.float64)
+    dx = max(float(d) for d in spacing)
+    if isinstance(sde, LinearSDE):
+        tt = torch.as_tensor(ts, dtype=torch.float64)
+        m, s = sde.marginal_coeffs(tt)
+        m = torch.as_tensor(m, dtype=torch.float64).expand(len(ts)).numpy()
+        s = torch.as_tensor(s, dtype=torch.float64).expand(len(ts)).numpy()
+        widths = np.sqrt(m * m * width0 * width0 + s * s)
+        ok = widths >= CELLS_PER_WIDTH * dx
+    else:
+        widths = np.full(len(ts), width0)
+        ok = np.where(ts == 0.0, width0 >= CELLS_PER_WIDTH * dx, True)
+    if ok.all():
+        return float(ts[0]), None
+    bad = np.nonzero(~ok)[0]
+    first_ok = None if bad[-1] == len(ts) - 1 else float(ts[bad[-1] + 1])
+    shown = ", ".join(f"{ts[i]:.4g}" for i in bad[:6]) + (", ..." if len(bad) > 6 else "")
+    worst = float(widths[bad].min())
+    return first_ok, (
+        f"the grid (cell {dx:.3g}) is too coarse for p_t at t = {shown}: its narrowest "
+        f"feature is ~{worst:.3g} wide there, under {CELLS_PER_WIDTH:g} cells; trust those "
+        + (f"times less, use t >= {first_ok:.4g}, " if first_ok is not None else "times less, ")
+        + "a finer grid, or an SDE that spreads less (e.g. a smaller sigma_max)"
+    )
 
 
 def _kde(samples: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -301,12 +374,15 @@ def solve_fpk(
     progress: Callable[[float], None] | None = None,
     cancel: Any = None,
     max_dt: float | None = None,
+    width0: float | None = None,
 ) -> FPKSolution:
     """p_t on a grid_n^d grid at ``times`` (sorted, >= 0) starting from p_0 at t = 0.
 
     ``initial`` is a density function of points (N, d) or an array of samples (N, d) (then a
     KDE). Without ``bounds`` the grid is sized by :func:`grid_bounds` from ``samples`` (or the
     initial samples). ``max_dt`` caps the step (default T/400, for the splitting error).
+    ``width0``, the narrowest length scale of p_0 (:func:`feature_width`), lets the solution
+    say in ``warnings`` at which times the grid is too coarse (:func:`resolution_check`).
     """
     ts = np.asarray(sorted(float(t) for t in times), dtype=np.float64)
     if len(ts) == 0 or ts[0] < 0:
@@ -383,7 +459,14 @@ def solve_fpk(
         mass[k] = float(p.sum() * vol)
     if progress is not None:
         progress(1.0)
-    return FPKSolution(axes=grid.axes, times=ts, p=out, mass=mass, clipped=clipped)
+    warnings = []
+    if width0 is not None:
+        _, warning = resolution_check(sde, width0, grid.dx, ts)
+        if warning is not None:
+            warnings.append(warning)
+    return FPKSolution(
+        axes=grid.axes, times=ts, p=out, mass=mass, clipped=clipped, warnings=warnings
+    )
 
 
 def score_on_grid(solution: FPKSolution, k: int, floor: float = 1e-8) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +34,11 @@ FORMAT_VERSION = 1
 DEFAULT_TIMES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
 
+#: the largest grid the default sizing picks for a pure diffusion (VE: one exact step per
+#: output time, so a fine grid is cheap); SDEs with a drift keep the default grid and warn
+AUTO_GRID_MAX = {1: 4096, 2: 512}
+
+
 @dataclass
 class FPKFileResult:
     path: Path
@@ -42,6 +47,7 @@ class FPKFileResult:
     times: np.ndarray
     mass_error: float
     clipped: float
+    warnings: list[str] = field(default_factory=list)
 
 
 def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) -> Path:
@@ -66,6 +72,7 @@ def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) ->
             g.attrs["mass_error"] = float(np.max(np.abs(solution.mass - 1.0)))
             g.attrs["clipped"] = float(solution.clipped)
             g.attrs["units"] = "model"
+            g.attrs["warnings"] = "\n".join(getattr(solution, "warnings", []))
             for i, axis in enumerate(solution.axes, start=1):
                 g.create_dataset(f"x{i}", data=np.asarray(axis, dtype=np.float64))
             g.create_dataset("times", data=np.asarray(solution.times, dtype=np.float64))
@@ -93,7 +100,13 @@ def solve_config_to_file(
 
     from workbench.config import to_toml
     from workbench.core.data import build_dataset
-    from workbench.core.fpk import density_from_data, grid_bounds, solve_fpk
+    from workbench.core.fpk import (
+        density_from_data,
+        feature_width,
+        grid_bounds,
+        resolution_check,
+        solve_fpk,
+    )
     from workbench.core.sde import build_sde
 
     out = Path(out)
@@ -114,12 +127,21 @@ def solve_config_to_file(
     x = normalizer.to_model(dataset.sample(20000, generator=gen).to(torch.float64))
     x = x.reshape(len(x), -1).numpy()
     bounds = grid_bounds(sde, x, max(ts))
+    width0 = feature_width(dataset, normalizer)
+    if grid is None and _pure_diffusion(sde):
+        # VE spreads p_T over a range sigma_max wide while p_0 keeps the data's fine detail:
+        # refine the grid (cheap without a drift) until every requested p_t is resolved
+        while n < AUTO_GRID_MAX[dataset.dim]:
+            spacing = [(hi - lo) / n for lo, hi in bounds]
+            if resolution_check(sde, width0, spacing, ts)[1] is None:
+                break
+            n = min(2 * n, AUTO_GRID_MAX[dataset.dim])
 
     def initial(points: np.ndarray) -> np.ndarray:
         axes = [np.unique(points[:, i]) for i in range(points.shape[1])]
         return density_from_data(dataset, normalizer, axes).reshape(-1)
 
-    solution = solve_fpk(sde, initial, n, ts, bounds=bounds, progress=progress)
+    solution = solve_fpk(sde, initial, n, ts, bounds=bounds, progress=progress, width0=width0)
     write_fpk(out, solution, sde_kind=config.sde.kind, config_toml=to_toml(config))
     return FPKFileResult(
         path=out,
@@ -128,4 +150,17 @@ def solve_config_to_file(
         times=solution.times,
         mass_error=float(np.max(np.abs(solution.mass - 1.0))),
         clipped=solution.clipped,
+        warnings=list(solution.warnings),
     )
+
+
+def _pure_diffusion(sde) -> bool:
+    """Whether f = 0 on [0, T] (VE), where the solver needs no time steps between outputs."""
+    import torch
+
+    from workbench.core.sde import LinearSDE
+
+    if not isinstance(sde, LinearSDE):
+        return False
+    t = torch.linspace(0.0, float(sde.T), 17, dtype=torch.float64)
+    return bool(torch.all(torch.as_tensor(sde.drift_coeff(t)) == 0))
