@@ -26,6 +26,7 @@ from workbench.core.sde import build_sde
 from workbench.core.train import resolve_device
 from workbench.errors import WorkbenchError
 from workbench.io.runs import RunFolder
+from workbench.io.recorder import RowRecorder
 from workbench.io.trajectories import TrajectoryWriter
 
 __all__ = ["SamplingResult", "load_model", "sample_params", "sample_to_file"]
@@ -140,13 +141,24 @@ def sample_to_file(
         direction="reverse",
         normalizer=normalizer,
         overwrite=overwrite,
-    ) as writer:
+    ) as writer, RowRecorder(writer, dev) as recorder:
+        # the recorder copies rows off the device on a side stream and hands them to the
+        # writer's thread: the loop below never waits on the GPU or the disk
         last = None
         with torch.no_grad():
-            for item in sample(sampler, sc.n, dataset.sample_shape, generator, dev):
+            for item in sample(
+                sampler,
+                sc.n,
+                dataset.sample_shape,
+                generator,
+                dev,
+                chunk_size=sc.chunk_size,
+                fast_path=sc.fast_path,
+                precision=sc.precision,
+            ):
                 last = item
                 if sc.record_every and item.step % sc.record_every == 0:
-                    writer.append(item.step, item.t, item.x.reshape(sc.n, -1).cpu())
+                    recorder.record(item.step, item.t, item.x)
                     rows += 1
                 if progress is not None:
                     done = (
@@ -156,6 +168,7 @@ def sample_to_file(
                     )
                     progress(done, total)
                 if cancel is not None and cancel():
+                    recorder.abort()
                     writer.abort()
                     return SamplingResult(
                         Path(out), "cancelled", sampler.nfe, time.perf_counter() - started, rows
@@ -164,8 +177,9 @@ def sample_to_file(
             raise WorkbenchError("the sampler produced nothing")
         final = last.x.reshape(sc.n, -1)
         if sc.record_every and last.step % sc.record_every != 0:
-            writer.append(last.step, last.t, final.cpu())  # the final row is always kept
+            recorder.record(last.step, last.t, final)  # the final row is always kept
             rows += 1
+        recorder.close()  # every row is with the writer; a writer error is raised here
         if not bool(torch.isfinite(final).all()):
             bad = int((~torch.isfinite(final)).any(-1).sum())
             writer.abort()
