@@ -37,6 +37,8 @@ examples:
   {PROG} check exp.toml                       validate an experiment
   {PROG} train exp.toml --out runs/moons      train a score model
   {PROG} sample runs/moons --out samples.h5   sample with the reverse-time SDE
+  torchrun --nproc-per-node 2 -m workbench train exp.toml --out runs/moons
+                                              the same training on 2 processes (DDP)
   {PROG} inspect samples.h5                   summarise a trajectory file
 
 exit status: 0 done, 1 failed (the reason on one line on stderr), 2 bad usage.
