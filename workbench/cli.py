@@ -487,6 +487,11 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a rough figure)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="on the CPU, also time the torch.compile path (compiling takes a minute first)",
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -494,7 +499,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from workbench.bench import format_table, run_bench
 
-    report = run_bench(args.device or "auto", quick=args.quick)
+    report = run_bench(args.device or "auto", quick=args.quick, compile=args.compile)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
 

@@ -1,0 +1,52 @@
+"""``sde-workbench bench`` at toy sizes: every row and column is there, the JSON is plain data,
+and the table names the device, torch and the dtype. Timings themselves are not asserted
+(shared CI machines make them noise); the speed figures live in the README."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from workbench.bench import BenchSizes, format_table, run_bench
+from workbench.core.fast import compile_unavailable_reason
+
+TINY = BenchSizes(
+    train_batches=(64,),
+    train_steps=2,
+    sample_ns=(128, 256),
+    sample_steps=(3, 2),
+    repeats=1,
+    record_n=128,
+)
+
+
+def test_the_report_has_every_row_and_column() -> None:
+    report = run_bench("cpu", quick=True, sizes=TINY)
+    assert report["torch"] == torch.__version__ and report["device"].startswith("CPU")
+    assert report["fast_path"] == "off"  # auto on the CPU is the plain path
+    works = [r["work"] for r in report["rows"]]
+    assert works[0].startswith("DSM training step") and "batch 64" in works[0]
+    assert "128 particles" in works[1] and "256 particles" in works[2]
+    assert works[3].startswith("EM as above, recording")
+    for row in report["rows"]:
+        assert row["plain_ms"] > 0 and row["workbench_ms"] > 0 and math.isfinite(row["speedup"])
+        assert row["fast_ms"] is None and row["bf16_ms"] is None  # not run on the CPU
+    assert json.loads(json.dumps(report)) == report
+    table = format_table(report)
+    assert "CPU" in table and torch.__version__ in table and "float32" in table
+    assert all(w in table for w in works)
+
+
+@pytest.mark.slow
+def test_the_compile_column_on_the_cpu() -> None:
+    reason = compile_unavailable_reason(torch.device("cpu"))
+    if reason is not None:
+        pytest.skip(reason)
+    sizes = BenchSizes(
+        train_batches=(), train_steps=1, sample_ns=(64,), sample_steps=(2,), repeats=1
+    )
+    report = run_bench("cpu", quick=True, compile=True, sizes=sizes)
+    sampling = report["rows"][0]
+    assert report["fast_path"] == "compile" and sampling["fast_path"] == "compile"
+    assert sampling["fast_ms"] > 0
