@@ -283,7 +283,7 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
         "precision",
         Choice(("fp32", "bf16")),
         "fp32",
-        "bf16: the score network under bfloat16 autocast (CUDA; the state stays fp32)",
+        "bf16: the score network under bfloat16 autocast (pays on CUDA; states stay fp32)",
     ),
     Param("chunk_size", Int(0), 0, "samples per network call (0: as many as fit in memory)"),
 )

@@ -247,3 +247,27 @@ def test_cuda_graph_sampling_equals_the_plain_path() -> None:
         return list(sample(sampler, 4096, (2,), g, dev, fast_path=path))[-1].x
 
     torch.testing.assert_close(final("cuda_graph"), final("off"), rtol=1e-4, atol=1e-4)
+
+
+def test_a_failed_capture_falls_back_to_plain_calls_under_auto() -> None:
+    """A model that cannot be captured (here: one that fails while being captured) runs plainly
+    when the path was chosen automatically, and raises when it was asked for explicitly."""
+
+    class Uncapturable(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            return 2 * x
+
+    x = torch.ones(4, 2)
+    auto = FastScore(Uncapturable(), "cuda_graph", emulate_graph=True, fallback=True)
+    assert torch.equal(auto(x, torch.tensor(0.5)), 2 * x)
+    assert auto.path == "off" and "capture failed" in auto.note and auto.n_graphs == 0
+    explicit = FastScore(Uncapturable(), "cuda_graph", emulate_graph=True)
+    with pytest.raises(RuntimeError, match="capturing"):
+        explicit(x, torch.tensor(0.5))

@@ -273,6 +273,7 @@ class FastScore(nn.Module):
         device: torch.device | None = None,
         *,
         emulate_graph: bool = False,
+        fallback: bool = False,
     ) -> None:
         super().__init__()
         if path not in ("off", "compile", "cuda_graph"):
@@ -282,6 +283,9 @@ class FastScore(nn.Module):
         self.path = path
         self.precision = precision
         self.emulate_graph = emulate_graph
+        #: on a failed capture, go on plainly (``auto``) instead of raising; ``note`` says why
+        self.fallback = fallback
+        self.note = ""
         self._graphs: dict[tuple[Any, ...], StaticGraph] = {}
         self._pool: Any = None
         self._compiled: Any = None
@@ -310,7 +314,15 @@ class FastScore(nn.Module):
             if not self.emulate_graph and self._pool is None:
                 # one memory pool shared by the graphs of every shape
                 self._pool = torch.cuda.graph_pool_handle()
-            graph = StaticGraph(self._forward, (x, t), emulate=self.emulate_graph, pool=self._pool)
+            try:
+                graph = StaticGraph(
+                    self._forward, (x, t), emulate=self.emulate_graph, pool=self._pool
+                )
+            except Exception as exc:  # a model that syncs or branches on values
+                if not self.fallback:
+                    raise
+                self.path, self.note = "off", f"CUDA graph capture failed ({exc}); plain calls"
+                return self._forward(x, t)
             self._graphs[key] = graph
         return graph(x, t).clone()
 

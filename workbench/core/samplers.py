@@ -1050,7 +1050,11 @@ def sample(
         chunk_size = auto_sample_chunk(sampler.score_model, n, shape[1:], dev, dtype)
     x_T = sampler.sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
     if path != "off" or precision != "fp32":
-        runner = sampler.with_score_model(fast.FastScore(sampler.score_model, path, precision, dev))
+        # under auto, a model that cannot be captured (one that reads values back) runs plainly
+        scorer = fast.FastScore(
+            sampler.score_model, path, precision, dev, fallback=fast_path == "auto"
+        )
+        runner = sampler.with_score_model(scorer)
         for row in _run_chunks(runner, x_T, n, generator, chunk_size):
             sampler.nfe = runner.nfe
             yield row
