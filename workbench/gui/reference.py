@@ -24,6 +24,7 @@ caches it per (kind, data, SDE, grid) and drops it when the experiment's data or
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,17 +171,46 @@ class EmpiricalReference(Reference):
         n = int(min(n, state.config.data.n))
         x0 = state.dataset.sample(n, gen, dtype=torch.float64)
         x0 = state.normalizer.to_model(x0).reshape(n, -1)
-        self.marginal = EmpiricalMarginal(x0, state.sde, block=1024)
+        self.marginal = EmpiricalMarginal(x0, state.sde)
+        self.x0 = x0.numpy()
         self.note = f"empirical: the {n} training points noised to t"
 
+    def _terms(self, t: float, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(log sum_i exp(-|x - m x_i|^2 / 2 s^2), responsibilities-weighted m x_i, s) per
+        point: :class:`EmpiricalMarginal`'s sums by matrix products, in numpy blocks, a few
+        times faster for the views' grids (checked against it in the tests)."""
+        tt = torch.tensor(float(t), dtype=torch.float64)
+        m, s = (float(v) for v in self.state.sde.marginal_coeffs(tt))
+        s = max(s, 1e-12)
+        centres = m * self.x0  # (N, d)
+        c2 = (centres * centres).sum(1)
+        log_sum = np.empty(len(pts))
+        mean = np.empty_like(pts)
+        for a in range(0, len(pts), 2048):
+            x = pts[a : a + 2048]
+            d2 = (x * x).sum(1)[:, None] - 2.0 * x @ centres.T + c2[None]
+            logits = -np.maximum(d2, 0.0) / (2.0 * s * s)
+            top = logits.max(1, keepdims=True)
+            w = np.exp(logits - top)
+            total = w.sum(1, keepdims=True)
+            log_sum[a : a + 2048] = (top + np.log(total))[:, 0]
+            mean[a : a + 2048] = (w @ centres) / total
+        return log_sum, mean, s
+
     def density(self, t: Any, pts: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float64))
-        tt = torch.as_tensor(np.asarray(t, dtype=np.float64))
-        return torch.exp(self.marginal.log_prob(x, tt)).numpy()
+        pts = np.ascontiguousarray(pts, dtype=np.float64)
+
+        def one(tv: float, p: np.ndarray) -> np.ndarray:
+            log_sum, _, s = self._terms(tv, p)
+            d, n = self.dim, len(self.x0)
+            return np.exp(log_sum - math.log(n) - 0.5 * d * math.log(2 * math.pi * s * s))
+
+        return _per_time(t, pts, one)
 
     def score(self, t: float, pts: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float64))
-        return self.marginal.score(x, float(t)).numpy()
+        pts = np.ascontiguousarray(pts, dtype=np.float64)
+        _, mean, s = self._terms(float(t), pts)
+        return (mean - pts) / (s * s)
 
 
 def interpolate_grid(
@@ -503,6 +533,10 @@ class ReferenceManager(QtCore.QObject):
         task.start()
 
     def _solved(self, key: tuple, ref: Reference) -> None:
+        if self._pending is not None and self._pending.key == key:
+            # over: the progress goes before the views switch (the thread ends just after)
+            self._pending = None
+            self.busyChanged.emit(False)
         self._store(key, ref)
         if self.state is not None and self._key(self.effective_kind()) == key:
             ref.state = self.state

@@ -330,6 +330,8 @@ class _Field2D:
             parts.append(NO_TRUTH)
         if not r["has_model"]:
             parts.append(_hint(self.truth))
+        if self.truth is not None and "error" not in r:
+            parts.append(f"truth: {self.truth.note}")
         return "   ".join(parts)
 
 
