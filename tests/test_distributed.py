@@ -159,8 +159,11 @@ def test_a_killed_rank_ends_the_job_with_a_clear_message(tmp_path: Path, tiny: P
     )
     try:
         deadline = time.monotonic() + 60
-        # training is under way once rank 0 has logged a few steps
-        while len(read_metrics(run / "metrics.csv")["step"]) < 3:
+        # training is under way once rank 0 has logged a few steps and saved a checkpoint
+        while (
+            len(read_metrics(run / "metrics.csv")["step"]) < 8
+            or not (run / "checkpoint.pt").is_file()
+        ):
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "training did not start"
             time.sleep(0.1)
@@ -178,7 +181,13 @@ def test_a_killed_rank_ends_the_job_with_a_clear_message(tmp_path: Path, tiny: P
     # torchrun names the dead rank; the survivor says why it stopped, in one line
     assert "rank      : 1" in err and "SIGKILL" in err
     assert "sde-workbench: error: rank 0 of 2 lost contact with the other ranks" in err
-    assert (run / "checkpoint.pt").is_file()  # the last checkpoint is kept
+    # the last checkpoint is kept, and one process resumes it: the rows written after it (by
+    # the dead job) are replaced, so the curve goes on without a gap or a duplicate
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+    assert saved >= 5 and saved % 5 == 0
+    result = train_in_folder(None, run, resume=True, steps=saved + 3)
+    assert result.status == "done"
+    assert read_metrics(run / "metrics.csv")["step"] == [float(s) for s in range(1, saved + 4)]
 
 
 ANALYTIC = """
