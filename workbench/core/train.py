@@ -219,9 +219,18 @@ class Trainer:
             "config": to_toml(self.config),
             "model": self.model.state_dict(),
             "ema": self.ema_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self._optimizer_state(),
             "generator": self.generator.get_state(),
         }
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        # a graphed run keeps its learning rate in a device tensor; the checkpoint stores a
+        # number, so that it loads on any device and into any path
+        state = self.optimizer.state_dict()
+        for group in state["param_groups"]:
+            if isinstance(group.get("lr"), Tensor):
+                group["lr"] = float(group["lr"])
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; a different network is a clear error."""
@@ -236,6 +245,9 @@ class Trainer:
             ) from None
         try:
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.fast_path == "cuda_graph":  # a graph reads the rate from the device
+                for group in self.optimizer.param_groups:
+                    group["lr"] = torch.as_tensor(float(group["lr"]), device=self.device)
             self.generator.set_state(state["generator"].to(torch.uint8))
             self.step = int(state["step"])
             self.wall_time = float(state.get("wall_time", 0.0))
@@ -302,20 +314,23 @@ class Trainer:
             self.optimizer.found_inf = None  # type: ignore[attr-defined]
         self.update_ema(guard.ok_float)
 
-    def _use_graph(self, guard: _Guard) -> bool:
-        """Capture the step graph on first use; False (and a note) if that is impossible."""
+    def _graph_step(self, guard: _Guard) -> tuple[Tensor, Tensor] | None:
+        """One step through the CUDA graph (warm-up, capture or replay); None when the graph is
+        not in use. A capture that fails under ``auto`` falls back to plain steps, with a
+        note; asked for explicitly, it is an error."""
         if self.fast_path != "cuda_graph":
-            return False
+            return None
         if self._graph is None:
-            try:
-                self._graph = _StepGraph(self, guard)
-            except Exception as exc:  # capture is best effort under "auto"
-                if self.config.train.fast_path != "auto":
-                    raise WorkbenchError(f"could not capture the training step: {exc}") from exc
-                self.fast_path = "off"
-                self.fast_path_note = f"CUDA graph capture failed ({exc}); plain steps"
-                return False
-        return self._graph.guard is guard
+            self._graph = _StepGraph(self, guard)
+        try:
+            return self._graph.step(1.0 - self.ema_decay())
+        except Exception as exc:
+            if self.config.train.fast_path != "auto" or self._graph.graph is not None:
+                raise WorkbenchError(f"could not capture the training step: {exc}") from exc
+            # nothing of the failed capture ran on the device: this step starts again plainly
+            self.fast_path, self._graph = "off", None
+            self.fast_path_note = f"CUDA graph capture failed ({exc}); plain steps"
+            return None
 
     @property
     def _guard(self) -> _Guard:
@@ -373,8 +388,9 @@ class Trainer:
         while self.step < target:
             lr = self._set_lr()
             guard.step.fill_(self.step)
-            if self._use_graph(guard):
-                loss, grad_norm = self._graph.step(1.0 - self.ema_decay())  # type: ignore[union-attr]
+            stepped = self._graph_step(guard)
+            if stepped is not None:
+                loss, grad_norm = stepped
             else:
                 loss, grad_norm = self.train_step()
                 self._guarded_update(loss, grad_norm, guard)
