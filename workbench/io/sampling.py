@@ -26,6 +26,7 @@ from workbench.core.sde import build_sde
 from workbench.core.train import resolve_device
 from workbench.errors import WorkbenchError
 from workbench.io.runs import RunFolder
+from workbench.io.safety import DeviceOutOfMemoryError, is_out_of_memory, release_device_memory
 from workbench.io.recorder import RowRecorder
 from workbench.io.trajectories import TrajectoryWriter
 
@@ -103,6 +104,30 @@ def load_model(
 
 
 def sample_to_file(
+    config: ExperimentConfig,
+    model: nn.Module,
+    out: str | os.PathLike[str],
+    **options: Any,
+) -> SamplingResult:
+    """:func:`_sample_to_file` (its keyword options: device, overwrite, progress, cancel,
+    dataset); a GPU out of memory becomes a DeviceOutOfMemoryError that names a smaller
+    ``sample.chunk_size`` (samples per network call), and the app keeps running."""
+    try:
+        return _sample_to_file(config, model, out, **options)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        release_device_memory()
+        chunk = config.sample.chunk_size or config.sample.n
+        raise DeviceOutOfMemoryError.while_doing(
+            f"sampling {config.sample.n} samples",
+            "sample.chunk_size",
+            min(chunk, config.sample.n),
+            f"{Path(out)} keeps the rows so far, marked incomplete",
+        ) from None
+
+
+def _sample_to_file(
     config: ExperimentConfig,
     model: nn.Module,
     out: str | os.PathLike[str],
