@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.params import Bool, Choice, Float, FloatArray, Int, Param
 
@@ -37,6 +37,13 @@ class ParamField(QtCore.QObject):
         widget.setToolTip(tip)
         self._tip = tip
         self.error: str | None = None
+        # the config's message, shown under the field (SectionForm places it)
+        self.error_label = QtWidgets.QLabel()
+        self.error_label.setObjectName(f"error_{param.name}")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #c9302c; font-size: small;")
+        self.error_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.error_label.setVisible(False)
 
     def value(self) -> Any:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
@@ -50,6 +57,8 @@ class ParamField(QtCore.QObject):
         self.widget.setStyleSheet(_INVALID_STYLE if message else "")
         self.widget.setToolTip(f"{message}\n\n{self._tip}" if message else self._tip)
         self.widget.setProperty("invalid", bool(message))
+        self.error_label.setText(message or "")
+        self.error_label.setVisible(bool(message))
 
 
 class _TextNumber(ParamField):
@@ -142,6 +151,41 @@ class _TextField(ParamField):
         self.widget.setText("" if value is None else str(value))
 
 
+class _ExpressionListField(ParamField):
+    """Several expressions separated by ';' (a custom SDE's drift, one per coordinate): typed
+    one per line in a monospace box, joined with '; ' for the config, split again to show."""
+
+    def __init__(self, param: Param) -> None:
+        super().__init__(param, QtWidgets.QPlainTextEdit())
+        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont)
+        self.widget.setFont(font)
+        self.widget.setTabChangesFocus(True)
+        self.widget.setLineWrapMode(QtWidgets.QPlainTextEdit.NoWrap)
+        self.widget.setPlaceholderText("one expression per line: f1(x1, x2, t), f2(...)")
+        lines = QtGui.QFontMetrics(font).lineSpacing()
+        self.widget.setMinimumHeight(4 * lines + 12)
+        self.widget.setMaximumHeight(7 * lines + 12)
+        self.widget.setMinimumWidth(220)
+        self.widget.textChanged.connect(self.edited.emit)
+
+    def value(self) -> Any:
+        lines = [line.strip() for line in self.widget.toPlainText().splitlines()]
+        while lines and not lines[-1]:
+            lines.pop()  # a trailing newline is not an empty component
+        return "; ".join(lines)
+
+    def set_value(self, value: Any) -> None:
+        parts = value if isinstance(value, (list, tuple)) else str(value).split(";")
+        with QtCore.QSignalBlocker(self.widget):
+            self.widget.setPlainText("\n".join(str(p).strip() for p in parts))
+
+
+def _is_expression_list(param: Param) -> bool:
+    """A key whose allowed values are expressions separated by ';' (as its check says)."""
+    describe = getattr(param.check, "describe", None)
+    return callable(describe) and "separated by ';'" in str(describe())
+
+
 class _ArrayField(ParamField):
     """Nested lists typed as a TOML literal, e.g. ``[[0, 1], [2, 3]]``."""
 
@@ -180,6 +224,8 @@ _FIELD_TYPES: dict[type, Callable[[Param], ParamField]] = {
 
 def make_field(param: Param) -> ParamField:
     """The widget for ``param``, chosen by the type of its check (text for anything else)."""
+    if _is_expression_list(param):
+        return _ExpressionListField(param)
     return _FIELD_TYPES.get(type(param.check), _TextField)(param)
 
 
@@ -211,7 +257,13 @@ class SectionForm(QtWidgets.QWidget):
             self.fields[param.name] = field
             label = QtWidgets.QLabel(param.name)
             label.setToolTip(field.widget.toolTip())
-            self._layout.addRow(label, field.widget)
+            cell = QtWidgets.QWidget()
+            column = QtWidgets.QVBoxLayout(cell)
+            column.setContentsMargins(0, 0, 0, 0)
+            column.setSpacing(1)
+            column.addWidget(field.widget)
+            column.addWidget(field.error_label)
+            self._layout.addRow(label, cell)
 
     def values(self) -> dict[str, Any]:
         """The raw values typed, for the config to validate; empty optional keys left out."""
