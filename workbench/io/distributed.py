@@ -627,10 +627,19 @@ def sample_from_cli(
     overwrite: bool,
 ) -> int:
     """``sde-workbench sample`` on one rank of a torchrun job."""
+    import time
+
     from workbench.terminal import TerminalProgress
 
     env = DistEnv.from_environ()
     bar = TerminalProgress("sample") if env.is_main else None
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            elapsed = time.perf_counter() - started
+            bar.update(done, total, done / elapsed if elapsed > 0 else 0.0)
+
     try:
         result = sample_distributed(
             config,
@@ -638,7 +647,7 @@ def sample_from_cli(
             out,
             shards=shards,
             overwrite=overwrite,
-            progress=(lambda d, t: bar.update(d, t, 0.0)) if bar is not None else None,
+            progress=progress,
             dataset=dataset,
             env=env,
         )
