@@ -1019,11 +1019,18 @@ class ExportDialog(QtWidgets.QDialog):
 class FileView(QtWidgets.QWidget):
     """One open file: its tree and attributes, and for our format the summary and views."""
 
-    def __init__(self, path: str | os.PathLike[str], parent: QtWidgets.QWidget | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        parent: QtWidgets.QWidget | None = None,
+        *,
+        allow_external: bool = False,
+    ):
         super().__init__(parent)
         self.setObjectName("inspectorFileView")
         self.path = Path(path)
-        self.tf = TrajectoryFile(self.path, foreign_ok=True)  # raises WorkbenchError
+        # raises WorkbenchError; external references outside the folder only if allowed
+        self.tf = TrajectoryFile(self.path, foreign_ok=True, allow_external=allow_external)
         self.is_trajectory = bool(self.tf.is_trajectory_file)
         self.nodes: list[dict[str, Any]] = []
         self.export_dialog: ExportDialog | None = None
@@ -1311,6 +1318,11 @@ class InspectorWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("SDE Workbench — Inspector")
         self.confirm_overwrite: Callable[[Path], bool] | None = None
         self.last_error: str | None = None
+        # Files are first walked by the HDF5 library in a child process (a crafted file that
+        # crashes it costs a banner, not the app); references to files outside the file's
+        # folder are followed only if this says yes (tests replace it).
+        self.validate_in_child = True
+        self.allow_external: Callable[[Path, list[str]], bool] = self._ask_external
         self.banner = _banner("inspectorBanner", _RED)
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.setObjectName("inspectorTabs")
@@ -1358,7 +1370,8 @@ class InspectorWindow(QtWidgets.QMainWindow):
                 view.refresh()
                 return True
         try:
-            view = FileView(path)
+            allow = self._check_in_child(path)
+            view = FileView(path, allow_external=allow)
         except WorkbenchError as exc:
             return self._failed(str(exc))
         except Exception as exc:  # a bad file must never take the app down
@@ -1374,6 +1387,32 @@ class InspectorWindow(QtWidgets.QMainWindow):
         self.last_error = None
         self.opened.emit(str(path))
         return True
+
+    def _check_in_child(self, path: Path) -> bool:
+        """Walk ``path`` with HDF5 in a child process first (WorkbenchError if that crashes,
+        hangs or runs out of memory); whether the user allows its references outside its
+        folder (False when it has none)."""
+        if not self.validate_in_child:
+            return False
+        from workbench.io.safety import outside_folder, validate_in_child
+
+        report = validate_in_child(path)
+        outside = outside_folder(report["external"], path)
+        if not outside:
+            return False
+        return bool(self.allow_external(path, [r.describe() for r in outside]))
+
+    def _ask_external(self, path: Path, references: list[str]) -> bool:
+        shown = "\n".join(references[:10]) + ("\n…" if len(references) > 10 else "")
+        answer = QtWidgets.QMessageBox.question(
+            self,
+            "SDE Workbench — external references",
+            f"{path.name} refers to files outside its folder:\n\n{shown}\n\nReading those "
+            "parts reads the other files. Follow these references?",
+            QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No,
+            QtWidgets.QMessageBox.No,
+        )
+        return answer == QtWidgets.QMessageBox.Yes
 
     def _failed(self, message: str) -> bool:
         self.last_error = _one_line(message)

@@ -484,10 +484,10 @@ class MainWindow(QtWidgets.QMainWindow):
         """A GPU out of memory: offer the smaller batch or chunk the message names, and start
         the same work again with it once this task has ended. False if not such an error or
         the user declines (then the error is shown as any other)."""
-        from workbench.io.safety import OutOfMemory
+        from workbench.io.safety import DeviceOutOfMemoryError
 
         restart = {"training": self.start_training, "sampling": self.start_sampling}.get(name)
-        found = OutOfMemory.suggestion(message)
+        found = DeviceOutOfMemoryError.suggestion(message)
         if found is None or restart is None:
             return False
         key, value = found
@@ -659,6 +659,10 @@ class MainWindow(QtWidgets.QMainWindow):
         run_dir = self.run_dir or self.new_run_dir()
         stamp = _dt.datetime.now().strftime("%H%M%S")
         out = run_dir / f"samples-{config.sample.sampler}-{stamp}.h5"
+        k = 1
+        while out.exists():  # a second sampling (a retry) within the same second
+            k += 1
+            out = run_dir / f"samples-{config.sample.sampler}-{stamp}-{k}.h5"
         self.log(f"sampling {config.sample.n} points with {config.sample.sampler} into {out}")
 
         def work(ctx: TaskContext) -> Any:

@@ -39,16 +39,32 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         Path(tmp).unlink(missing_ok=True)
+        # torch's zip writer turns a failed write (a full disk) into a RuntimeError of its own
+        # when it closes; the OSError it hides is in the exception's context
+        cause = _os_error_in(exc)
+        if cause is None:
+            raise
         raise WorkbenchError(
-            f"could not write checkpoint {path}: {exc.strerror or exc}; the previous "
+            f"could not write checkpoint {path}: {cause.strerror or cause}; the previous "
             "checkpoint, if any, is unchanged"
         ) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _os_error_in(exc: BaseException | None) -> OSError | None:
+    """The first OSError among ``exc`` and the exceptions it was raised from or during."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -85,4 +101,28 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} has checkpoint format version {version!r}; this version of SDE Workbench "
             f"reads up to {CHECKPOINT_VERSION}; please update"
         )
+    _check_layout(state, path)
     return state
+
+
+def _check_layout(state: dict[str, Any], path: Path) -> None:
+    """The parts a trainer restores have the types it expects: a damaged or hand-made file is
+    a clear error here rather than a TypeError deep inside torch."""
+    for key in ("model", "ema"):
+        part = state.get(key)
+        if part is None:
+            continue
+        if not isinstance(part, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in part.items()
+        ):
+            raise WorkbenchError(f"{path} is damaged: its {key!r} is not a map of named tensors")
+    if "optimizer" in state and not isinstance(state["optimizer"], dict):
+        raise WorkbenchError(f"{path} is damaged: its 'optimizer' state is not a map")
+    if "generator" in state and not isinstance(state["generator"], torch.Tensor):
+        raise WorkbenchError(f"{path} is damaged: its random-generator state is not a tensor")
+    step = state.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise WorkbenchError(f"{path} is damaged: its step {step!r} is not a count")
+    wall = state.get("wall_time", 0.0)
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)):
+        raise WorkbenchError(f"{path} is damaged: its wall_time {wall!r} is not a number")

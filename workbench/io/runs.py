@@ -20,6 +20,7 @@ from workbench.config import ExperimentConfig, config_to_dict, load_config, save
 from workbench.core.train import Progress, Trainer, TrainResult
 from workbench.errors import WorkbenchError
 from workbench.io.checkpoints import load_checkpoint, save_checkpoint
+from workbench.io.safety import DeviceOutOfMemoryError, is_out_of_memory, release_device_memory
 
 __all__ = [
     "METRICS_COLUMNS",
@@ -262,6 +263,18 @@ def train_in_folder(
             on_eval=on_eval,
             eval_every=eval_every,
         )
+    except Exception as exc:
+        # a GPU out of memory is the user's batch size, not a bug: a clear error that names a
+        # smaller one; nothing is saved, so the last checkpoint stays the last good one
+        if not is_out_of_memory(exc):
+            raise
+        release_device_memory()
+        raise DeviceOutOfMemoryError.while_doing(
+            f"training (step {trainer.step + 1})",
+            "train.batch_size",
+            config.train.batch_size,
+            "the last checkpoint is kept",
+        ) from None
     finally:
         metrics.close()
     if result.status in ("done", "cancelled"):

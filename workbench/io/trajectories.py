@@ -60,6 +60,7 @@ from workbench import __version__
 from workbench.config import ExperimentConfig, parse_config
 from workbench.core.data import Normalizer
 from workbench.errors import WorkbenchError
+from workbench.io.safety import check_external
 
 __all__ = [
     "FORMAT",
@@ -602,6 +603,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# A dataset may declare more bytes than it stores (gzip inflates at most ~1032:1; unwritten
+# chunks read as fill values), but not this much more: beyond it the shape is damage or a trap
+# set to make a reader allocate terabytes.
+_MAX_INFLATION = 1100
+_DECLARED_SLACK_BYTES = 64 * 1024 * 1024
+
+
+def _check_numeric(ds: h5py.Dataset, name: str, fail: Callable[[str], WorkbenchError]) -> None:
+    """A dataset the reader turns into numbers: numeric dtype, size backed by stored bytes."""
+    if ds.dtype.kind not in "iuf":
+        raise fail(f"/{name} must hold numbers, it holds {ds.dtype}")
+    _check_declared(ds, name, fail)
+
+
+def _check_declared(ds: h5py.Dataset, name: str, fail: Callable[[str], WorkbenchError]) -> None:
+    declared = math.prod(ds.shape or ()) * ds.dtype.itemsize
+    if declared <= _DECLARED_SLACK_BYTES:
+        return
+    stored = ds.id.get_storage_size()
+    if declared > stored * _MAX_INFLATION + _DECLARED_SLACK_BYTES:
+        raise fail(
+            f"/{name} declares shape {ds.shape} ({declared / 2**30:.3g} GiB) but the file "
+            f"stores only {stored} bytes of it; the file is damaged or crafted"
+        )
+
+
 class TrajectoryFile:
     """A trajectory file opened read-only; every defect is a one-line WorkbenchError.
 
@@ -615,9 +642,18 @@ class TrajectoryFile:
     an error. A file still being written can be followed with :meth:`refresh`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, foreign_ok: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        foreign_ok: bool = False,
+        allow_external: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.foreign_ok = foreign_ok
+        # external links / raw files / virtual sources outside the file's folder are refused
+        # unless the user agreed (workbench.io.safety)
+        self.allow_external = allow_external
         self._file: h5py.File | None = None
         self._open()
 
@@ -631,6 +667,8 @@ class TrajectoryFile:
             raise WorkbenchError(f"no such file: {path}")
         if path.is_dir():
             raise WorkbenchError(f"{path} is a directory, not a trajectory file")
+        if not path.is_file():  # a FIFO or a device would block or never end on read
+            raise WorkbenchError(f"{path} is not a regular file")
         try:
             with open(path, "rb") as fh:
                 empty = not fh.read(8)
@@ -654,6 +692,7 @@ class TrajectoryFile:
             ) from None
         self._file = f
         try:
+            check_external(f, path, allow=self.allow_external)
             self._check()
         except WorkbenchError:
             self.close()
@@ -745,6 +784,19 @@ class TrajectoryFile:
                 f"/logp must have shape ({self._n_samples},), it has "
                 f"{getattr(logp, 'shape', 'no shape')}"
             )
+        # damaged or crafted files: text where numbers belong, or shapes declared far beyond
+        # what the file stores (reading them would allocate terabytes)
+        numeric = [("trajectories/x", x), ("trajectories/t", t), ("trajectories/step", step)]
+        numeric += [("samples", samples), ("logp", logp)]
+        for name, ds in numeric:
+            if ds is not None:
+                _check_numeric(ds, name, self._fail)
+        if "nfe" in self._group_attrs:
+            try:
+                int(self._group_attrs["nfe"])
+            except (TypeError, ValueError):
+                nfe = _plain(self._group_attrs["nfe"])
+                raise self._fail(f"the attribute nfe must be an integer, got {nfe!r}") from None
         self._samples_ds = samples
         self._logp_ds = logp
         try:
@@ -1153,6 +1205,8 @@ class TrajectoryFile:
         obj = self._h5.get(name)
         if not isinstance(obj, h5py.Dataset):
             raise WorkbenchError(f"{self.path} has no dataset {name}")
+        if isinstance(index, tuple) and not index:
+            _check_declared(obj, name.lstrip("/"), self._fail)
         return self._read(name, lambda: np.asarray(obj[index]))
 
     def iter_rows(self, *, denormalise: bool = False) -> Iterator[np.ndarray]:
