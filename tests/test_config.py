@@ -449,3 +449,20 @@ def test_relative_data_path_is_resolved_beside_the_config(tmp_path: Path) -> Non
         f'[data]\nname = "file"\nn = 10\npath = "{absolute}"\n[train]\nbatch_size = 5\n'
     )
     assert load_config(folder / "abs.toml").data.params["path"] == str(absolute)
+
+
+def test_fast_path_precision_and_chunk_keys() -> None:
+    cfg = default_config()
+    assert (cfg.train.fast_path, cfg.sample.fast_path) == ("auto", "auto")
+    assert (cfg.sample.precision, cfg.sample.chunk_size) == ("fp32", 0)
+    text = (
+        '[train]\nfast_path = "compile"\n'
+        '[sample]\nfast_path = "off"\nprecision = "bf16"\nchunk_size = 4096\n'
+    )
+    cfg = parse_config(text)
+    assert (cfg.train.fast_path, cfg.sample.fast_path) == ("compile", "off")
+    assert (cfg.sample.precision, cfg.sample.chunk_size) == ("bf16", 4096)
+    assert parse_config(to_toml(cfg)) == cfg
+    assert config_error("[sample]\nchunk_size = -1").key == "sample.chunk_size"
+    assert config_error('[train]\nfast_path = "graph"').key == "train.fast_path"
+    assert config_error('[sample]\nprecision = "fp16"').key == "sample.precision"
