@@ -164,3 +164,47 @@ def _pure_diffusion(sde) -> bool:
         return False
     t = torch.linspace(0.0, float(sde.T), 17, dtype=torch.float64)
     return bool(torch.all(torch.as_tensor(sde.drift_coeff(t)) == 0))
+
+
+@dataclass
+class FPKFileData:
+    """A /fpk group read back: cell-centre ``axes``, ``times``, ``p`` (times x grid), attrs."""
+
+    axes: list[np.ndarray]
+    times: np.ndarray
+    p: np.ndarray
+    attrs: dict[str, object]
+
+
+def has_fpk(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5 file with an /fpk group holding ``times`` and ``p``.
+
+    Opened without file locking, as the inspector's reader opens it: HDF5 refuses a second
+    handle whose locking differs from the first's."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            g = f.get("fpk")
+            return isinstance(g, h5py.Group) and "times" in g and "p" in g
+    except OSError:
+        return False
+
+
+def read_fpk(path: str | Path) -> FPKFileData:
+    """The /fpk group of ``path`` (written by :func:`write_fpk`), checked for consistent shapes."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            g = f.get("fpk")
+            if not isinstance(g, h5py.Group) or "times" not in g or "p" not in g:
+                raise WorkbenchError(f"{path} has no /fpk group with times and p")
+            times = np.asarray(g["times"][()], dtype=np.float64).reshape(-1)
+            dim = int(g["p"].ndim) - 1
+            axes = [np.asarray(g[f"x{i}"][()], dtype=np.float64) for i in range(1, dim + 1)]
+            p = np.asarray(g["p"][()], dtype=np.float64)
+            attrs = {k: g.attrs[k] for k in g.attrs}
+    except (OSError, KeyError) as exc:
+        raise WorkbenchError(f"cannot read the Fokker–Planck solution in {path}: {exc}") from exc
+    if dim not in (1, 2) or p.shape != (len(times), *(len(a) for a in axes)):
+        raise WorkbenchError(
+            f"{path}: /fpk/p has shape {p.shape}, which does not match its times and axes"
+        )
+    return FPKFileData(axes=axes, times=times, p=p, attrs=attrs)
