@@ -255,7 +255,7 @@ try:
                 except (OSError, TypeError, ValueError, RuntimeError):
                     pass  # a damaged chunk is the reader's clear error, not a crash
 except MemoryError:
-    report = {"ok": False, "error": "reading it needs more memory than its size warrants"}
+    report = {"ok": False, "memory": True, "error": "walking it needs more memory than allowed"}
 except Exception as exc:
     report = {"ok": False, "error": " ".join(str(exc).split()) or type(exc).__name__}
 print(json.dumps(report), flush=True)
@@ -311,8 +311,13 @@ def validate_in_child(
     if done.returncode != 0 or not isinstance(report, dict):
         tail = " ".join(done.stderr.strip().splitlines()[-1:]) or f"exit status {done.returncode}"
         if "MemoryError" in done.stderr:
-            tail = "reading it needs more memory than its size warrants"
+            tail = f"walking it needed more than {memory_bytes >> 20} MiB"
         raise WorkbenchError(f"{path}: could not be checked ({tail}); not opened")
+    if report.get("memory"):
+        raise WorkbenchError(
+            f"{path}: walking its structure needed more than {memory_bytes >> 20} MiB (a "
+            "crafted file, or damage that declares huge sizes); not opened"
+        )
     report["external"] = [ExternalReference(*item) for item in report.get("external", [])]
     return report
 
