@@ -22,15 +22,26 @@ from workbench.config import ExperimentConfig, to_toml
 from workbench.core.data import DataSet, Normalizer, build_dataset
 from workbench.core.nets import build_score_model
 from workbench.core.samplers import build_sampler, sample
-from workbench.core.sde import build_sde
+from workbench.core.sde import SDE, build_sde
+from workbench.core.simulation import terminal_bank
 from workbench.core.train import resolve_device
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.io.recorder import RowRecorder
 from workbench.io.runs import RunFolder
 from workbench.io.safety import DeviceOutOfMemoryError, is_out_of_memory, release_device_memory
-from workbench.io.recorder import RowRecorder
 from workbench.io.trajectories import TrajectoryWriter
 
-__all__ = ["SamplingResult", "load_model", "sample_params", "sample_to_file"]
+__all__ = [
+    "SamplingResult",
+    "load_model",
+    "sample_params",
+    "sample_to_file",
+    "sde_for_sampling",
+    "TERMINAL_BANK_SIZE",
+]
+
+#: training points simulated to T for the prior of an SDE without a closed-form p_T
+TERMINAL_BANK_SIZE = 20000
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,31 @@ def sample_params(config: ExperimentConfig) -> dict[str, Any]:
 def _model_units_mixture(dataset: DataSet, normalizer: Normalizer) -> Any:
     mixture = dataset.mixture()
     return None if mixture is None else normalizer.to_model_mixture(mixture)
+
+
+def sde_for_sampling(config: ExperimentConfig, dataset: DataSet) -> SDE:
+    """The config's SDE, ready to sample from.
+
+    An SDE whose prior p_T has no closed form (the custom SDE) gets its terminal bank here:
+    the training set, drawn exactly as the trainer draws it (``data.n`` points with the
+    config's seed, normalised; at most ``TERMINAL_BANK_SIZE`` of them), simulated to T by
+    Euler–Maruyama in float64 on the CPU with the seed ``train.seed + 2``. The same config
+    therefore always gives the same prior, wherever it is sampled.
+    """
+    sde = build_sde(config.sde.kind, dict(config.sde.params))
+    if not hasattr(sde, "set_terminal_bank"):
+        return sde
+    seed = config.train.seed
+    x = dataset.sample(config.data.n, torch.Generator().manual_seed(seed), dtype=torch.float32)
+    x0 = dataset.normalizer().to_model(x.to(torch.float64))[:TERMINAL_BANK_SIZE]
+    check_dim = getattr(sde, "check_dim", None)
+    if check_dim is not None:
+        try:
+            check_dim(x0[0].numel())
+        except ConfigError as exc:
+            raise exc.within("sde") from None
+    terminal_bank(sde, x0, generator=torch.Generator().manual_seed(seed + 2))
+    return sde
 
 
 def load_model(
@@ -148,7 +184,7 @@ def _sample_to_file(
     dev = resolve_device(sc_device(config) if device is None else str(device))
     dataset = dataset or build_dataset(config.data.name, dict(config.data.params))
     normalizer = dataset.normalizer()
-    sde = build_sde(config.sde.kind, dict(config.sde.params))
+    sde = sde_for_sampling(config, dataset)
     model = model.to(dev)
     sampler = build_sampler(sde, model, sample_params(config))
     generator = torch.Generator(device=dev).manual_seed(sc.seed)
@@ -157,16 +193,19 @@ def _sample_to_file(
     span = sde.T - sc.eps
     started = time.perf_counter()
     rows = 0
-    with TrajectoryWriter(
-        out,
-        n_samples=sc.n,
-        sample_shape=dataset.sample_shape,
-        config_toml=to_toml(config),
-        sampler=sc.sampler,
-        direction="reverse",
-        normalizer=normalizer,
-        overwrite=overwrite,
-    ) as writer, RowRecorder(writer, dev) as recorder:
+    with (
+        TrajectoryWriter(
+            out,
+            n_samples=sc.n,
+            sample_shape=dataset.sample_shape,
+            config_toml=to_toml(config),
+            sampler=sc.sampler,
+            direction="reverse",
+            normalizer=normalizer,
+            overwrite=overwrite,
+        ) as writer,
+        RowRecorder(writer, dev) as recorder,
+    ):
         # the recorder copies rows off the device on a side stream and hands them to the
         # writer's thread: the loop below never waits on the GPU or the disk
         last = None
