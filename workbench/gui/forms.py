@@ -163,8 +163,7 @@ class _ExpressionListField(ParamField):
         self.widget.setLineWrapMode(QtWidgets.QPlainTextEdit.NoWrap)
         self.widget.setPlaceholderText("one expression per line: f1(x1, x2, t), f2(...)")
         lines = QtGui.QFontMetrics(font).lineSpacing()
-        self.widget.setMinimumHeight(4 * lines + 12)
-        self.widget.setMaximumHeight(7 * lines + 12)
+        self.widget.setFixedHeight(4 * lines + 12)  # the form must not stretch it
         self.widget.setMinimumWidth(220)
         self.widget.textChanged.connect(self.edited.emit)
 

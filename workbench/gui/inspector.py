@@ -1087,7 +1087,8 @@ class FPKView(QtWidgets.QWidget):
         self.plot.setTitle(f"Fokker–Planck p_t at t = {t:.4g}")
         grid = "×".join(str(len(a)) for a in d.axes)
         sde = _attr_text(d.attrs.get("sde", "?"))
-        mass_error = _attr_text(d.attrs.get("mass_error", "?"))
+        mass_error = d.attrs.get("mass_error", "?")
+        mass_error = f"{mass_error:.2g}" if isinstance(mass_error, float) else mass_error
         self.label.setText(
             f"t = {t:.4g} (time {k + 1} of {len(d.times)})   mass on the grid = "
             f"{float(p.sum()) * cell:.6f}   grid {grid}   sde = {sde}   "

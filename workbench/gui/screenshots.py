@@ -41,7 +41,7 @@ def take_screenshots(
     outdir: str | os.PathLike[str], steps: int = 1500, data: str = "8gaussians"
 ) -> list[Path]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import QtCore
+    from PySide6 import QtCore, QtWidgets
 
     from workbench.gui.app import create_app
     from workbench.gui.main_window import MainWindow
@@ -102,7 +102,96 @@ def take_screenshots(
     window.toolbox.setCurrentIndex(1)
     window.tab_widget.setCurrentWidget(window.schedule_tab)
     grab("schedule")
+
+    # the Fokker–Planck reference beside the same run's particles and learned score
+    def choose(kind: str) -> None:
+        combo = window.reference_combo
+        if window.references.reference is not None and window.references.reference.kind == kind:
+            return
+        combo.setCurrentIndex(combo.findData(kind))
+        while window.references.reference is None or window.references.reference.kind != kind:
+            if window.references.error:
+                raise RuntimeError(f"reference failed: {window.references.error}")
+            _wait(app, window.references.referenceChanged, 600)
+
+    def settle(name: str, value: int) -> None:
+        window.tab_widget.setCurrentWidget(window.tabs_by_name[name])
+        window.time_slider.setValue(value)
+        tab = window.tabs_by_name[name]
+        if hasattr(tab, "is_idle"):
+            tab.request()
+            for _ in range(400):
+                app.processEvents()
+                if tab.is_idle():
+                    break
+                QtCore.QThread.msleep(25)
+
+    window.toolbox.setCurrentIndex(0)
+    choose("fpk")
+    settle("density", 100)
+    grab("density_fpk")
+    settle("score", 150)
+    grab("score_fpk")
+
+    # a custom (non-linear) SDE: no closed form, so the FPK reference and simulated particles
+    for tab in window.tabs_by_name.values():
+        tab.set_trajectory(None)  # the VP run's samples belong to another process
+    window.model = None
+    window.set_model(None)
+    window.reference_combo.setCurrentIndex(window.reference_combo.findData("auto"))
+    window.set_config(
+        window.config.with_overrides(
+            {
+                "sde.kind": "custom",
+                "sde.drift": "-x1*(x1^2 - 1) - x2; x1 - x2^3",
+                "sde.g": "0.7",
+                "loss.kind": "ssm",
+                "loss.weighting": "none",
+                "model.output": "score",
+                "sample.denoise": False,
+            }
+        )
+    )
+    window.toolbox.setCurrentIndex(1)
+    choose("fpk")
+    settle("density", 400)
+    grab("custom_density")
+    settle("score", 400)
+    grab("custom_score")
+
+    # 1-D: the FPK curve over the forward histogram
+    window.set_config(
+        window.config.with_overrides({"data.name": "gmm1d", "sde.drift": "-4*x*(x^2 - 1)"})
+    )
+    window.toolbox.setCurrentIndex(1)
+    choose("fpk")
+    settle("density", 300)
+    grab("custom_density_1d")
     window.close()
+
+    # the inspector on a file from `sde-workbench fpk`
+    from workbench.config import default_config
+    from workbench.gui.inspector import InspectorWindow
+    from workbench.io.fpk_file import solve_config_to_file
+
+    fpk_path = work / "fpk.h5"
+    solve_config_to_file(
+        default_config().with_overrides({"data.name": data}),
+        fpk_path,
+        grid=128,
+        times=(0.0, 0.05, 0.1, 0.25, 0.5, 1.0),
+    )
+    inspector = InspectorWindow()
+    inspector.resize(1400, 800)
+    inspector.show()
+    inspector.open(fpk_path)
+    inspector.current().findChild(QtWidgets.QSlider, "fpkTimeSlider").setValue(2)
+    app.processEvents()
+    path = out / "inspector_fpk.png"
+    inspector.grab().save(str(path))
+    saved.append(path)
+    print(f"saved {path}")
+    inspector.close()
     return saved
 
 

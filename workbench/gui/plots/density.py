@@ -586,7 +586,8 @@ class _Line(_View):
         for col, name in enumerate(names):
             plot = layout.addPlot(row=0, col=col, title=titles[name])
             plot.setLabel("bottom", "t")
-            plot.setLabel("left", "x / √(m² + s²)")
+            linear = isinstance(state.sde, LinearSDE)
+            plot.setLabel("left", "x / √(m² + s²)" if linear else "x (model units)")
             plot.setMenuEnabled(False)
             image = _image_item()
             image.setColorMap(cmap)
