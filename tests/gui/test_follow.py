@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,10 @@ kind = "mlp"
 hidden = 32
 depth = 2
 [train]
-steps = 240
+steps = 600
 batch_size = 64
-log_every = 10
-checkpoint_every = 80
+log_every = 20
+checkpoint_every = 200
 device = "cpu"
 seed = 1
 """
@@ -40,8 +41,11 @@ def test_window_follows_a_training_subprocess(qtbot, window, tmp_path: Path) -> 
     follower.rowsAdded.connect(lambda rows: batches.append(len(rows["step"])))
     follower.checkpointChanged.connect(checkpoints.append)
     curve_before = len(window.loss_tab.runs)
+    # one thread: a tiny model on a busy 2-core machine runs ~100x slower with two (OpenMP
+    # threads waiting on each other), and the GUI process needs a core of its own
     proc = subprocess.Popen(
         [sys.executable, "-m", "workbench", "train", str(config), "--out", str(run)],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -49,25 +53,25 @@ def test_window_follows_a_training_subprocess(qtbot, window, tmp_path: Path) -> 
     try:
         with qtbot.waitSignal(follower.checkpointChanged, timeout=60_000):
             pass
-        assert checkpoints[0].step in (80, 160, 240) and "ema" in checkpoints[0].state
+        assert checkpoints[0].step in (200, 400, 600) and "ema" in checkpoints[0].state
         assert window.model is not None  # the window loaded it
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    qtbot.waitUntil(lambda: follower.checkpoint_step == 240, timeout=10_000)
+    qtbot.waitUntil(lambda: follower.checkpoint_step == 600, timeout=10_000)
     follower.poll()
     follower.stop()
 
     written = read_metrics(run / "metrics.csv")
     assert follower.columns == written  # every row, once, in order
-    assert len(written["step"]) == 24
+    assert len(written["step"]) == 30
     assert len(batches) >= 2, "the rows arrived in one piece: nothing was followed live"
-    assert [c.step for c in checkpoints][-1] == 240
+    assert [c.step for c in checkpoints][-1] == 600
     assert len(window.loss_tab.runs) == curve_before  # one curve, grown in place
     assert list(window.loss_tab.runs[-1].steps) == written["step"]
-    assert window.config.train.steps == 240  # the run's experiment is shown
+    assert window.config.train.steps == 600  # the run's experiment is shown
 
 
 def _row(step: int) -> str:
