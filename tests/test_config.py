@@ -377,11 +377,14 @@ def _targets() -> list[tuple[dict[str, Any], str, str, set[str]]]:
         keys = {f"data.{p.name}" for p in cls.params}
         for p in cls.params:
             targets.append(({"data": {"name": name}}, "data", p.name, keys))
-    targets.append(({}, "sde", "kind", {"sde.kind"}))
+    # a non-linear kind refuses the default loss (and other kernel-based settings) by name
+    refused = {"loss.kind", "loss.weighting", "model.output", "sample.denoise", "sde.drift"}
+    targets.append(({}, "sde", "kind", {"sde.kind", *refused}))
     for kind, cls in SDES.items():
         keys = {f"sde.{p.name}" for p in cls.params}
         for p in cls.params:
-            targets.append(({"sde": {"kind": kind}}, "sde", p.name, keys))
+            base = {"sde": {"kind": kind}, **_SDE_NEEDS.get(kind, {})}
+            targets.append((base, "sde", p.name, keys))
     return targets
 
 
