@@ -115,7 +115,8 @@ def test_freezing_recipe() -> None:
 def test_self_test_entry_runs_unfrozen(tmp_path: Path) -> None:
     """The flag the frozen check uses, run from the source tree: the window opens with the
     default experiment and trains a few steps."""
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path))
+    # one OpenMP thread: two crawl on a busy 2-core machine (see tests/gui/test_follow.py)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path), OMP_NUM_THREADS="1")
     out = subprocess.run(
         [sys.executable, str(PACKAGING / "frozen_main.py"), "--self-test", "3"],
         capture_output=True,
