@@ -366,12 +366,19 @@ def train_from_cli(
 
     env = DistEnv.from_environ()
     bar = TerminalProgress("train") if env.is_main else None
-    stop = {"asked": False}
+    stop = {"asked": False, "at": 0.0}
 
     def on_sigint(signum: int, frame: object) -> None:
+        import time
+
+        now = time.monotonic()
+        # Ctrl-C reaches a worker twice: from the terminal, and forwarded by torchrun's agent.
+        # Only a second Ctrl-C well after the first means "abort now".
         if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
+            if now - stop["at"] > 2.0:
+                raise KeyboardInterrupt
+            return
+        stop["asked"], stop["at"] = True, now
         if bar is not None:
             bar.close()
             print(f"{prog} train: stopping after this step on every rank", file=sys.stderr)
