@@ -164,6 +164,7 @@ class _ExpressionListField(ParamField):
         self.widget.setPlaceholderText("one expression per line: f1(x1, x2, t), f2(...)")
         lines = QtGui.QFontMetrics(font).lineSpacing()
         self.widget.setFixedHeight(4 * lines + 12)  # the form must not stretch it
+        self.widget.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Fixed)
         self.widget.setMinimumWidth(220)
         self.widget.textChanged.connect(self.edited.emit)
 

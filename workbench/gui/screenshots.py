@@ -158,6 +158,14 @@ def take_screenshots(
     grab("custom_density")
     settle("score", 400)
     grab("custom_score")
+    # a typo in the drift: the config's message under the field, Train and Sample disabled
+    drift = window.sde_panel.forms["sde"].fields["drift"].widget
+    good = drift.toPlainText()
+    drift.setPlainText("-x1*(x1^2 - 1) - x2\nx1 - x3^3")
+    window.validate()
+    grab("custom_sde_error")
+    drift.setPlainText(good)
+    window.validate()
 
     # 1-D: the FPK curve over the forward histogram
     window.set_config(
