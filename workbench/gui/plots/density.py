@@ -18,7 +18,12 @@ the time slider changes the picture smoothly and costs one multiply-add and a hi
   densities at t, in x, as curves.
 - Images: a grid of forward-noised images and of the trajectory's images at t, shown as
   x_t / sqrt(m(t)^2 + s(t)^2) on grey levels [-1, 1] (the signal's scale at every t).
-- A non-linear SDE has no closed-form transition: a message says so.
+- The reference p_t ("exact" panel, contours, dashed curve, the L1 readout) is the one chosen
+  beside the time slider (:mod:`workbench.gui.reference`): analytic (Gaussian mixtures), the
+  Fokker–Planck solution, or the empirical p_t of the noised training set.
+- A non-linear SDE has no closed-form transition: its forward particles are the ones the
+  Fokker–Planck reference simulated (Euler–Maruyama), shown as they are (no m, s scaling);
+  without that reference a message says to choose it.
 
 The numerical helpers here (:class:`ForwardCloud`, :func:`histogram`, :func:`exact_density`,
 :func:`hdr_levels`, :func:`contour_segments`) are shared with the score field tab.

@@ -11,6 +11,11 @@
 - 1-D data: the learned and the true score against x, and p_t beneath.
 - Images: a note (the field is drawn for 1-D and 2-D data).
 
+The "true" score is the chosen reference's (:mod:`workbench.gui.reference`): analytic, the
+Fokker–Planck solution's finite-difference grad log p_t (NaN, so left out of arrows and means,
+where p_t is below the solver's floor; the readout gives the p_t mass left out), or the
+empirical one. For a non-linear SDE there is no s(t) and the error is |s_theta - grad log p_t|.
+
 The model is evaluated off the GUI thread, in a :class:`~workbench.gui.workers.Task` per refresh
 (training hands the tab a new model about once a second): while one runs, only the latest
 request is remembered and started when it ends. ``shutdown()`` joins the thread; the tab calls
