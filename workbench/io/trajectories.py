@@ -934,8 +934,10 @@ class TrajectoryFile:
     def config_text(self) -> str:
         """The experiment config the file was sampled from, as TOML text."""
         self._need_trajectory()
-        group = self._h5.get("config")
-        text = None if group is None else _text(group.attrs.get("experiment"))
+        group = self._read("/config", lambda: self._h5.get("config"))
+        text = None
+        if group is not None:  # a damaged attribute is a read error, not a crash
+            text = _text(self._read("/config", lambda: group.attrs.get("experiment")))
         if text is None:
             raise self._fail("it holds no experiment config (/config attribute 'experiment')")
         return text
@@ -1169,7 +1171,7 @@ class TrajectoryFile:
             {
                 "name": "/",
                 "kind": "group",
-                "attrs": {k: _plain(v) for k, v in self._h5.attrs.items()},
+                "attrs": {_text(k): _plain(v) for k, v in self._h5.attrs.items()},
             }
         ]
 
@@ -1192,7 +1194,7 @@ class TrajectoryFile:
             else:
                 entry["kind"] = "group"
             try:
-                entry["attrs"] = {k: _plain(v) for k, v in obj.attrs.items()}
+                entry["attrs"] = {_text(k): _plain(v) for k, v in obj.attrs.items()}
             except (OSError, TypeError):
                 entry["attrs"] = {}
             out.append(entry)
