@@ -661,6 +661,11 @@ class CustomSDE(SDE):
                 "expression per coordinate, separated by ';'",
             )
 
+    @property
+    def autonomous(self) -> bool:
+        """Whether f does not depend on t (then solvers may evaluate it once per point)."""
+        return all("t" not in f.used for f in self._f)
+
     def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
         flat = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(-1, 1)
         if flat.shape[1] != self.dim:

@@ -48,6 +48,8 @@ __all__ = [
 
 #: the Euler–Maruyama step when the SDE does not set its own ``dt``
 DEFAULT_DT = 1e-3
+#: CPU simulations run in blocks of at most this many numbers (see :func:`simulate`)
+CPU_BLOCK_ELEMENTS = 16384
 
 
 class SimulationError(WorkbenchError):
@@ -124,25 +126,36 @@ def simulate(
         n_sub = max(0, math.ceil((t - t_prev) / step - 1e-9))
         plan.append((t_prev, n_sub, (t - t_prev) / n_sub if n_sub else 0.0))
         t_prev = t
-    total = max(1, sum(n for _, n, _ in plan))
+    n_rows = x0.shape[0] if x0.ndim else 1
+    per_row = max(1, x0[0].numel() if x0.ndim > 1 else 1)
+    # On the CPU, element-wise ops on more than ~32k numbers go through torch's thread pool;
+    # for these small, many, cheap steps that costs more than it gives (10x slower on a busy
+    # 2-core machine), so big CPU batches are simulated in blocks below that size.
+    rows = x0.shape[0]
+    if x0.device.type == "cpu" and x0.ndim >= 1:
+        rows = max(1, CPU_BLOCK_ELEMENTS // per_row)
+    blocks = [slice(i, min(i + rows, n_rows)) for i in range(0, n_rows, rows)] or [slice(0, 0)]
+    total = max(1, sum(n for _, n, _ in plan)) * len(blocks)
     every = max(1, total // 100)
     out = torch.empty((len(ts), *x0.shape), dtype=x0.dtype, device=x0.device)
-    x, done = x0, 0
-    for k, (start, n_sub, h) in enumerate(plan):
-        for j in range(n_sub):
-            if _cancelled(cancel):
-                raise SimulationCancelledError(
-                    f"forward simulation cancelled at t = {start + j * h:.4g}"
-                )
-            tj = torch.full((), start + j * h, dtype=x.dtype, device=x.device)
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            x = _em_step(sde, x, tj, h, z)
-            if not bool(torch.isfinite(x).all()):
-                raise _blew_up(sde, start + (j + 1) * h)
-            done += 1
-            if progress is not None and done % every == 0:
-                progress(done / total)
-        out[k] = x
+    done = 0
+    for block in blocks:
+        x = x0[block]
+        for k, (start, n_sub, h) in enumerate(plan):
+            for j in range(n_sub):
+                if _cancelled(cancel):
+                    raise SimulationCancelledError(
+                        f"forward simulation cancelled at t = {start + j * h:.4g}"
+                    )
+                tj = torch.full((), start + j * h, dtype=x.dtype, device=x.device)
+                z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+                x = _em_step(sde, x, tj, h, z)
+                if not bool(torch.isfinite(x).all()):
+                    raise _blew_up(sde, start + (j + 1) * h)
+                done += 1
+                if progress is not None and done % every == 0:
+                    progress(done / total)
+            out[k, block] = x
     if progress is not None:
         progress(1.0)
     return out
