@@ -51,7 +51,9 @@ def self_test(steps: int) -> int:
         from workbench.io.runs import read_metrics
 
         losses = read_metrics(run_dir / "metrics.csv")["loss"] if run_dir is not None else []
-        ok = getattr(result, "status", None) == "done" and checkpoint and len(losses) > 0
+        # the icon is read from resources/icons in the bundle: proves the data files shipped
+        icon = not window.windowIcon().isNull() and not window.windowIcon().pixmap(64).isNull()
+        ok = getattr(result, "status", None) == "done" and checkpoint and len(losses) > 0 and icon
         print(
             json.dumps(
                 {
@@ -62,6 +64,7 @@ def self_test(steps: int) -> int:
                     "first_loss": losses[0] if losses else None,
                     "last_loss": losses[-1] if losses else None,
                     "checkpoint": checkpoint,
+                    "icon": icon,
                     "window_s": round(window_s, 2),
                     "total_s": round(time.perf_counter() - started, 2),
                     "frozen": bool(getattr(sys, "frozen", False)),
