@@ -14,8 +14,9 @@ import h5py
 import pytest
 import torch
 
+from workbench.core.data import build_dataset
 from workbench.io.runs import train_in_folder
-from workbench.io.sampling import load_model, sample_to_file
+from workbench.io.sampling import load_model, sample_to_file, sde_for_sampling
 from workbench.presets import preset_config
 
 # Small and short enough for the 2-core CI machine; the double well's wells at +-1 hold the
@@ -147,3 +148,18 @@ def test_a_drift_that_blows_up_stops_training_with_a_message(tmp_path: Path) -> 
     )
     with pytest.raises(WorkbenchError, match="non-finite at t = "):
         train_in_folder(cfg, tmp_path / "run")
+
+
+def test_fpk_prior_of_an_ou_process_has_its_exact_moments() -> None:
+    # dX = -(X - 1) dt + dW from the standardised data (mean 0, variance 1) to T = 1:
+    # mean 1 - e^-1, variance e^-2 + (1 - e^-2)/2, whatever the data's shape
+    cfg = preset_config("double-well-1d").with_overrides(
+        {"sde.drift": "-(x - 1)", "sde.prior": "fpk", "data.n": 4000}
+    )
+    dataset = build_dataset(cfg.data.name, dict(cfg.data.params))
+    sde = sde_for_sampling(cfg, dataset)
+    n = 40000
+    z = sde.prior_sample((n, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    mean, var = 1 - math.exp(-1), math.exp(-2) + (1 - math.exp(-2)) / 2
+    assert abs(float(z.mean()) - mean) < 4 * math.sqrt(var / n) + 2e-3
+    assert abs(float(z.var()) / var - 1) < 4 * math.sqrt(2 / n) + 5e-3

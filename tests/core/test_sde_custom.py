@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,6 +114,12 @@ def test_config_checks_the_component_count_against_the_data() -> None:
     with pytest.raises(ConfigError) as info:
         _config({"name": "gmm1d"}, {"drift": "-x1; -x2"})
     assert info.value.key == "sde.drift"
+    with pytest.raises(ConfigError) as info:
+        _config(
+            {"name": "gmm", "means": [[0, 0, 0], [1, 1, 1]], "stds": [1, 1], "weights": [1, 1]},
+            {"drift": "-x1; -x2; -x3", "prior": "fpk"},
+        )
+    assert info.value.key == "sde.prior" and "1-D and 2-D" in info.value.message
     # at run time too, for data whose dimension the config cannot know without the file
     sde = build_sde("custom", {"drift": "-x1; -x2"})
     with pytest.raises(ConfigError, match="2 component"):
@@ -155,3 +162,21 @@ def test_bank_with_non_finite_values_refused() -> None:
     sde = build_sde("custom", {"drift": "-x"})
     with pytest.raises(WorkbenchError, match="non-finite"):
         sde.set_terminal_bank(torch.tensor([[0.0], [math.inf], [1.0]]))
+
+
+def test_fpk_prior_samples_and_scores_the_grid_density() -> None:
+    sde = build_sde("custom", {"drift": "-x", "prior": "fpk"})
+    with pytest.raises(WorkbenchError, match="Fokker-Planck solution at T"):
+        sde.prior_sample((4, 1))
+    axis = np.linspace(-6.0, 8.0, 701)  # cells of 0.02 around N(1, 1.5^2)
+    dens = np.exp(-0.5 * ((axis - 1.0) / 1.5) ** 2)
+    sde.set_prior_density([axis], dens)
+    n = 40000
+    z = sde.prior_sample((n, 1), generator=torch.Generator().manual_seed(5), dtype=F64)
+    # the uniform jitter within a cell adds dx^2/12 = 3e-5 to the variance: negligible
+    assert abs(float(z.mean()) - 1.0) < 4 * 1.5 / math.sqrt(n)
+    assert abs(float(z.std()) / 1.5 - 1) < 4 / math.sqrt(2 * n)
+    exact = -0.5 * ((z[:5, 0] - 1.0) / 1.5) ** 2 - math.log(1.5 * math.sqrt(2 * math.pi))
+    # log p of the cell holding z: within the density's change over half a cell
+    assert torch.allclose(sde.prior_logp(z[:5]), exact, atol=0.02)
+    assert float(sde.prior_logp(torch.tensor([[20.0]], dtype=F64))) < -600

@@ -537,7 +537,7 @@ class _DriftCheck:
         return _drift_text(value)
 
 
-_PRIORS = ("simulation", "gaussian")
+_PRIORS = ("simulation", "gaussian", "fpk")
 
 
 @SDES.register("custom")
@@ -556,7 +556,9 @@ class CustomSDE(SDE):
     weak error and the bank's size); ``"gaussian"`` draws from N(mean, cov) fitted to the bank
     (right when p_T is close to Gaussian, e.g. an OU process run long enough). In both modes
     :meth:`prior_logp` is the fitted Gaussian's log-density, an approximation of log p_T (used
-    only by likelihoods).
+    only by likelihoods). ``"fpk"`` (1-D and 2-D data) draws from the Fokker–Planck solution at
+    T on a grid, given with :meth:`set_prior_density`: a cell with probability p_i dx, then a
+    uniform point in it; :meth:`prior_logp` is then log p of the cell (piecewise constant).
     """
 
     params = (
@@ -573,7 +575,8 @@ class CustomSDE(SDE):
             "prior",
             Choice(_PRIORS),
             "simulation",
-            "p_T to sample from: 'simulation' resamples simulated x_T, 'gaussian' fits N(m, C)",
+            "p_T: 'simulation' resamples simulated x_T, 'gaussian' fits N(m, C) to them, "
+            "'fpk' samples the Fokker-Planck solution at T (1-D, 2-D)",
         ),
         Param(
             "dt",
@@ -632,6 +635,7 @@ class CustomSDE(SDE):
             raise ConfigError("g", f"g(t) = {g!r} is zero on all of [0, T]: nothing to reverse")
         self._bank: Tensor | None = None
         self._fit: tuple[Tensor, Tensor, Tensor] | None = None
+        self._grid: tuple[list[Tensor], Tensor, Tensor] | None = None
 
     @classmethod
     def check_experiment(cls, config: Any) -> None:
@@ -650,6 +654,12 @@ class CustomSDE(SDE):
             cls(**dict(config.sde.params)).check_dim(dim)
         except ConfigError as exc:
             raise exc.within("sde") from None
+        if config.sde.params.get("prior") == "fpk" and dim > 2:
+            raise ConfigError(
+                "sde.prior",
+                f"'fpk' solves the Fokker-Planck equation on a grid, in 1-D and 2-D only; the "
+                f"data have {dim} dimensions: use 'simulation'",
+            )
 
     # coefficients ----------------------------------------------------------------------------
     def check_dim(self, dim: int) -> None:
@@ -710,6 +720,20 @@ class CustomSDE(SDE):
         chol = torch.linalg.cholesky(cov)
         self._fit = (mean, cov, chol)
 
+    def set_prior_density(self, axes: list[Any], p: Any) -> None:
+        """Use a density on a grid (cell centres ``axes``, equally spaced; ``p`` of shape
+        (len(axes[0]), ...)), e.g. the Fokker–Planck p_T, for the ``fpk`` prior."""
+        ax = [torch.as_tensor(np.asarray(a), dtype=torch.float64) for a in axes]
+        dens = torch.as_tensor(np.asarray(p), dtype=torch.float64).clamp_min(0.0)
+        if dens.shape != tuple(len(a) for a in ax) or any(len(a) < 2 for a in ax):
+            raise WorkbenchError("the prior density must have one value per grid cell")
+        if not bool(torch.isfinite(dens).all()) or not float(dens.sum()) > 0:
+            raise WorkbenchError("the prior density must be finite and not all zero")
+        vol = math.prod(float(a[1] - a[0]) for a in ax)
+        dens = dens / (dens.sum() * vol)
+        cdf = torch.cumsum((dens * vol).reshape(-1), 0)
+        self._grid = (ax, dens, cdf / cdf[-1])
+
     def _need_bank(self) -> Tensor:
         if self._bank is None:
             raise WorkbenchError(
@@ -725,10 +749,13 @@ class CustomSDE(SDE):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        bank = self._need_bank()
         dtype = dtype or torch.get_default_dtype()
         n = int(shape[0])
         draw_device = generator.device if generator is not None else torch.device(device or "cpu")
+        if self.prior == "fpk":
+            out = self._grid_sample(n, generator, draw_device)
+            return out.reshape(shape).to(device=device or draw_device, dtype=dtype)
+        bank = self._need_bank()
         if self.prior == "gaussian":
             mean, _, chol = self._fit  # type: ignore[misc]
             z = torch.randn(
@@ -740,8 +767,43 @@ class CustomSDE(SDE):
             out = bank.to(draw_device)[idx]
         return out.reshape(shape).to(device=device or draw_device, dtype=dtype)
 
+    def _need_grid(self) -> tuple[list[Tensor], Tensor, Tensor]:
+        if self._grid is None:
+            raise WorkbenchError(
+                "the custom SDE's 'fpk' prior needs the Fokker-Planck solution at T, and none "
+                "is set (set_prior_density)"
+            )
+        return self._grid
+
+    def _grid_sample(
+        self, n: int, generator: torch.Generator | None, device: torch.device
+    ) -> Tensor:
+        axes, dens, cdf = self._need_grid()
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        flat = torch.searchsorted(cdf.to(device), u).clamp_max(cdf.numel() - 1)
+        idx = torch.unravel_index(flat, dens.shape)
+        jitter = torch.rand((n, len(axes)), generator=generator, device=device, dtype=torch.float64)
+        cols = [
+            a.to(device)[i] + (jitter[:, k] - 0.5) * float(a[1] - a[0])
+            for k, (a, i) in enumerate(zip(axes, idx, strict=True))
+        ]
+        return torch.stack(cols, -1)
+
     def prior_logp(self, z: Tensor) -> Tensor:
-        """log N(z; mean, cov) of the Gaussian fitted to the bank: an approximation of log p_T."""
+        """log N(z; mean, cov) of the Gaussian fitted to the bank, an approximation of log p_T;
+        with the ``fpk`` prior, log p_T of the grid cell holding z (log 1e-300 outside)."""
+        if self.prior == "fpk":
+            axes, dens, _ = self._need_grid()
+            flat = (z.reshape(z.shape[0], -1) if z.ndim > 1 else z.reshape(-1, 1)).to("cpu")
+            idx = []
+            for k, a in enumerate(axes):
+                i = torch.round((flat[:, k].to(torch.float64) - a[0]) / (a[1] - a[0])).long()
+                idx.append(i)
+            inside = torch.stack([(i >= 0) & (i < len(a)) for i, a in zip(idx, axes, strict=True)])
+            inside = inside.all(0)
+            safe = [i.clamp(0, len(a) - 1) for i, a in zip(idx, axes, strict=True)]
+            p = torch.where(inside, dens[tuple(safe)], torch.zeros((), dtype=torch.float64))
+            return torch.log(p.clamp_min(1e-300)).to(device=z.device, dtype=z.dtype)
         self._need_bank()
         mean, _, chol = self._fit  # type: ignore[misc]
         flat = (z.reshape(z.shape[0], -1) if z.ndim > 1 else z.reshape(-1, 1)).to(torch.float64)

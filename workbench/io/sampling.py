@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -83,8 +84,35 @@ def sde_for_sampling(config: ExperimentConfig, dataset: DataSet) -> SDE:
             check_dim(x0[0].numel())
         except ConfigError as exc:
             raise exc.within("sde") from None
+    if getattr(sde, "prior", None) == "fpk":
+        _fpk_prior(sde, dataset, x0)
+        return sde
     terminal_bank(sde, x0, generator=torch.Generator().manual_seed(seed + 2))
     return sde
+
+
+def _fpk_prior(sde: Any, dataset: DataSet, x0: torch.Tensor) -> None:
+    """p_T of the data's density (exact for mixtures, else a KDE) by the Fokker–Planck solver,
+    on its default grid (256 cells in 1-D, 128 per axis in 2-D) sized by a short simulation."""
+    from workbench.core.fpk import density_from_data, grid_bounds, solve_fpk
+
+    if dataset.dim > 2:
+        raise ConfigError(
+            "sde.prior",
+            f"'fpk' solves the Fokker-Planck equation on a grid, in 1-D and 2-D only; the data "
+            f"have {dataset.dim} dimensions: use 'simulation'",
+        )
+    normalizer = dataset.normalizer()
+    points = x0.reshape(len(x0), -1).numpy()
+    bounds = grid_bounds(sde, points, float(sde.T))
+
+    def initial(mesh: Any) -> Any:
+        axes = [np.unique(mesh[:, i]) for i in range(mesh.shape[1])]
+        return density_from_data(dataset, normalizer, axes).reshape(-1)
+
+    n = 256 if dataset.dim == 1 else 128
+    solution = solve_fpk(sde, initial, n, [float(sde.T)], bounds=bounds)
+    sde.set_prior_density(solution.axes, solution.p[-1])
 
 
 def load_model(
