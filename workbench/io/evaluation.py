@@ -17,8 +17,7 @@ import torch
 
 from workbench.config import ExperimentConfig
 from workbench.core.likelihood import data_units_logp, log_likelihood
-from workbench.core.sde import build_sde
-from workbench.io.sampling import load_model
+from workbench.io.sampling import load_model, sde_for_sampling
 
 __all__ = ["NLLReport", "data_nll"]
 
@@ -45,7 +44,8 @@ def data_nll(
 ) -> NLLReport:
     """Mean NLL of ``n`` fresh data points in nats/dim and bits/dim (data units)."""
     config, model, dataset = load_model(source, device)
-    sde = build_sde(config.sde.kind, dict(config.sde.params))
+    # a custom SDE's prior p_T comes from simulating the training set, as when sampling
+    sde = sde_for_sampling(config, dataset)
     normalizer = dataset.normalizer()
     x = dataset.sample(n, torch.Generator().manual_seed(seed), dtype=torch.float64)
     y = normalizer.to_model(x).to(device)
