@@ -428,8 +428,13 @@ def _args_inspect(p: argparse.ArgumentParser) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
+    from workbench.io.safety import validate_in_child
     from workbench.io.trajectories import TrajectoryFile
 
+    # a file from elsewhere is walked by the HDF5 library in a child process first: a crafted
+    # one that makes the library hang or crash is then a one-line error, not a stuck command
+    if Path(args.file).is_file():
+        validate_in_child(args.file)
     with TrajectoryFile(args.file) as traj:
         summary = traj.summary()
     if args.json:

@@ -277,8 +277,29 @@ def validate_in_child(
     ``external`` (a list of ExternalReference).
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise WorkbenchError(f"no such file: {path}")
+    if not path.is_file():
+        raise WorkbenchError(f"{path} is not a regular file")
+    # a file already walked, unchanged since (same inode, size and modification time), is not
+    # walked again: re-opening a file in the inspector costs no second process
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, timeout, memory_bytes)
+    if key in _VALIDATED:
+        return dict(_VALIDATED[key])
+    report = _validate(path, timeout, memory_bytes)
+    _VALIDATED[key] = dict(report)
+    while len(_VALIDATED) > _VALIDATED_MAX:
+        _VALIDATED.pop(next(iter(_VALIDATED)))
+    return report
+
+
+# reports of files walked already (successful walks only), oldest first
+_VALIDATED: dict[tuple[Any, ...], dict[str, Any]] = {}
+_VALIDATED_MAX = 256
+
+
+def _validate(path: Path, timeout: float, memory_bytes: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HDF5_")}
     try:
         done = subprocess.run(
