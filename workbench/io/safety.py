@@ -37,6 +37,7 @@ from workbench.errors import WorkbenchError
 
 __all__ = [
     "CHILD_MEMORY_BYTES",
+    "VALIDATE_TIMEOUT_S",
     "ExternalReference",
     "DeviceOutOfMemoryError",
     "is_out_of_memory",
@@ -51,6 +52,8 @@ __all__ = [
 # Address space the validating child may grow by beyond what Python + h5py take at start:
 # every read it makes is bounded (see _WALK), so this is only reached by a runaway library.
 CHILD_MEMORY_BYTES = 1 << 30
+# Seconds the child may take: a walk of a sane file takes well under one.
+VALIDATE_TIMEOUT_S = 20.0
 # Objects the walk visits at most: a file with more is reported as such, not walked forever.
 MAX_OBJECTS = 200_000
 
@@ -264,19 +267,21 @@ print(json.dumps(report), flush=True)
 
 def validate_in_child(
     path: str | os.PathLike[str],
-    timeout: float = 20.0,
+    timeout: float | None = None,
     *,
     memory_bytes: int = CHILD_MEMORY_BYTES,
 ) -> dict[str, Any]:
     """Open and walk ``path`` with h5py in a child process; its report, or a WorkbenchError.
 
-    The child has ``timeout`` seconds and ``memory_bytes`` of address space beyond its start.
+    The child has ``timeout`` seconds (default VALIDATE_TIMEOUT_S) and ``memory_bytes`` of
+    address space beyond its start.
     A crash (a signal), a hang or a runaway allocation in the HDF5 library is reported as a
     one-line WorkbenchError naming what happened; the calling process never touches the file.
     The report: ``ok`` (whether h5py could walk it; ``error`` says why not), ``objects``,
     ``external`` (a list of ExternalReference).
     """
     path = Path(path)
+    timeout = VALIDATE_TIMEOUT_S if timeout is None else float(timeout)
     if not path.exists():
         raise WorkbenchError(f"no such file: {path}")
     if not path.is_file():
