@@ -304,6 +304,10 @@ class FPKReference(Reference):
             f"{len(self.times)} times, mass error {self.mass_error:.1e}; score masked where "
             f"p_t < {FLOOR_REL:g}·max p_t"
         )
+        # the solver's own doubts (e.g. a grid too coarse for p_t at small t) go to the readouts
+        self.warnings = [str(w) for w in getattr(solution, "warnings", [])]
+        if self.warnings:
+            self.note += "   warning: " + "; ".join(self.warnings)
         self._score_cache: tuple[float, np.ndarray] | None = None
 
     def grid_at(self, t: float) -> np.ndarray:
