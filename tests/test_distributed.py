@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -72,6 +73,16 @@ def worker_env() -> dict[str, str]:
 
 
 @pytest.fixture
+def one_thread() -> Iterator[None]:
+    """The in-process runs on one thread, as the workers: on a busy 2-core machine two OpenMP
+    threads make a tiny model's step ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
@@ -86,7 +97,9 @@ def test_env_detection() -> None:
     assert shard_sizes(7, 3) == [3, 2, 2] and sum(shard_sizes(1000, 7)) == 1000
 
 
-def test_two_gloo_ranks_match_one_process_and_resume_with_one(tmp_path: Path, tiny: Path) -> None:
+def test_two_gloo_ranks_match_one_process_and_resume_with_one(
+    tmp_path: Path, tiny: Path, one_thread: None
+) -> None:
     """2 ranks x 32 = one process x 64: the same loss curve and weights to float tolerance;
     the 2-rank checkpoint then resumes in one process exactly as the 1-process run does."""
     two, one = tmp_path / "two", tmp_path / "one"
@@ -147,7 +160,9 @@ def _rank_of(pid: int) -> int | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_a_killed_rank_ends_the_job_with_a_clear_message(tmp_path: Path, tiny: Path) -> None:
+def test_a_killed_rank_ends_the_job_with_a_clear_message(
+    tmp_path: Path, tiny: Path, one_thread: None
+) -> None:
     run = tmp_path / "run"
     proc = subprocess.Popen(
         torchrun("train", str(tiny), "--out", str(run), "--steps", "10000000", cwd=tmp_path),
