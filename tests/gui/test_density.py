@@ -121,6 +121,14 @@ def test_reverse_panel_shows_the_trajectory_row(window: MainWindow, tmp_path: Pa
         assert f"row {traj.index_of_time(0.2)} of 21" in tab.readout.text()
         slide(window, 0)  # below the file's first time: its nearest row, no error
         assert view.reverse_density is not None
+        # another SDE: the file's rows are draws of another p_t, so they are not shown
+        window.set_config(window.config.with_overrides({"sde.beta_max": 10.0}))
+        assert tab.view.reverse_density is None and tab.view.no_reverse.isVisible()
+        assert (
+            "'vp' SDE; this experiment's p_t is another one"
+            in tab.view.no_reverse.textItem.toPlainText()
+        )
+        assert "reverse" not in tab.view.distances
     finally:
         tab.set_trajectory(None)
         window.trajectory = None

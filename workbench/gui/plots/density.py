@@ -41,7 +41,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.sde import LinearSDE
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 from workbench.gui.plots.base import PlotTab
 from workbench.gui.reference import process_key, reference_grid
 
@@ -349,6 +349,20 @@ def trajectory_problem(trajectory: Any, state: Any) -> str | None:
         return f"the trajectory file holds {dim}-D points; this experiment's data are {state.dim}-D"
     if int(getattr(trajectory, "n_saved", 0)) == 0:
         return "the trajectory file holds no rows yet"
+    read_config = getattr(trajectory, "read_config", None)
+    if read_config is not None:
+        try:
+            cfg = read_config()
+        except (WorkbenchError, ConfigError):  # unreadable /config: the rows may still be shown
+            cfg = None
+        if cfg is not None and (
+            cfg.data.name != state.config.data.name or cfg.sde != state.config.sde
+        ):
+            # its rows are draws of another process's p_t: beside this one they mislead
+            return (
+                f"the trajectory file was sampled with data {cfg.data.name!r} and the "
+                f"{cfg.sde.kind!r} SDE; this experiment's p_t is another one"
+            )
     return None
 
 
