@@ -212,3 +212,31 @@ def test_fuzz_files_never_crash_hang_or_blow_up(tmp_path: Path) -> None:
 @pytest.mark.soak
 def test_fuzz_many_cases(tmp_path: Path) -> None:
     _fuzz(tmp_path, int(os.environ.get("SDE_WORKBENCH_FUZZ_N_SOAK", "2000")))
+
+
+@pytest.mark.parametrize(
+    "pickle_stream",
+    [b"\x80\x020.", b"\x80\x02)R.", b"\x80\x02]\x94(K\x01e\x94R.", b"\x80\x02N\x85R."],
+    ids=["pop-empty-stack", "reduce-empty", "reduce-list", "reduce-none"],
+)
+def test_damaged_pickle_streams_in_a_checkpoint_are_clear_errors(
+    tmp_path: Path, pickle_stream: bytes
+) -> None:
+    """What bit flips in data.pkl look like to torch's weights-only unpickler (found by the
+    fuzz as TypeError and IndexError from inside torch): a one-line WorkbenchError."""
+    import zipfile
+
+    import torch
+
+    from workbench.io.checkpoints import load_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"w": torch.zeros(2)}, path)
+    with zipfile.ZipFile(path) as z:
+        members = [(info, z.read(info.filename)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in members:
+            z.writestr(info, pickle_stream if info.filename.endswith("data.pkl") else data)
+    with pytest.raises(WorkbenchError, match=r"is not a readable checkpoint") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)

@@ -74,6 +74,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         path = path / "checkpoint.pt"
     if not path.exists():
         raise WorkbenchError(f"no checkpoint at {path}")
+    if not path.is_file():  # a FIFO or a device would block the loader
+        raise WorkbenchError(f"{path} is not a regular file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -90,6 +92,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WorkbenchError(
+            f"{path} is not a readable checkpoint (corrupt or truncated): {reason}"
+        ) from None
+    except (TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        # the weights-only unpickler meets flipped bits in the pickle stream as a wrong number
+        # of arguments or an empty stack (found by the fuzz): damage, not a bug of ours
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         raise WorkbenchError(
             f"{path} is not a readable checkpoint (corrupt or truncated): {reason}"
         ) from None
