@@ -1,5 +1,6 @@
-"""Guards around files from elsewhere: what an HDF5 file may point at, a validator that runs
-the HDF5 C library in a child process, and containment of paths that are written.
+"""Guards around files from elsewhere and faults of the device: what an HDF5 file may point
+at, a validator that runs the HDF5 C library in a child process, containment of paths that are
+written, and the error a GPU out of memory becomes.
 
 Three things an HDF5 file can do that a user would not expect from "open this file":
 
@@ -17,8 +18,12 @@ check before it reads anything.
 The HDF5 C library parses a file's metadata in C; a crafted file can make it crash (a
 segmentation fault takes the whole process, and the app with it), loop, or allocate without
 bound. :func:`validate_in_child` opens and walks a file in a separate Python process that has
-a time limit and an address-space limit; the inspector calls it before it opens a file in the
-GUI's own process, so such a file costs a message, not the app.
+a time limit and an address-space limit; the inspector (and ``sde-workbench inspect``) calls
+it before it opens a file in its own process, so such a file costs a message, not the app.
+
+:class:`DeviceOutOfMemoryError` is what training and sampling raise when torch reports the GPU
+out of memory: a one-line message that names the smaller ``train.batch_size`` or
+``sample.chunk_size`` to try, which the GUI reads back to offer a retry.
 """
 
 from __future__ import annotations
