@@ -250,3 +250,14 @@ def test_bugs_keep_their_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     _replace_check(monkeypatch, RuntimeError("a bug"))
     with pytest.raises(RuntimeError, match="a bug"):
         main(["check", "x.toml"])
+
+
+def test_gui_follow_needs_a_folder(tmp_path, capsys):
+    from workbench.cli import main
+
+    assert main(["gui", "--follow"]) == 1
+    assert "--follow needs the run folder" in capsys.readouterr().err
+    afile = tmp_path / "x.toml"
+    afile.write_text("")
+    assert main(["gui", str(afile), "--follow"]) == 1
+    assert "not a folder" in capsys.readouterr().err

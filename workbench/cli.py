@@ -128,11 +128,22 @@ def _args_gui(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="an experiment .toml, a run folder, or a trajectory .h5 to inspect",
     )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow the run folder PATH while another process trains into it",
+    )
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
     path = getattr(args, "path", None)
-    if path is not None and not Path(path).exists():
+    follow = bool(getattr(args, "follow", False))
+    if follow and path is None:
+        raise WorkbenchError("--follow needs the run folder to follow")
+    if follow and Path(path).exists() and not Path(path).is_dir():
+        raise WorkbenchError(f"{path}: not a folder (--follow takes a run folder)")
+    # with --follow the folder may not exist yet: the job may still be starting
+    if path is not None and not follow and not Path(path).exists():
         raise WorkbenchError(f"{path}: no such file or folder")
     try:
         from workbench.gui import run_gui
@@ -153,7 +164,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"{PROG}: the GUI cannot start: {_one_line(exc)}", file=sys.stderr)
         return 1
-    return int(run_gui(path) or 0)
+    return int(run_gui(path, follow=follow) or 0)
 
 
 def _args_init(p: argparse.ArgumentParser) -> None:

@@ -125,3 +125,22 @@ def test_a_damaged_checkpoint_is_reported_and_retried(qtbot, tmp_path: Path) -> 
     with qtbot.waitSignal(follower.checkpointChanged) as blocker:
         follower.poll()
     assert blocker.args[0].step == 2
+
+
+def test_window_follow_action(window, tmp_path):
+    """File > Follow run folder attaches a follower; following another folder replaces it."""
+    from PySide6 import QtGui
+
+    action = window.findChild(QtGui.QAction, "followRunAction")
+    assert action is not None and action.text().startswith("&Follow")
+    run = tmp_path / "not-yet"
+    assert window.follow_run(run)  # a folder that does not exist yet is waited for
+    first = window.follower
+    assert first is not None and first.path == run
+    assert window.follow_run(tmp_path)  # following another folder replaces the first follower
+    assert window.follower is not first
+    window.stop_following()
+    assert window.follower is None
+    (tmp_path / "file.txt").write_text("x")
+    assert not window.follow_run(tmp_path / "file.txt")
+    assert any("not a folder" in e for e in window.errors)

@@ -26,13 +26,18 @@ def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     return app  # type: ignore[return-value]
 
 
-def run_gui(path: str | None = None) -> int:
-    """Open the main window (the last session's experiment, or the default) and run."""
+def run_gui(path: str | None = None, follow: bool = False) -> int:
+    """Open the main window (the last session's experiment, or the default) and run.
+
+    With ``follow`` the run folder ``path`` is followed while another process writes it.
+    """
     from workbench.gui.main_window import MainWindow
 
     app = create_app()
     window = MainWindow(restore=True)
-    if path is not None:
+    if path is not None and follow:
+        window.follow_run(path)
+    elif path is not None:
         window.open_path(path)
     window.show()
     return int(app.exec())

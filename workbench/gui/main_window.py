@@ -330,6 +330,12 @@ class MainWindow(QtWidgets.QMainWindow):
             action.triggered.connect(slot)
         self.open_trajectory_action = menu.addAction("Open &trajectory file…")
         self.open_trajectory_action.triggered.connect(self._open_trajectory_dialog)
+        self.follow_action = menu.addAction("&Follow run folder…")
+        self.follow_action.setObjectName("followRunAction")
+        self.follow_action.setToolTip(
+            "Watch a run folder that another process (sde-workbench train, torchrun) is writing"
+        )
+        self.follow_action.triggered.connect(self._follow_dialog)
         self.recent_menu = menu.addMenu("Open &recent")
         self.export_action = menu.addAction("&Export samples…")
         self.export_action.triggered.connect(self._export_samples_dialog)
@@ -539,10 +545,39 @@ class MainWindow(QtWidgets.QMainWindow):
             path = base.with_name(f"{base.name}-{k}")
         return path
 
+    # following a run written elsewhere ---------------------------------------------------
+    def follow_run(self, path: str | os.PathLike[str]) -> bool:
+        """Attach the window to a run folder another process is writing (see gui/follow.py)."""
+        from workbench.gui.follow import follow_in_window
+
+        path = Path(path)
+        # a folder that does not exist yet is fine: the job may not have started writing
+        if path.exists() and not path.is_dir():
+            self.show_error(f"{path}: not a folder (Follow takes a run folder)")
+            return False
+        self.stop_following()
+        self.follower = follow_in_window(self, path)
+        self.statusBar().showMessage(f"following {path}", 5000)
+        return True
+
+    def stop_following(self) -> None:
+        follower = getattr(self, "follower", None)
+        if follower is not None:
+            follower.stop()
+            follower.deleteLater()
+            self.follower = None
+
+    def _follow_dialog(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Follow run folder")
+        if path:
+            self.follow_run(path)
+
     # training ---------------------------------------------------------------------------
     def start_training(self) -> None:
         if self.task is not None or not self.validate():
             return
+        # our own run takes over the loss view and the model; a followed run stops updating them
+        self.stop_following()
         from workbench.io.runs import train_in_folder
 
         config = self.config
