@@ -354,6 +354,7 @@ def _duration(ms: float | None) -> str:
 
 def format_table(report: dict) -> str:
     fast = report.get("fast_path", "off")
+    fast = "fast path" if fast == "off" else fast  # a column of '-': none was run
     lines = [
         f"device: {report['device']}   torch {report['torch']}   dtype {report['dtype']}",
         f"{'work':<62} {'plain loop':>12} {'workbench':>12} {fast:>12} {'bf16':>12} {'ratio':>7}",
