@@ -402,9 +402,14 @@ class Trainer:
             save = on_checkpoint is not None and self.step % tc.checkpoint_every == 0
             evaluate = on_eval is not None and eval_every > 0 and self.step % eval_every == 0
             # the one host read-back: every log_every steps, and before anything leaves the loop
+            # (one transfer: the flag, the loss sum and the gradient norm together)
             check = report or save or evaluate or self.step % log_every == 0
-            if (check or self.step == target) and guard.failed():
-                return self._diverged(guard, offset, started)
+            if check or self.step == target:
+                ok, total_loss, last_norm = torch.stack(
+                    [guard.ok_float, loss_sum, grad_norm.detach().float()]
+                ).tolist()
+                if ok == 0.0:
+                    return self._diverged(guard, offset, started)
             if report:
                 now = time.perf_counter()
                 rate = (self.step - last_report[0]) / max(now - last_report[1], 1e-9)
@@ -413,10 +418,10 @@ class Trainer:
                     Progress(
                         step=self.step,
                         total=target,
-                        loss=float(loss_sum) / count,
+                        loss=total_loss / count,
                         wall_time=self.wall_time,
                         lr=lr,
-                        grad_norm=float(grad_norm),
+                        grad_norm=last_norm,
                         steps_per_s=rate,
                     )
                 )
