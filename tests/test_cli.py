@@ -208,7 +208,7 @@ def test_gui_is_started_with_the_path(
 ) -> None:
     calls = []
     fake = types.ModuleType("workbench.gui")
-    fake.run_gui = lambda path=None: calls.append(path) or 0  # type: ignore[attr-defined]
+    fake.run_gui = lambda path=None, follow=False: calls.append(path) or 0  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "workbench.gui", fake)
     path = tmp_path / "exp.toml"
     path.write_text("", encoding="utf-8")
