@@ -482,7 +482,11 @@ def _args_export(p: argparse.ArgumentParser) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from workbench.io.export import export_samples
+    from workbench.io.safety import validate_in_child
 
+    # as for inspect: a crafted file that would hang the HDF5 library is refused, not stuck on
+    if Path(args.file).is_file():
+        validate_in_child(args.file)
     out = export_samples(
         args.file,
         args.out,

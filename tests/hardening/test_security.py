@@ -284,7 +284,8 @@ def test_a_file_that_makes_hdf5_loop_is_refused_by_the_inspector_and_the_cli(
 ) -> None:
     """Found by the fuzz (seed 7): 25 zeroed bytes in the root group's attribute storage make
     HDF5 2.0 loop forever reading a root attribute, in C, where not even Ctrl-C reaches it.
-    The inspector and ``sde-workbench inspect`` walk the file in a child first and refuse it."""
+    The inspector, ``sde-workbench inspect`` and ``export`` walk the file in a child first and
+    refuse it."""
     from tests.hardening.fuzz_cases import write_trajectory
     from workbench.gui.inspector import InspectorWindow
 
@@ -302,10 +303,15 @@ def test_a_file_that_makes_hdf5_loop_is_refused_by_the_inspector_and_the_cli(
             "THE HANG WAS NOT REPRODUCED: this HDF5 or writer lays the file out differently, "
             "so the zeroed bytes no longer hit the root attribute storage"
         )
-    assert main(["inspect", str(path)]) == 1
-    assert "took longer than 1 s (the HDF5 library may loop on it); not opened" in (
-        capsys.readouterr().err
-    )
+    for command in (
+        ["inspect", str(path)],
+        ["export", str(path), "--out", str(tmp_path / "o.npy")],
+    ):
+        assert main(command) == 1
+        assert "took longer than 1 s (the HDF5 library may loop on it); not opened" in (
+            capsys.readouterr().err
+        )
+    assert not (tmp_path / "o.npy").exists()
     window = InspectorWindow()
     qtbot.addWidget(window)
     assert not window.open(path)
