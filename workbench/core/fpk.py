@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.core.cancel import is_cancelled
 from workbench.core.sde import SDE, LinearSDE
 from workbench.errors import WorkbenchError
 
@@ -359,14 +360,6 @@ class _Grid:
         return V @ ((V.T @ p @ V) * e) @ V.T
 
 
-def _cancelled(cancel: Any) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
-
-
 def solve_fpk(
     sde: SDE,
     initial: Callable[[np.ndarray], np.ndarray] | np.ndarray,
@@ -444,7 +437,7 @@ def solve_fpk(
 
     for k, target in enumerate(ts):
         while t < target - 1e-14 * max(1.0, target):
-            if _cancelled(cancel):
+            if is_cancelled(cancel):
                 raise FPKCancelledError(f"Fokker–Planck solve cancelled at t = {t:.4g}")
             dt = min(max_dt, target - t) if has_drift else target - t
             if has_drift:

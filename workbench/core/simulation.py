@@ -34,12 +34,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from workbench.core.cancel import is_cancelled
 from workbench.core.sde import SDE, broadcast_time
 from workbench.errors import WorkbenchError
 
 __all__ = [
     "SimulationError",
     "SimulationCancelledError",
+    "checked_times",
     "simulate",
     "terminal_bank",
     "SimulationCache",
@@ -58,14 +60,6 @@ class SimulationError(WorkbenchError):
 
 class SimulationCancelledError(WorkbenchError):
     """The simulation was cancelled through its ``cancel`` flag."""
-
-
-def _cancelled(cancel: Any) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
 
 
 def _step_size(sde: SDE, dt: float | None) -> float:
@@ -93,6 +87,20 @@ def _em_step(sde: SDE, x: Tensor, t: Tensor, h: Tensor | float, z: Tensor) -> Te
     return x + sde.drift(x, t) * h + g * math.sqrt(h) * z
 
 
+def checked_times(times: Tensor | Sequence[float], T: float) -> list[float]:
+    """``times`` as floats, checked to be non-negative, strictly increasing and at most T."""
+    ts = (
+        times.detach().to("cpu", torch.float64).reshape(-1).tolist()
+        if isinstance(times, Tensor)
+        else [float(t) for t in times]
+    )
+    if not ts or ts[0] < 0 or any(b <= a for a, b in itertools.pairwise(ts)):
+        raise ValueError("times must be non-negative and strictly increasing")
+    if ts[-1] > T * (1 + 1e-12):
+        raise ValueError(f"times must not exceed T = {T:g}")
+    return ts
+
+
 def simulate(
     sde: SDE,
     x0: Tensor,
@@ -110,15 +118,7 @@ def simulate(
     every step; ``progress(fraction)`` is called about 100 times. Non-finite states raise
     :class:`SimulationError` naming the time.
     """
-    ts = (
-        times.detach().to("cpu", torch.float64).reshape(-1).tolist()
-        if isinstance(times, Tensor)
-        else [float(t) for t in times]
-    )
-    if not ts or ts[0] < 0 or any(b <= a for a, b in itertools.pairwise(ts)):
-        raise ValueError("times must be non-negative and strictly increasing")
-    if ts[-1] > sde.T * (1 + 1e-12):
-        raise ValueError(f"times must not exceed T = {sde.T:g}")
+    ts = checked_times(times, sde.T)
     step = _step_size(sde, dt)
     plan = []
     t_prev = 0.0
@@ -143,7 +143,7 @@ def simulate(
         x = x0[block]
         for k, (start, n_sub, h) in enumerate(plan):
             for j in range(n_sub):
-                if _cancelled(cancel):
+                if is_cancelled(cancel):
                     raise SimulationCancelledError(
                         f"forward simulation cancelled at t = {start + j * h:.4g}"
                     )
