@@ -42,7 +42,6 @@ sampler, optionally in chunks.
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -54,6 +53,7 @@ from torch import Tensor, nn
 from workbench.core.odeint import METHODS, integrate
 from workbench.core.registry import Registry
 from workbench.core.sde import SDE, LinearSDE, broadcast_time
+from workbench.core.simulation import checked_times
 from workbench.errors import ConfigError
 
 __all__ = [
@@ -1139,15 +1139,7 @@ def simulate_forward(
     ``max_dt`` between the requested times. Rows come as :class:`SamplerStep` with the index
     into ``times`` as the step (direction "forward").
     """
-    ts = (
-        times.detach().to("cpu", torch.float64).reshape(-1).tolist()
-        if isinstance(times, Tensor)
-        else [float(t) for t in times]
-    )
-    if not ts or ts[0] < 0 or any(b <= a for a, b in itertools.pairwise(ts)):
-        raise ValueError("times must be non-negative and strictly increasing")
-    if ts[-1] > sde.T * (1 + 1e-12):
-        raise ValueError(f"times must not exceed T = {sde.T:g}")
+    ts = checked_times(times, sde.T)
     noise = _noise(generator)
     x, t_prev = x0, 0.0
     if isinstance(sde, LinearSDE):
