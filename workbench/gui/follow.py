@@ -28,7 +28,7 @@ from typing import Any
 from PySide6 import QtCore
 
 from workbench.errors import WorkbenchError
-from workbench.io.runs import METRICS_COLUMNS, RunFolder
+from workbench.io.runs import METRICS_COLUMNS, RunFolder, metrics_rows
 
 __all__ = ["CheckpointInfo", "RunFollower", "follow_in_window"]
 
@@ -142,16 +142,7 @@ class RunFollower(QtCore.QObject):
                     f"{path} does not start with the header {','.join(METRICS_COLUMNS)}"
                 )
             self._header_ok = True
-        added: dict[str, list[float]] = {name: [] for name in METRICS_COLUMNS}
-        for row in csv.reader(lines):
-            if len(row) < len(METRICS_COLUMNS):
-                continue
-            try:
-                values = [float(v) for v in row[: len(METRICS_COLUMNS)]]
-            except ValueError:
-                continue
-            for name, value in zip(METRICS_COLUMNS, values, strict=True):
-                added[name].append(value)
+        added = metrics_rows(csv.reader(lines))
         n = len(added["step"])
         if n:
             for name in METRICS_COLUMNS:

@@ -55,7 +55,7 @@ from workbench.config import ExperimentConfig, save_config
 from workbench.core.train import Progress, Trainer, TrainResult, resolve_device
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.io.checkpoints import save_checkpoint
-from workbench.io.runs import MetricsWriter, RunFolder, _first_difference
+from workbench.io.runs import MetricsWriter, RunFolder, run_config
 
 __all__ = [
     "DistEnv",
@@ -236,34 +236,7 @@ def _prepare_folder(
 ) -> ExperimentConfig:
     """The config to train, checked against the folder as train_in_folder checks it (every rank
     checks, so a bad request fails everywhere at once instead of hanging the others)."""
-    if resume:
-        folder = RunFolder.open(folder.path)
-        if not folder.has_checkpoint():
-            raise WorkbenchError(f"nothing to resume in {folder.path}: it has no checkpoint.pt")
-        saved = folder.load_config()
-        if config is not None:
-            diff = _first_difference(config, saved, {"train.steps", "train.device"})
-            if diff is not None:
-                raise WorkbenchError(
-                    f"{folder.path} was trained with a different {diff}; resume it with its own "
-                    "config.toml or start a new run in another folder"
-                )
-            saved = saved.with_overrides({"train.steps": config.train.steps})
-        config = saved
-    else:
-        if config is None:
-            raise WorkbenchError("a new run needs a config")
-        if folder.has_checkpoint():
-            raise WorkbenchError(
-                f"{folder.path} already holds a run; use --resume to continue it or choose "
-                "another --out"
-            )
-    overrides: dict[str, Any] = {}
-    if steps is not None:
-        overrides["train.steps"] = steps
-    if device is not None:
-        overrides["train.device"] = device
-    config = config.with_overrides(overrides) if overrides else config
+    _, config = run_config(config, folder.path, resume=resume, steps=steps, device=device)
     _check_split(config.train.batch_size, world_size)
     return config
 

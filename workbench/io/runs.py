@@ -11,7 +11,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ __all__ = [
     "METRICS_COLUMNS",
     "MetricsWriter",
     "RunFolder",
+    "metrics_rows",
     "read_metrics",
+    "run_config",
     "train_in_folder",
 ]
 
@@ -48,15 +50,21 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, list[float]]:
             raise WorkbenchError(
                 f"{path} does not start with the header {','.join(METRICS_COLUMNS)}"
             )
-        for row in reader:
-            if len(row) < len(METRICS_COLUMNS):
-                continue
-            try:
-                values = [float(v) for v in row[: len(METRICS_COLUMNS)]]
-            except ValueError:
-                continue
-            for name, value in zip(METRICS_COLUMNS, values, strict=True):
-                columns[name].append(value)
+        return metrics_rows(reader)
+
+
+def metrics_rows(rows: Iterable[list[str]]) -> dict[str, list[float]]:
+    """The columns of metrics.csv rows (no header); short or non-numeric rows are skipped."""
+    columns: dict[str, list[float]] = {name: [] for name in METRICS_COLUMNS}
+    for row in rows:
+        if len(row) < len(METRICS_COLUMNS):
+            continue
+        try:
+            values = [float(v) for v in row[: len(METRICS_COLUMNS)]]
+        except ValueError:
+            continue
+        for name, value in zip(METRICS_COLUMNS, values, strict=True):
+            columns[name].append(value)
     return columns
 
 
@@ -183,26 +191,20 @@ def _first_difference(a: ExperimentConfig, b: ExperimentConfig, ignore: set[str]
     return None
 
 
-def train_in_folder(
+def run_config(
     config: ExperimentConfig | None,
     out: str | os.PathLike[str],
     *,
     resume: bool = False,
     steps: int | None = None,
     device: str | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
-    on_trainer: Callable[[Trainer], None] | None = None,
-    on_eval: Callable[[int, Any], None] | None = None,
-    eval_every: int = 0,
-) -> TrainResult:
-    """Train ``config`` into the run folder ``out``, or resume the run there.
+) -> tuple[RunFolder, ExperimentConfig]:
+    """The folder and the config a training into ``out`` runs with, checked, nothing written.
 
-    A new run refuses a folder that already holds a checkpoint. ``resume`` continues from the
-    checkpoint with the folder's own config; a ``config`` given with it must match that one
-    except for ``train.steps``/``train.device`` (the target and where to run may change).
-    The checkpoint is written every ``train.checkpoint_every`` steps, at the end, and on a
-    cancel; after a non-finite loss nothing is written, so the last good one stays.
+    A new run refuses a folder that already holds a checkpoint; ``resume`` takes the folder's
+    own config, and a ``config`` given with it must match except for ``train.steps`` and
+    ``train.device``. ``steps``/``device`` override the result. Shared by one-process and
+    distributed training, where every rank checks before any joins the group.
     """
     folder = RunFolder(Path(out))
     if resume:
@@ -227,10 +229,6 @@ def train_in_folder(
                 f"{folder.path} already holds a run; use --resume to continue it or choose "
                 "another --out"
             )
-        try:
-            folder.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WorkbenchError(f"cannot create run folder {folder.path}: {exc.strerror}") from exc
     overrides: dict[str, Any] = {}
     if steps is not None:
         overrides["train.steps"] = steps
@@ -238,6 +236,35 @@ def train_in_folder(
         overrides["train.device"] = device
     if overrides:
         config = config.with_overrides(overrides)
+    return folder, config
+
+
+def train_in_folder(
+    config: ExperimentConfig | None,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    steps: int | None = None,
+    device: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    on_trainer: Callable[[Trainer], None] | None = None,
+    on_eval: Callable[[int, Any], None] | None = None,
+    eval_every: int = 0,
+) -> TrainResult:
+    """Train ``config`` into the run folder ``out``, or resume the run there.
+
+    A new run refuses a folder that already holds a checkpoint. ``resume`` continues from the
+    checkpoint with the folder's own config; a ``config`` given with it must match that one
+    except for ``train.steps``/``train.device`` (the target and where to run may change).
+    The checkpoint is written every ``train.checkpoint_every`` steps, at the end, and on a
+    cancel; after a non-finite loss nothing is written, so the last good one stays.
+    """
+    folder, config = run_config(config, out, resume=resume, steps=steps, device=device)
+    try:
+        folder.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot create run folder {folder.path}: {exc.strerror}") from exc
 
     trainer = Trainer(config)
     if resume:
