@@ -10,8 +10,9 @@ import pyqtgraph.exporters as pg_exporters
 from PySide6 import QtCore, QtGui, QtSvg, QtWidgets
 
 from workbench.errors import WorkbenchError
+from workbench.gui.reference import process_key
 
-__all__ = ["PlotTab", "export_plot_item"]
+__all__ = ["PlotTab", "ReferencePlotTab", "export_plot_item"]
 
 
 class PlotTab(QtWidgets.QWidget):
@@ -67,6 +68,39 @@ class PlotTab(QtWidgets.QWidget):
         self.message.setText(text)
         self.readout.setText(" ")
         self.stack.setCurrentWidget(self.message)
+
+
+class ReferencePlotTab(PlotTab):
+    """A tab that draws a reference (truth) beside what was learned or sampled.
+
+    Subclasses keep ``state`` (the ``ExperimentState``), ``view`` (None until built) and
+    implement ``_rebuild()``. A reference computed for other data or another SDE (its ``key``
+    differs from the experiment's) is never drawn.
+    """
+
+    state: Any = None
+    view: Any = None
+    reference: Any = None
+
+    def _rebuild(self) -> None:
+        raise NotImplementedError
+
+    def _fits(self, reference: Any, state: Any) -> bool:
+        return reference is not None and state is not None and reference.key == process_key(state)
+
+    def _drop_stale_reference(self, state: Any) -> None:
+        if self.reference is not None and not self._fits(self.reference, state):
+            self.reference = None
+
+    def set_reference(self, reference: Any) -> None:
+        """The reference p_t and score to draw (None: none); rebuilds the view."""
+        if not self._fits(reference, self.state):
+            reference = None
+        if reference is self.reference and self.view is not None:
+            return
+        self.reference = reference
+        if self.state is not None:
+            self._rebuild()
 
 
 def export_plot_item(item: pg.PlotItem | pg.GraphicsScene, path: str | Path) -> Path:

@@ -42,8 +42,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.sde import LinearSDE
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.gui.plots.base import PlotTab
-from workbench.gui.reference import process_key, reference_grid
+from workbench.gui.plots.base import ReferencePlotTab
+from workbench.gui.reference import reference_grid
 
 __all__ = [
     "DensityTab",
@@ -842,7 +842,7 @@ def same_process(old: Any, new: Any) -> bool:
     )
 
 
-class DensityTab(PlotTab):
+class DensityTab(ReferencePlotTab):
     """Marginal densities p_t: forward particles, the sampler's trajectory, the exact p_t."""
 
     title = "Densities"
@@ -873,21 +873,8 @@ class DensityTab(PlotTab):
             self.view.state = state
             self._schedule()
             return
-        if self.reference is not None and self.reference.key != process_key(state):
-            self.reference = None  # computed for other data or another SDE
+        self._drop_stale_reference(state)
         self._rebuild()
-
-    def set_reference(self, reference: Any) -> None:
-        """The reference p_t to draw beside the particles (None: none); rebuilds the view."""
-        if reference is not None and (
-            self.state is None or reference.key != process_key(self.state)
-        ):
-            reference = None
-        if reference is self.reference and self.view is not None:
-            return
-        self.reference = reference
-        if self.state is not None:
-            self._rebuild()
 
     def _rebuild(self) -> None:
         state, reference = self.state, self.reference

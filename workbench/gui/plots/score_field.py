@@ -34,7 +34,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.sde import LinearSDE
-from workbench.gui.plots.base import PlotTab
+from workbench.gui.plots.base import ReferencePlotTab
 from workbench.gui.plots.density import (
     ForwardCloud,
     contour_segments,
@@ -45,7 +45,7 @@ from workbench.gui.plots.density import (
     message_item,
     same_process,
 )
-from workbench.gui.reference import process_key, reference_grid
+from workbench.gui.reference import reference_grid
 from workbench.gui.workers import Task
 
 __all__ = ["ScoreFieldTab", "FieldRequest", "compute_field", "arrow_segments"]
@@ -412,7 +412,7 @@ class _Field1D:
 
 
 # ------------------------------------------------------------------------------------ the tab
-class ScoreFieldTab(PlotTab):
+class ScoreFieldTab(ReferencePlotTab):
     """The learned score field beside the true one, computed in a worker thread."""
 
     title = "Score field"
@@ -446,21 +446,8 @@ class ScoreFieldTab(PlotTab):
             # only training, network or sampling settings changed: the true field is the same
             self.request()
             return
-        if self.reference is not None and self.reference.key != process_key(state):
-            self.reference = None
+        self._drop_stale_reference(state)
         self._rebuild()
-
-    def set_reference(self, reference: Any) -> None:
-        """The truth to draw beside the learned score (None: none); rebuilds the view."""
-        if reference is not None and (
-            self.state is None or reference.key != process_key(self.state)
-        ):
-            reference = None
-        if reference is self.reference and self.view is not None:
-            return
-        self.reference = reference
-        if self.state is not None:
-            self._rebuild()
 
     def _rebuild(self) -> None:
         state = self.state
