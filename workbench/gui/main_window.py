@@ -255,7 +255,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._slider_row.insertWidget(self._slider_row.count() - 1, combo)
         self.reference_progress = QtWidgets.QProgressBar()
         self.reference_progress.setObjectName("referenceProgress")
-        self.reference_progress.setMaximumWidth(180)
+        self.reference_progress.setMaximumWidth(200)
+        self.reference_progress.setMinimumWidth(170)  # room for "Fokker–Planck 100%" on one line
         self.reference_progress.setRange(0, 1000)
         self.reference_progress.setFormat("Fokker–Planck %p%")
         self.reference_progress.setVisible(False)

@@ -386,6 +386,10 @@ def equal_columns(layout: pg.GraphicsLayoutWidget, plots: list[pg.PlotItem]) -> 
         grid.setColumnStretchFactor(col, 1)
 
 
+#: two short lines, so the note fits the narrow reverse panel of the 1-D and 2-D views
+NO_REVERSE = "sample to see\nthe reverse process"
+
+
 def message_item(text: str, fill: bool = False) -> pg.TextItem:
     """A centred grey note inside a plot (on a white box with ``fill``, over busy content)."""
     brush = pg.mkBrush(255, 255, 255, 225) if fill else None
@@ -492,7 +496,7 @@ class _Planar(_View):
         self.bar.setLabel("left", "density (model units)")
         layout.addItem(self.bar, row=0, col=len(names))
         equal_columns(layout, list(self.plots.values()))
-        self.no_reverse = message_item("sample to see the reverse process")
+        self.no_reverse = message_item(NO_REVERSE)
         self.plots["reverse"].addItem(self.no_reverse)
         # results of the last draw, for tests and readers
         self.half = 1.0
@@ -528,7 +532,7 @@ class _Planar(_View):
         reverse_note = None
         if row is None:
             self.images["reverse"].clear()
-            self.no_reverse.setText(self.problem or "sample to see the reverse process")
+            self.no_reverse.setText(self.problem or NO_REVERSE)
         else:
             k, t_row, pts = row
             rcounts = histogram(pts, h, bins)
@@ -620,7 +624,7 @@ class _Line(_View):
                 plot.setXLink(self.maps["forward"])
                 plot.setYLink(self.maps["forward"])
         equal_columns(layout, list(self.maps.values()))
-        self.no_reverse = message_item("sample to see the reverse process")
+        self.no_reverse = message_item(NO_REVERSE)
         self.maps["reverse"].addItem(self.no_reverse)
         self.no_reverse.setPos(T / 2, 0)
         self.curve_plot = layout.addPlot(row=1, col=0, colspan=len(names))
@@ -679,7 +683,7 @@ class _Line(_View):
         if traj is None:
             image.clear()
             self.heat.pop("reverse", None)
-            self.no_reverse.setText(self.problem or "sample to see the reverse process")
+            self.no_reverse.setText(self.problem or NO_REVERSE)
             self.no_reverse.setVisible(True)
             return
         self.no_reverse.setVisible(False)
@@ -775,7 +779,7 @@ class _Images(_View):
             plot.addItem(image)
             self.boxes[name], self.images[name] = plot, image
         equal_columns(layout, list(self.boxes.values()))
-        self.no_reverse = message_item("sample to see the reverse process")
+        self.no_reverse = message_item(NO_REVERSE)
         self.boxes["reverse"].addItem(self.no_reverse)
         self.mosaics: dict[str, np.ndarray] = {}
 
@@ -811,7 +815,7 @@ class _Images(_View):
         if row is None:
             self.images["reverse"].clear()
             self.mosaics.pop("reverse", None)
-            self.no_reverse.setText(self.problem or "sample to see the reverse process")
+            self.no_reverse.setText(self.problem or NO_REVERSE)
             self.no_reverse.setVisible(True)
             self.no_reverse.setPos(fwd.shape[0] / 2, fwd.shape[1] / 2)
             self.boxes["reverse"].setTitle("reverse: generated at t")
@@ -886,8 +890,9 @@ class DensityTab(ReferencePlotTab):
             if cloud is None or state.is_image or state.dim > 2:
                 self._show_message(
                     f"{state.sde.describe()} is not a linear SDE: its marginals p_t have no "
-                    "closed form. Choose the Fokker–Planck reference (1-D and 2-D data): it "
-                    "solves for p_t and simulates the forward particles."
+                    "closed form. The Fokker–Planck reference (truth: automatic or "
+                    "Fokker–Planck; 1-D and 2-D data) solves for p_t and simulates the forward "
+                    "particles; a solve in progress shows in the status bar."
                 )
                 return
             self.cloud = reuse if isinstance(reuse, ForwardCloud) else None
