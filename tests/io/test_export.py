@@ -275,6 +275,25 @@ def test_an_interrupted_export_leaves_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["traj.h5"]
 
 
+def test_temporaries_left_by_killed_exports_are_cleared(traj: Path, tmp_path: Path) -> None:
+    """A kill -9 mid-export leaves ``.NAME.*.tmp``; the next export to NAME removes it once it
+    has sat untouched for an hour, and leaves a younger one (it may be a live export)."""
+    import os
+    import time
+
+    stale = tmp_path / ".o.npy.abc123.tmp"
+    live = tmp_path / ".o.npy.def456.tmp"
+    other = tmp_path / ".other.npy.ghi789.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"torn")
+    old = time.time() - export.STALE_TEMPORARY_S - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    export_samples(traj, tmp_path / "o.npy")
+    assert not stale.exists()
+    assert live.exists() and other.exists()  # too young, or another destination's
+
+
 def test_exported_files_are_readable_by_others(traj: Path, tmp_path: Path) -> None:
     out = export_samples(traj, tmp_path / "o.npy")
     assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600

@@ -17,10 +17,13 @@ The PNG encoder is a few lines of ``struct`` + ``zlib`` (8-bit grey, RGB or RGBA
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import math
 import os
 import struct
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -82,12 +85,26 @@ def format_for(out: str | os.PathLike[str], fmt: str | None = None) -> str:
 # ---------------------------------------------------------------------------------------------
 # writing files atomically
 # ---------------------------------------------------------------------------------------------
+#: a temporary untouched this long belongs to an export that was killed (a live one writes)
+STALE_TEMPORARY_S = 3600.0
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete what killed exports to ``out`` left behind (``.NAME.*.tmp``, untouched an hour)."""
+    now = time.time()
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if tmp.is_file() and now - tmp.stat().st_mtime > STALE_TEMPORARY_S:
+                tmp.unlink()
+
+
 @contextmanager
 def _atomic(out: Path) -> Iterator[Path]:
     """A temporary path beside ``out``; renamed over ``out`` only if the block succeeds."""
     existed = out.exists()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out)
         fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         os.close(fd)
     except OSError as exc:
