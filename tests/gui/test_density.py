@@ -91,6 +91,10 @@ def test_forward_histogram_follows_the_slider_and_matches_the_truth(window: Main
     # the contours of the exact p_t are drawn on both histograms
     segments = tab.view.contours["forward"][0].getData()[0]
     assert segments is not None and len(segments) > 10
+    # ... but not over an empty reverse panel, where they would cross its note
+    assert tab.view.no_reverse.isVisible()
+    empty = tab.view.contours["reverse"][0].getData()[0]
+    assert empty is None or len(empty) == 0
     # a change that leaves data and SDE alone keeps the view and its particles
     view, cloud = tab.view, tab.cloud
     window.set_config(window.config.with_overrides({"train.lr": 1e-4}))

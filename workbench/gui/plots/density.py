@@ -533,6 +533,9 @@ class _Planar(_View):
         if row is None:
             self.images["reverse"].clear()
             self.no_reverse.setText(self.problem or NO_REVERSE)
+            # contours over an empty panel would only cross the note (and the white one vanishes)
+            for line in self.contours.get("reverse", []):
+                line.setData([], [])
         else:
             k, t_row, pts = row
             rcounts = histogram(pts, h, bins)
