@@ -261,3 +261,23 @@ def test_gui_follow_needs_a_folder(tmp_path, capsys):
     afile.write_text("")
     assert main(["gui", str(afile), "--follow"]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_not_a_traceback() -> None:
+    """``sde-workbench init --list | head -1``: the reader leaves, the command ends quietly
+    (status 141, as a shell reports SIGPIPE) instead of printing a BrokenPipeError."""
+    import subprocess
+    import sys
+
+    # stdout is a pipe whose reader is already closed; unbuffered, so print() meets it in main
+    code = (
+        "import os, sys\n"
+        "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+        "from workbench.cli import main\n"
+        "sys.exit(main(['init', '--list']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-u", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

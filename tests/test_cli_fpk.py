@@ -68,3 +68,20 @@ def test_fpk_refuses_3d_data(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "3 dimensions" in err
     assert not out.exists()
+
+
+def test_inspect_summarises_an_fpk_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    cfg = _config(tmp_path)
+    out = tmp_path / "fpk.h5"
+    assert main(["fpk", str(cfg), "--out", str(out), "--grid", "64", "--times", "0,1"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "sde-workbench/fpk" and summary["complete"] is True
+    assert summary["sde"] == "vp" and summary["dim"] == 1 and summary["grid"] == "64"
+    assert summary["times"] == "0, 1" and summary["mass_error"] < 1e-6
+    assert set(summary["extent"]) == {"x1"}
+    assert main(["inspect", str(out)]) == 0
+    assert "grid" in capsys.readouterr().out

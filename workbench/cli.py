@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -446,8 +447,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     # one that makes the library hang or crash is then a one-line error, not a stuck command
     if Path(args.file).is_file():
         validate_in_child(args.file)
-    with TrajectoryFile(args.file) as traj:
-        summary = traj.summary()
+    from workbench.io.fpk_file import fpk_summary, has_fpk
+
+    if has_fpk(args.file):  # written by sde-workbench fpk
+        summary = fpk_summary(args.file)
+    else:
+        with TrajectoryFile(args.file) as traj:
+            summary = traj.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -576,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``... | head``): not an error of ours; keep Python from
+        # complaining again when it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def entry() -> None:

@@ -208,3 +208,44 @@ def read_fpk(path: str | Path) -> FPKFileData:
             f"{path}: /fpk/p has shape {p.shape}, which does not match its times and axes"
         )
     return FPKFileData(axes=axes, times=times, p=p, attrs=attrs)
+
+
+def fpk_summary(path: str | Path) -> dict[str, object]:
+    """What ``sde-workbench inspect`` shows of an fpk file: the grid, its extent, the times and
+    the solver's figures, read from attributes and axes alone (p itself is not loaded)."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            g = f.get("fpk")
+            if not isinstance(g, h5py.Group) or "times" not in g or "p" not in g:
+                raise WorkbenchError(f"{path} has no /fpk group with times and p")
+            p = g["p"]
+            dim = int(p.ndim) - 1
+            times = np.asarray(g["times"][()], dtype=np.float64).reshape(-1)
+            axes = [np.asarray(g[f"x{i}"][()], dtype=np.float64) for i in range(1, dim + 1)]
+            summary: dict[str, object] = {
+                "file": str(path),
+                "format": _text(f.attrs.get("format", "")),
+                "complete": bool(f.attrs.get("complete", False)),
+                "created": _text(f.attrs.get("created", "")),
+                "sde": _text(g.attrs.get("sde", "")),
+                "dim": dim,
+                "grid": "x".join(str(n) for n in p.shape[1:]),
+                "extent": {
+                    f"x{i}": f"[{a[0]:.4g}, {a[-1]:.4g}]" for i, a in enumerate(axes, start=1)
+                },
+                "times": ", ".join(f"{t:g}" for t in times),
+                "mass_error": float(g.attrs.get("mass_error", float("nan"))),
+                "clipped": float(g.attrs.get("clipped", float("nan"))),
+            }
+            warnings = _text(g.attrs.get("warnings", ""))
+            if warnings:
+                summary["warnings"] = warnings
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise WorkbenchError(f"cannot read the Fokker–Planck solution in {path}: {exc}") from exc
+    if dim not in (1, 2) or len(axes) != dim:
+        raise WorkbenchError(f"{path}: /fpk/p has {dim + 1} axes; a 1-D or 2-D solution has 2 or 3")
+    return summary
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
