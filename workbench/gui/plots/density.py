@@ -635,7 +635,7 @@ class _Line(_View):
         self.curve_plot.setLabel("left", "density")
         self.curve_plot.getAxis("left").enableAutoSIPrefix(False)
         self.curve_plot.showGrid(x=True, y=True, alpha=0.25)
-        self.curve_plot.addLegend(offset=(-10, 10))
+        self.curve_plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 200))
         self.curves = {
             "forward": self.curve_plot.plot(
                 stepMode="center", pen=pg.mkPen(_FORWARD, width=1.5), name="forward particles"

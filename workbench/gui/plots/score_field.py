@@ -346,7 +346,7 @@ class _Field1D:
         self.plot = layout.addPlot(row=0, col=0, title="score at t")
         self.plot.setLabel("left", "score ∂/∂x log p_t")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.plot.addLegend(offset=(-10, 10))
+        self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 200))
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.true_item = None
         if self.truth is not None:
