@@ -449,7 +449,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         validate_in_child(args.file)
     from workbench.io.fpk_file import fpk_summary, has_fpk
 
-    if has_fpk(args.file):  # written by sde-workbench fpk
+    # only a regular file is probed: the reader below refuses FIFOs and devices before h5py
+    # could block on them
+    if Path(args.file).is_file() and has_fpk(args.file):  # written by sde-workbench fpk
         summary = fpk_summary(args.file)
     else:
         with TrajectoryFile(args.file) as traj:
