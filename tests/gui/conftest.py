@@ -52,3 +52,16 @@ def fast(window: MainWindow, **overrides: object) -> None:
     }
     base.update(overrides)
     window.set_config(window.config.with_overrides(base))
+
+
+def custom(window: MainWindow, **overrides: object) -> None:
+    """A non-linear SDE: the losses and outputs that need a Gaussian kernel switched off."""
+    base = {
+        "sde.kind": "custom",
+        "loss.kind": "ssm",
+        "loss.weighting": "none",
+        "model.output": "score",
+        "sample.denoise": False,
+    }
+    base.update(overrides)
+    window.set_config(window.config.with_overrides(base))

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from PySide6 import QtWidgets
 
+from tests.gui.conftest import custom
 from workbench.gui.main_window import MainWindow
-
-
-def custom(window: MainWindow, **overrides: object) -> None:
-    base = {
-        "sde.kind": "custom",
-        "loss.kind": "ssm",
-        "loss.weighting": "none",
-        "model.output": "score",
-        "sample.denoise": False,
-    }
-    base.update(overrides)
-    window.set_config(window.config.with_overrides(base))
 
 
 def test_custom_drift_is_multiline_and_checked_as_typed(qtbot, window: MainWindow) -> None:

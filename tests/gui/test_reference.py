@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from tests.gui.conftest import custom
 from workbench.gui.main_window import MainWindow
 from workbench.gui.plots.density import BINS_2D, exact_density
 from workbench.gui.reference import (
@@ -43,19 +44,6 @@ def score_drawn(qtbot, window: MainWindow):
     with qtbot.waitSignal(tab.fieldUpdated, timeout=20000):
         tab.request()
     return tab
-
-
-def custom(window: MainWindow, **overrides: object) -> None:
-    """A non-linear SDE: the losses and outputs that need a Gaussian kernel switched off."""
-    base = {
-        "sde.kind": "custom",
-        "loss.kind": "ssm",
-        "loss.weighting": "none",
-        "model.output": "score",
-        "sample.denoise": False,
-    }
-    base.update(overrides)
-    window.set_config(window.config.with_overrides(base))
 
 
 def test_fpk_matches_the_analytic_truth_in_the_views(qtbot, window: MainWindow) -> None:
