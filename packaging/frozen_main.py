@@ -51,7 +51,7 @@ def self_test(steps: int) -> int:
         from workbench.io.runs import read_metrics
 
         losses = read_metrics(run_dir / "metrics.csv")["loss"] if run_dir is not None else []
-        # the icon is read from resources/icons in the bundle: proves the data files shipped
+        # the icon is read from workbench/resources in the bundle: proves the package data shipped
         icon = not window.windowIcon().isNull() and not window.windowIcon().pixmap(64).isNull()
         ok = getattr(result, "status", None) == "done" and checkpoint and len(losses) > 0 and icon
         print(

@@ -1,13 +1,12 @@
-"""Renders the app icon (resources/icons/sde-workbench.svg) into the freedesktop hicolor theme
-sizes: ``python packaging/make_icons.py`` writes
-resources/icons/hicolor/<N>x<N>/apps/<APP_ID>.png for N in SIZES and the scalable SVG.
-The PNGs are committed; run this again after changing the SVG.
+"""Renders the app icon (the scalable SVG in workbench/resources/icons/hicolor/scalable/apps)
+into the freedesktop hicolor theme sizes: ``python packaging/make_icons.py`` writes
+workbench/resources/icons/hicolor/<N>x<N>/apps/<APP_ID>.png for N in ICON_SIZES. The SVG is
+the one source; the PNGs are committed, so run this again after changing it.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,11 +14,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6 import QtCore, QtGui, QtSvg
 
-APP_ID = "io.github.sde_workbench.SDEWorkbench"
-SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "resources" / "icons" / "sde-workbench.svg"
-THEME = ROOT / "resources" / "icons" / "hicolor"
+sys.path.insert(0, str(ROOT))  # the checkout's package, whose files this rewrites
+
+from workbench.resources import APP_ID, ICON_SIZES  # noqa: E402
+
+THEME = ROOT / "workbench" / "resources" / "icons" / "hicolor"
+SOURCE = THEME / "scalable" / "apps" / f"{APP_ID}.svg"
 
 
 def render(size: int, out: Path) -> None:
@@ -40,12 +41,9 @@ def render(size: int, out: Path) -> None:
 
 def main() -> int:
     app = QtGui.QGuiApplication.instance() or QtGui.QGuiApplication(sys.argv[:1])  # noqa: F841
-    for size in SIZES:
+    for size in ICON_SIZES:
         render(size, THEME / f"{size}x{size}" / "apps" / f"{APP_ID}.png")
-    scalable = THEME / "scalable" / "apps" / f"{APP_ID}.svg"
-    scalable.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SOURCE, scalable)
-    print(f"wrote {len(SIZES)} PNG sizes and the scalable SVG under {THEME}")
+    print(f"wrote {len(ICON_SIZES)} PNG sizes from {SOURCE.name} under {THEME}")
     return 0
 
 

@@ -1,33 +1,37 @@
-"""The desktop integration files and the freezing recipe (packaging/, resources/icons/)."""
+"""The desktop integration files (workbench/resources), the wheel that ships them, the freezing
+recipe (packaging/) and ``sde-workbench --version``."""
 
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
 import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from workbench import __version__
+from workbench import __version__, resources
+from workbench.resources import APP_ID, ICON_SIZES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGING = ROOT / "packaging"
-APP_ID = "io.github.sde_workbench.SDEWorkbench"
-DESKTOP = PACKAGING / f"{APP_ID}.desktop"
-METAINFO = PACKAGING / f"{APP_ID}.metainfo.xml"
-HICOLOR = ROOT / "resources" / "icons" / "hicolor"
-SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)
+RESOURCES = ROOT / "workbench" / "resources"
+DESKTOP = RESOURCES / f"{APP_ID}.desktop"
+METAINFO = RESOURCES / f"{APP_ID}.metainfo.xml"
+HICOLOR = RESOURCES / "icons" / "hicolor"
+SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)  # the freedesktop sizes, stated independently
 
 
-def desktop_entry() -> dict[str, str]:
+def desktop_entry(text: str | None = None) -> dict[str, str]:
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     parser.optionxform = str  # keys are case-sensitive
-    parser.read(DESKTOP, encoding="utf-8")
+    parser.read_string(text if text is not None else resources.desktop_file().read_text("utf-8"))
     return dict(parser["Desktop Entry"])
 
 
@@ -41,13 +45,13 @@ def test_desktop_entry_has_the_required_keys() -> None:
     entry = desktop_entry()
     assert entry["Type"] == "Application"
     assert entry["Name"] == "SDE Workbench"
-    assert entry["Icon"] == APP_ID  # a themed icon name, found in resources/icons/hicolor
+    assert entry["Icon"] == APP_ID  # a themed icon name, found in icons/hicolor
     assert entry["Exec"].split()[0] == "sde-workbench"
     assert entry["Terminal"] == "false"
     assert entry["Categories"].endswith(";") and "Science" in entry["Categories"].split(";")
-    # the running app announces the same id, so the shell matches its windows to the entry
-    app = (ROOT / "workbench" / "gui" / "app.py").read_text()
-    assert f'setDesktopFileName("{APP_ID}")' in app
+    # the running app announces the same id (test_wheel_install_has_its_window_icon checks
+    # it), so the shell matches its windows to the entry
+    assert resources.desktop_file().name == DESKTOP.name == f"{APP_ID}.desktop"
 
 
 def test_metainfo_is_well_formed_and_complete() -> None:
@@ -78,11 +82,19 @@ def test_metainfo_is_well_formed_and_complete() -> None:
 
 
 def test_icons_in_every_freedesktop_size() -> None:
+    assert ICON_SIZES == SIZES
     for size in SIZES:
         png = HICOLOR / f"{size}x{size}" / "apps" / f"{APP_ID}.png"
         assert png_size(png) == (size, size)
+        assert resources.icon_png(size).read_bytes() == png.read_bytes()
     svg = ET.parse(HICOLOR / "scalable" / "apps" / f"{APP_ID}.svg").getroot()
     assert svg.tag.endswith("svg")
+    assert (
+        resources.icon_svg().read_bytes()
+        == (HICOLOR / "scalable" / "apps" / f"{APP_ID}.svg").read_bytes()
+    )
+    with pytest.raises(ValueError, match="no 20x20 icon"):
+        resources.icon_png(20)
 
 
 @pytest.mark.skipif(shutil.which("desktop-file-validate") is None, reason="no desktop-file-utils")
@@ -104,7 +116,8 @@ def test_freezing_recipe() -> None:
     for module in ("QtQml", "QtQuick", "QtWebEngineCore"):
         assert f"{module} " in spec or f'{module}"' in spec
     assert '"/translations/"' in spec
-    assert "frozen_main.py" in spec and "resources/icons" in spec
+    # the package data (workbench/resources) goes where importlib.resources looks for it
+    assert "frozen_main.py" in spec and 'datas=collect_data_files("workbench")' in spec
     build = PACKAGING / "build.sh"
     assert os.access(build, os.X_OK)
     assert subprocess.run(["bash", "-n", str(build)]).returncode == 0
@@ -140,3 +153,109 @@ def test_frozen_bundle() -> None:
         timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# the wheel: the desktop files are package data, so an install from it has them
+# ---------------------------------------------------------------------------------------------
+def _resource_names() -> list[str]:
+    names = [f"workbench/resources/{APP_ID}.desktop", f"workbench/resources/{APP_ID}.metainfo.xml"]
+    names += [f"workbench/resources/icons/hicolor/{n}x{n}/apps/{APP_ID}.png" for n in SIZES]
+    names.append(f"workbench/resources/icons/hicolor/scalable/apps/{APP_ID}.svg")
+    return names
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built, as a user's pip would, from a copy of the sources (so the build writes
+    nothing into the checkout); no index is needed."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(
+        ROOT / "workbench", src / "workbench", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(out),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (built,) = out.glob("sde_workbench-*.whl")
+    return built
+
+
+def test_wheel_ships_the_desktop_files_and_license(wheel: Path) -> None:
+    assert wheel.name == f"sde_workbench-{__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        for name in _resource_names():
+            assert name in names, f"{name} is not in the wheel"
+            assert z.read(name) == (ROOT / name).read_bytes(), name
+        dist_info = f"sde_workbench-{__version__}.dist-info"
+        assert z.read(f"{dist_info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+        metadata = z.read(f"{dist_info}/METADATA").decode()
+    # only the package and its metadata: no tests, packaging scripts or a stray top level
+    assert {n.split("/")[0] for n in names} == {"workbench", dist_info}
+    headers = metadata.split("\n\n")[0].splitlines()
+    assert "License-Expression: MIT" in headers and "License-File: LICENSE" in headers
+    assert not any(h.startswith("Classifier: License ::") for h in headers)  # PEP 639
+    for minor in (11, 12, 13):
+        assert f"Classifier: Programming Language :: Python :: 3.{minor}" in headers
+    assert "Requires-Python: >=3.11" in headers
+    urls = {h.split(", ")[0] for h in headers if h.startswith("Project-URL: ")}
+    assert urls == {"Project-URL: Homepage", "Project-URL: Documentation", "Project-URL: Issues"}
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 SDE Workbench developers" in license_text
+
+
+def test_wheel_install_has_its_window_icon(wheel: Path, tmp_path: Path) -> None:
+    """The wheel unpacked as site-packages, with the checkout nowhere on the path: the app finds
+    its icon and desktop entry in the installed package alone."""
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    code = """
+import json, sys
+import workbench
+from workbench.gui.app import create_app
+from workbench.resources import desktop_file
+app = create_app([sys.argv[0]])
+icon = app.windowIcon()
+print(json.dumps({
+    "file": workbench.__file__,
+    "sizes": sorted(s.width() for s in icon.availableSizes()),
+    "pixmap": not icon.pixmap(48).isNull(),
+    "desktop_name": app.desktopFileName(),
+    "entry": desktop_file().read_text("utf-8"),
+}))
+"""
+    env = dict(os.environ, PYTHONPATH=str(site), QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path))
+    env.update(OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(report["file"]).is_relative_to(site), report["file"]
+    assert report["sizes"] == list(SIZES) and report["pixmap"]
+    assert report["desktop_name"] == APP_ID == desktop_entry(report["entry"])["Icon"]

@@ -19,8 +19,10 @@ def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     app.setApplicationName("SDE Workbench")
     app.setOrganizationName("sde-workbench")
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName("io.github.sde_workbench.SDEWorkbench")
     from workbench.gui.main_window import app_icon
+    from workbench.resources import APP_ID
+
+    app.setDesktopFileName(APP_ID)  # the .desktop entry's name: the shell groups windows by it
 
     app.setWindowIcon(app_icon())
     return app  # type: ignore[return-value]

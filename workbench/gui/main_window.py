@@ -61,8 +61,24 @@ def default_runs_dir() -> Path:
 
 
 def app_icon() -> QtGui.QIcon:
-    path = Path(__file__).resolve().parents[2] / "resources" / "icons" / "sde-workbench.svg"
-    return QtGui.QIcon(str(path)) if path.exists() else QtGui.QIcon()
+    """The app icon in every hicolor size, from the PNGs shipped in :mod:`workbench.resources`.
+
+    The bytes are read through importlib.resources and handed to Qt as data, because QIcon
+    only opens real files and the package may be loaded from a zip or a frozen archive. An
+    empty icon (a broken install) leaves the window with the platform's default icon.
+    """
+    from workbench import resources
+
+    icon = QtGui.QIcon()
+    for size in resources.ICON_SIZES:
+        try:
+            data = resources.icon_png(size).read_bytes()
+        except OSError:
+            continue
+        pixmap = QtGui.QPixmap()
+        if pixmap.loadFromData(data, "PNG"):
+            icon.addPixmap(pixmap)
+    return icon
 
 
 def _droppable(url: QtCore.QUrl) -> bool:
