@@ -259,3 +259,81 @@ print(json.dumps({
     assert Path(report["file"]).is_relative_to(site), report["file"]
     assert report["sizes"] == list(SIZES) and report["pixmap"]
     assert report["desktop_name"] == APP_ID == desktop_entry(report["entry"])["Icon"]
+
+
+# ---------------------------------------------------------------------------------------------
+# sde-workbench --version
+# ---------------------------------------------------------------------------------------------
+def _version_lines(out: str) -> dict[str, str]:
+    lines = out.strip().splitlines()
+    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines[1:]}
+
+
+def test_version_names_every_library() -> None:
+    import h5py
+    import numpy
+    import PySide6
+    import torch
+    from PySide6 import QtCore
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[0] == f"sde-workbench {__version__}"
+    got = _version_lines(proc.stdout)
+    assert set(got) == {"Python", "torch", "PySide6", "numpy", "h5py", "CUDA"}
+    assert got["Python"] == ".".join(map(str, sys.version_info[:3]))
+    assert got["torch"] == torch.__version__
+    assert got["PySide6"] == f"{PySide6.__version__} (Qt {QtCore.qVersion()})"
+    assert got["numpy"] == numpy.__version__
+    assert got["h5py"] == f"{h5py.__version__} (HDF5 {h5py.version.hdf5_version})"
+    if torch.version.cuda is None:
+        assert got["CUDA"].startswith("none")
+    else:
+        assert got["CUDA"].startswith(torch.version.cuda)
+        assert ("no device available" in got["CUDA"]) == (not torch.cuda.is_available())
+
+
+@pytest.mark.parametrize("missing", [(), ("PySide6",), ("PySide6", "h5py", "torch")])
+def test_version_without_a_library(missing: tuple[str, ...]) -> None:
+    """A missing library is a line that says so, not a traceback; and reading Qt's version
+    creates no application (it must answer with no display)."""
+    code = f"""
+import sys
+for name in {missing!r}:
+    sys.modules[name] = None  # the import fails as if it were not installed
+from workbench.cli import main
+status = main(["--version"])
+if "PySide6" not in {missing!r}:
+    from PySide6 import QtCore
+    assert QtCore.QCoreApplication.instance() is None, "--version created a QApplication"
+    assert "PySide6.QtWidgets" not in sys.modules, "--version loaded QtWidgets"
+sys.exit(status)
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("QT_QPA_PLATFORM", None)
+    env.pop("DISPLAY", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    got = _version_lines(proc.stdout)
+    for name in missing:
+        assert got[name].startswith("not installed"), got
+    if "PySide6" in missing:
+        assert "the GUI needs it" in got["PySide6"]
+    if "torch" in missing:
+        assert got["CUDA"] == "unknown (no torch)"
+    assert got["numpy"][0].isdigit()
