@@ -4,7 +4,10 @@
 #   bash packaging/bootstrap.sh test     # set up and run lint + the whole test suite
 # torch comes first: with no NVIDIA GPU the CPU build (torch==2.13.0) is installed so that the
 # bare "torch" requirement never pulls a multi-GB CUDA build. Set TORCH_INDEX_URL to take torch
-# from another index (e.g. PyTorch's CPU wheel index on a machine without a local wheel).
+# from PyTorch's index for one build instead; that index then decides the version:
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 bash packaging/bootstrap.sh  # CUDA 12.6
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash packaging/bootstrap.sh    # CPU only
+# torch is installed once: to switch builds later, remove .venv (or pip uninstall torch) first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-app}"
@@ -17,13 +20,16 @@ fi
 . .venv/bin/activate
 
 if ! python -c "import torch" >/dev/null 2>&1; then
-    index_args=()
-    [ -n "${TORCH_INDEX_URL:-}" ] && index_args=(--index-url "$TORCH_INDEX_URL")
-    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-        python -m pip install "${index_args[@]}" torch
+    if [ -n "${TORCH_INDEX_URL:-}" ]; then
+        python -m pip install --index-url "$TORCH_INDEX_URL" torch
+    elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+        python -m pip install torch
     else
-        python -m pip install "${index_args[@]}" "torch==2.13.0"
+        python -m pip install "torch==2.13.0"
     fi
+elif [ -n "${TORCH_INDEX_URL:-}" ]; then
+    echo "bootstrap.sh: torch $(python -c 'import torch; print(torch.__version__)') is already in" \
+        ".venv, so TORCH_INDEX_URL is not used; remove .venv (or pip uninstall torch) to switch" >&2
 fi
 
 case "$mode" in

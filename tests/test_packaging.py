@@ -337,3 +337,15 @@ sys.exit(status)
     if "torch" in missing:
         assert got["CUDA"] == "unknown (no torch)"
     assert got["numpy"][0].isdigit()
+
+
+def test_readme_gpu_recipe_is_what_bootstrap_reads() -> None:
+    readme = (ROOT / "README.md").read_text()
+    bootstrap = (PACKAGING / "bootstrap.sh").read_text()
+    assert "### GPU" in readme
+    assert (
+        "TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 bash packaging/bootstrap.sh"
+        in readme
+    )
+    assert 'pip install --index-url "$TORCH_INDEX_URL" torch' in bootstrap
+    assert subprocess.run(["bash", "-n", str(PACKAGING / "bootstrap.sh")]).returncode == 0
