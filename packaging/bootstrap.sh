@@ -2,9 +2,10 @@
 # Sets up .venv for SDE Workbench, then launches the app (default) or runs the test suite.
 #   bash packaging/bootstrap.sh          # set up and open the GUI with the default experiment
 #   bash packaging/bootstrap.sh test     # set up and run lint + the whole test suite
-# torch comes first: with no NVIDIA GPU the CPU build (torch==2.13.0) is installed so that the
-# bare "torch" requirement never pulls a multi-GB CUDA build. Set TORCH_INDEX_URL to take torch
-# from PyTorch's index for one build instead; that index then decides the version:
+# torch comes first: with no NVIDIA GPU, torch==2.13.0 from pip's configured index, which is the
+# CPU build where that index or a local wheel folder serves one (plain PyPI serves the CUDA build
+# on Linux). Set TORCH_INDEX_URL to take torch from PyTorch's index for one build instead; that
+# index then decides the version:
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 bash packaging/bootstrap.sh  # CUDA 12.6
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash packaging/bootstrap.sh    # CPU only
 # torch is installed once: to switch builds later, remove .venv (or pip uninstall torch) first.
