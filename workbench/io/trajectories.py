@@ -60,6 +60,7 @@ from workbench import __version__
 from workbench.config import ExperimentConfig, parse_config
 from workbench.core.data import Normalizer
 from workbench.errors import WorkbenchError
+from workbench.io.nexus import write_entry
 from workbench.io.safety import check_external
 
 __all__ = [
@@ -298,18 +299,20 @@ class TrajectoryWriter:
             self._discard_temporary()
             raise WorkbenchError(f"cannot create {self.path}: {_reason(exc)}") from None
         try:
+            created = datetime.now().astimezone().isoformat(timespec="seconds")
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
             f.attrs["software"] = _software()
-            f.attrs["created"] = datetime.now().astimezone().isoformat(timespec="seconds")
+            f.attrs["created"] = created
             f.attrs["complete"] = np.bool_(False)
-            f.attrs["NX_class"] = "NXroot"
-            f.attrs["default"] = "trajectories"
             f.create_group("config").attrs["experiment"] = config_toml
             g = f.create_group("trajectories")
+            write_entry(f, "trajectories", created)
             g.attrs["NX_class"] = "NXdata"
             g.attrs["signal"] = "x"
+            # x is (row, particle, coordinate): only rows have an axis; "." marks the others
             g.attrs["axes"] = ["t", ".", "."]
+            g.attrs["t_indices"] = np.int64(0)
             g.attrs["direction"] = direction
             g.attrs["sampler"] = sampler
             g.attrs["nfe"] = np.int64(0)
