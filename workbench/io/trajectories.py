@@ -1,10 +1,13 @@
-"""HDF5 trajectory files, format version 1: the layout of DESIGN.md, "Trajectory files".
+"""HDF5 trajectory files, format version 1: the layout docs/format.md specifies.
 
 ```
-/                attrs format, format_version, software, created, complete, NX_class, default
+/                attrs format, format_version, software, created, complete,
+                 NX_class="NXroot", default="entry", creator, file_time
 /config          attr experiment (TOML text)
+/entry           NXentry, default="trajectories"; /entry/trajectories a soft link (nexus.py)
 /trajectories    NXdata: x (n_saved, n_samples, dim) float32, t (n_saved,), step (n_saved,);
-                 attrs direction, sampler, nfe, sample_shape, shift, scale, mode
+                 attrs signal, axes, t_indices, direction, sampler, nfe, sample_shape,
+                 shift, scale, mode
 /samples         (n_samples, dim) float32, data units        /logp  (n_samples,) float64
 ```
 
