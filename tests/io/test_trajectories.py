@@ -667,6 +667,21 @@ def test_the_nexus_default_chain_leads_to_the_trajectories(
     assert not any(n.startswith("/entry/") for n in names)
 
 
+def test_a_file_joining_shards_virtually_keeps_the_chain(tmp_path: Path, nexus_chain) -> None:
+    from workbench.io.distributed import join_shards_virtual, shard_path
+
+    out = tmp_path / "s.h5"
+    parts = [shard_path(out, r) for r in range(2)]
+    for r, part in enumerate(parts):
+        write_file(part, rows_for(3, 4 + r, 2, seed=r))
+    join_shards_virtual(parts, out)
+    chain = nexus_chain(out, "trajectories")
+    assert chain["shape"] == (3, 9, 2) and chain["lengths"] == {"t": 3}
+    with h5py.File(out, "r") as f:
+        assert f["trajectories/x"].is_virtual
+        assert np.array_equal(f["entry/trajectories/x"][:, 4:], rows_for(3, 5, 2, seed=1))
+
+
 def _old_layout(f: h5py.File) -> None:
     """A file as written before the NeXus entry: root default named the NXdata group."""
     del f["entry"]
