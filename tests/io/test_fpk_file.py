@@ -173,6 +173,21 @@ def test_a_bad_normaliser_is_a_one_line_error(
     assert "\n" not in str(info.value) and "normaliser" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("version", "message"), [(2, "newer version.*version 2.*please update"), ("1", "integer")]
+)
+def test_a_later_or_malformed_version_is_refused(
+    files: dict[int, Path], tmp_path: Path, version: object, message: str
+) -> None:
+    path = copy(files[1], tmp_path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = version
+    for read in (read_fpk, fpk_summary):
+        with pytest.raises(WorkbenchError, match=message) as info:
+            read(path)
+        assert "\n" not in str(info.value)
+
+
 def test_write_fpk_without_a_normaliser_stores_the_identity(
     files: dict[int, Path], tmp_path: Path
 ) -> None:

@@ -274,6 +274,19 @@ def _normaliser(
     return shift.copy(), scale.copy()
 
 
+def _check_version(f: h5py.File, path: str | Path) -> None:
+    """Refuse a file of a later format version: its layout may mean something else, and
+    guessing could show a wrong density. A file with no version is read as version 1."""
+    version = f.attrs.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, (int, np.integer)) or isinstance(version, (bool, np.bool_)):
+        raise WorkbenchError(f"{path}: format_version must be an integer, got {version!r}")
+    if int(version) > FORMAT_VERSION:
+        raise WorkbenchError(
+            f"{path} was written by a newer version of SDE Workbench (Fokker–Planck format "
+            f"version {int(version)}; this version reads up to {FORMAT_VERSION}); please update"
+        )
+
+
 def has_fpk(path: str | Path) -> bool:
     """Whether ``path`` is an HDF5 file with an /fpk group holding ``times`` and ``p``.
 
@@ -294,6 +307,7 @@ def read_fpk(path: str | Path) -> FPKFileData:
             g = f.get("fpk")
             if not isinstance(g, h5py.Group) or "times" not in g or "p" not in g:
                 raise WorkbenchError(f"{path} has no /fpk group with times and p")
+            _check_version(f, path)
             times = np.asarray(g["times"][()], dtype=np.float64).reshape(-1)
             dim = int(g["p"].ndim) - 1
             axes = [np.asarray(g[f"x{i}"][()], dtype=np.float64) for i in range(1, dim + 1)]
@@ -317,6 +331,7 @@ def fpk_summary(path: str | Path) -> dict[str, object]:
             g = f.get("fpk")
             if not isinstance(g, h5py.Group) or "times" not in g or "p" not in g:
                 raise WorkbenchError(f"{path} has no /fpk group with times and p")
+            _check_version(f, path)
             p = g["p"]
             dim = int(p.ndim) - 1
             times = np.asarray(g["times"][()], dtype=np.float64).reshape(-1)
