@@ -59,11 +59,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from workbench import __version__
 from workbench.config import ExperimentConfig, parse_config
 from workbench.core.data import Normalizer
 from workbench.errors import WorkbenchError
-from workbench.io.nexus import write_entry
+from workbench.io.nexus import creator, write_entry
 from workbench.io.safety import check_external
 
 __all__ = [
@@ -115,10 +114,6 @@ def _reason(exc: BaseException) -> str:
     # h5py wraps HDF5's reason as "Unable to synchronously open file (truncated file: ...)"
     inner = re.fullmatch(r"Unable to (?:synchronously )?[\w ]+? \((.+)\)", text)
     return inner.group(1) if inner else text
-
-
-def _software() -> str:
-    return f"sde-workbench {__version__}"
 
 
 def chunk_shape(
@@ -305,7 +300,7 @@ class TrajectoryWriter:
             created = datetime.now().astimezone().isoformat(timespec="seconds")
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            f.attrs["software"] = _software()
+            f.attrs["software"] = creator()
             f.attrs["created"] = created
             f.attrs["complete"] = np.bool_(False)
             f.create_group("config").attrs["experiment"] = config_toml
