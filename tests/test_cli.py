@@ -16,7 +16,8 @@ from workbench.config import load_config
 from workbench.presets import PRESETS, preset_config
 
 ROOT = Path(__file__).resolve().parents[1]
-DESIGN_COMMANDS = ["gui", "init", "train", "sample", "nll", "fpk", "inspect", "export", "bench"]
+# the commands the README lists
+README_COMMANDS = ["gui", "init", "train", "sample", "nll", "fpk", "inspect", "export", "bench"]
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -38,7 +39,7 @@ def no_gui(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in [*DESIGN_COMMANDS, "check"]:
+    for name in [*README_COMMANDS, "check"]:
         assert f"    {name} " in out, name
     assert "examples:" in out and "exit status" in out
 

@@ -334,7 +334,8 @@ def test_a_runaway_allocation_in_the_child_is_refused(
         validate_in_child(path)
     monkeypatch.undo()
     report = validate_in_child(path)
-    assert report["ok"] and report["external"] == [] and report["objects"] == 6
+    # config, entry, its soft link to trajectories, samples, trajectories, x, t, step
+    assert report["ok"] and report["external"] == [] and report["objects"] == 8
 
 
 def test_the_child_reports_references_without_following_them(tmp_path: Path, secret: Path) -> None:

@@ -1,4 +1,4 @@
-"""HDF5 trajectory files: the contract of DESIGN.md, crash safety, and every bad input.
+"""HDF5 trajectory files: the contract of docs/format.md, crash safety, and every bad input.
 
 The chunk-shape benchmark on a 1000 x 100000 x 2 file is skipped unless SDE_WORKBENCH_BENCH=1
 (it writes ~700 MB): ``SDE_WORKBENCH_BENCH=1 pytest tests/io/test_trajectories.py -k bench -s``.
@@ -114,13 +114,13 @@ def test_every_attribute_of_the_contract(tmp_path: Path) -> None:
         assert a["format_version"] == 1
         assert a["software"].startswith("sde-workbench ")
         assert a["complete"] == True  # noqa: E712 - numpy bool
-        assert a["NX_class"] == "NXroot" and a["default"] == "trajectories"
+        assert a["NX_class"] == "NXroot" and a["default"] == "entry"
         created = a["created"]
         assert time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")  # ISO 8601
         assert f["config"].attrs["experiment"] == CONFIG
         g = f["trajectories"]
         assert g.attrs["NX_class"] == "NXdata" and g.attrs["signal"] == "x"
-        assert list(g.attrs["axes"]) == ["t", ".", "."]
+        assert list(g.attrs["axes"]) == ["t", ".", "."] and g.attrs["t_indices"] == 0
         assert g.attrs["direction"] == "reverse" and g.attrs["sampler"] == "em"
         assert g.attrs["nfe"] == 7
         assert list(g.attrs["sample_shape"]) == [2]
@@ -639,6 +639,121 @@ def test_h5dump_reads_the_file(tmp_path: Path) -> None:
         [h5dump, "-d", "/trajectories/step", str(path)], capture_output=True, text=True
     )
     assert data.returncode == 0 and "0, 10, 20" in data.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# NeXus: viewers find the plottable data with no plug-in
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("state", ["complete", "aborted", "no rows"])
+def test_the_nexus_default_chain_leads_to_the_trajectories(
+    tmp_path: Path, nexus_chain, state: str
+) -> None:
+    rows = [] if state == "no rows" else rows_for(3, 8, 2)
+    path = write_file(
+        tmp_path / "t.h5",
+        rows,
+        samples=np.zeros((8, 2), np.float32) if state == "no rows" else None,
+        close=state != "aborted",
+    )
+    chain = nexus_chain(path, "trajectories")
+    assert chain["signal"] == "/entry/trajectories/x"
+    assert chain["shape"] == (len(rows), 8, 2)
+    assert chain["axes"] == ["t", ".", "."] and chain["lengths"] == {"t": len(rows)}
+    # the soft link adds no second name: browsing lists each dataset once, as before
+    with TrajectoryFile(path) as f:
+        names = [node["name"] for node in f.nodes()]
+        assert f.complete == (state != "aborted")
+    assert names.count("/trajectories/x") == 1 and "/entry" in names
+    assert not any(n.startswith("/entry/") for n in names)
+
+
+def test_a_file_joining_shards_virtually_keeps_the_chain(tmp_path: Path, nexus_chain) -> None:
+    from workbench.io.distributed import join_shards_virtual, shard_path
+
+    out = tmp_path / "s.h5"
+    parts = [shard_path(out, r) for r in range(2)]
+    for r, part in enumerate(parts):
+        write_file(part, rows_for(3, 4 + r, 2, seed=r))
+    join_shards_virtual(parts, out)
+    chain = nexus_chain(out, "trajectories")
+    assert chain["shape"] == (3, 9, 2) and chain["lengths"] == {"t": 3}
+    with h5py.File(out, "r") as f:
+        assert f["trajectories/x"].is_virtual
+        assert np.array_equal(f["entry/trajectories/x"][:, 4:], rows_for(3, 5, 2, seed=1))
+
+
+def _old_layout(f: h5py.File) -> None:
+    """A file as written before the NeXus entry: root default named the NXdata group."""
+    del f["entry"]
+    for name in ("creator", "file_time"):
+        del f.attrs[name]
+    f.attrs["default"] = "trajectories"
+    del f["trajectories"].attrs["t_indices"]
+
+
+def test_files_written_before_the_nexus_entry_still_read(tmp_path: Path) -> None:
+    rows = rows_for(4, 6, 2)
+    path = edit(write_file(tmp_path / "t.h5", rows, logp=np.ones(6)), _old_layout)
+    with h5py.File(path, "r") as f:
+        assert "entry" not in f and f.attrs["default"] == "trajectories"
+    with TrajectoryFile(path) as f:
+        assert f.complete and f.format_version == 1 and f.n_saved == 4
+        assert np.array_equal(f.row(2), rows[2]) and f.normalizer == NORM
+        assert f.summary()["n_saved"] == 4
+    # and the command line, as a user runs it
+    cli = subprocess.run(
+        [sys.executable, "-m", "workbench", "inspect", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["n_saved"] == 4
+
+
+def test_inspect_reads_a_file_with_the_nexus_entry(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "t.h5", rows_for(3, 5, 2))
+    cli = subprocess.run(
+        [sys.executable, "-m", "workbench", "inspect", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert cli.returncode == 0, cli.stderr
+    summary = json.loads(cli.stdout)
+    assert summary["n_saved"] == 3 and summary["complete"] is True
+
+
+def test_nexusformat_plots_the_trajectories(tmp_path: Path) -> None:
+    nexus = pytest.importorskip(
+        "nexusformat.nexus",
+        reason="nexusformat is not installed (pip install nexusformat): NeXus check skipped",
+    )
+    rows = rows_for(3, 8, 2)
+    path = write_file(tmp_path / "t.h5", rows)
+    root = nexus.nxload(str(path), "r")
+    try:
+        data = root.plottable_data
+        assert data is not None and data.nxpath == "/entry/trajectories"
+        assert data.nxsignal.nxname == "x" and data.nxsignal.shape == (3, 8, 2)
+        t = data.nxaxes[0]
+        assert t.nxname == "t" and np.array_equal(t.nxvalue, [1.0 - k / 3 for k in range(3)])
+        assert np.array_equal(data.nxsignal.nxvalue[1], rows[1])
+    finally:
+        root.nxfile.close()
+
+
+def test_silx_finds_the_default_plot(tmp_path: Path) -> None:
+    nxdata = pytest.importorskip(
+        "silx.io.nxdata", reason="silx is not installed (pip install silx): NeXus check skipped"
+    )
+    path = write_file(tmp_path / "t.h5", rows_for(3, 8, 2))
+    with h5py.File(path, "r") as f:
+        data = nxdata.get_default(f)  # what `silx view` plots on opening the file
+        assert data is not None and data.is_valid, getattr(data, "issues", None)
+        assert data.signal.name == "/entry/trajectories/x" and data.signal.shape == (3, 8, 2)
+        assert data.axes_dataset_names == ["t", None, None]
+        assert np.array_equal(data.axes[0][()], f["trajectories/t"][()])
 
 
 # ---------------------------------------------------------------------------------------------

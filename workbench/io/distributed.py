@@ -555,6 +555,8 @@ def join_shards_virtual(parts: list[Path], out: Path) -> int:
     import h5py
     import numpy as np
 
+    from workbench.io.nexus import write_entry
+
     files = _read_shards(parts)
     try:
         first = files[0]
@@ -572,6 +574,8 @@ def join_shards_virtual(parts: list[Path], out: Path) -> int:
             tg = g.create_group("trajectories")
             for k, v in first["trajectories"].attrs.items():
                 tg.attrs[k] = v
+            if "entry" in first:  # the root's default names the NeXus entry: make it here too
+                write_entry(g, "trajectories", str(first.attrs.get("file_time", "")))
             tg.create_dataset("t", data=first["trajectories/t"][:rows])
             tg.create_dataset("step", data=first["trajectories/step"][:rows])
             x_layout = h5py.VirtualLayout(shape=(rows, n, dim), dtype=np.float32)

@@ -1,13 +1,17 @@
 """Fokker–Planck solutions on disk: ``sde-workbench fpk`` writes them, the inspector reads them.
 
-Layout (HDF5)::
+Layout (HDF5; docs/format.md is the specification)::
 
-    /                 attrs format="sde-workbench/fpk", format_version=1, created, complete
+    /                 attrs format="sde-workbench/fpk", format_version=1, created, complete,
+                      NX_class="NXroot", default="entry", creator, file_time
     /config           attrs experiment (the experiment as TOML)
-    /fpk              attrs sde, dim, grid, mass_error, clipped, units="model"
+    /entry            NXentry, default="fpk"; /entry/fpk a soft link to /fpk
+    /fpk              NXdata, signal="p", axes=["times", "x1"(, "x2")], *_indices;
+                      attrs sde, dim, grid, mass_error, clipped, warnings, units="model",
+                      shift, scale, mode, sample_shape (the normaliser)
     /fpk/x1, /fpk/x2  cell centres of each axis (model units)
     /fpk/times        the times stored
-    /fpk/p            p_t on the grid, shape (len(times), *grid)
+    /fpk/p            p_t on the grid, shape (len(times), *grid), model units
 
 The file is written under a temporary name in the same folder and moved into place with
 ``os.replace`` once complete; an existing file is never overwritten.
@@ -21,11 +25,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.io.nexus import write_entry
+
+if TYPE_CHECKING:
+    from workbench.core.data import Normalizer
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FPKFileResult", "write_fpk", "solve_config_to_file"]
 
@@ -50,8 +59,20 @@ class FPKFileResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) -> Path:
-    """Write ``solution`` (an :class:`~workbench.core.fpk.FPKSolution`) to a new file."""
+def write_fpk(
+    path: str | Path,
+    solution,
+    *,
+    sde_kind: str,
+    config_toml: str,
+    normalizer: Normalizer | None = None,
+) -> Path:
+    """Write ``solution`` (an :class:`~workbench.core.fpk.FPKSolution`) to a new file.
+
+    The solution is in the model's units; ``normalizer`` (None: the identity) is stored with
+    it so that a reader can map the grid and p_t back to data units
+    (:meth:`FPKFileData.in_data_units`).
+    """
     path = Path(path)
     if path.exists():
         raise WorkbenchError(f"{path} already exists; choose another --out or remove it")
@@ -62,10 +83,12 @@ def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) ->
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            f.attrs["created"] = datetime.now().astimezone().isoformat(timespec="seconds")
+            created = datetime.now().astimezone().isoformat(timespec="seconds")
+            f.attrs["created"] = created
             f.attrs["complete"] = np.bool_(False)
             f.create_group("config").attrs["experiment"] = config_toml
             g = f.create_group("fpk")
+            write_entry(f, "fpk", created)
             g.attrs["sde"] = sde_kind
             g.attrs["dim"] = np.int64(solution.dim)
             g.attrs["grid"] = np.asarray(solution.p.shape[1:], dtype=np.int64)
@@ -77,6 +100,7 @@ def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) ->
                 g.create_dataset(f"x{i}", data=np.asarray(axis, dtype=np.float64))
             g.create_dataset("times", data=np.asarray(solution.times, dtype=np.float64))
             g.create_dataset("p", data=solution.p, compression="gzip", compression_opts=4)
+            _describe(g, solution.dim, normalizer)
             f.attrs["complete"] = np.bool_(True)
         if path.exists():
             raise WorkbenchError(f"{path} already exists; choose another --out or remove it")
@@ -85,6 +109,35 @@ def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) ->
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _describe(g: h5py.Group, dim: int, normalizer: Normalizer | None) -> None:
+    """Make /fpk an NXdata group (p over times, x1[, x2]) and store the normaliser.
+
+    NeXus: ``signal`` p has one axis per dimension, ``AXISNAME_indices`` says which (p is
+    indexed p[time, i1, i2] with x1 along i1, meshgrid "ij"). The normaliser is stored as the
+    trajectory files store it (shift, scale, mode, sample_shape; x_data = shift + scale *
+    x_model), so p_t reads back in data units as p_model / prod(scale).
+    """
+    g.attrs["NX_class"] = "NXdata"
+    g.attrs["signal"] = "p"
+    names = ["times", *(f"x{i}" for i in range(1, dim + 1))]
+    g.attrs["axes"] = names
+    for k, name in enumerate(names):
+        g.attrs[f"{name}_indices"] = np.int64(k)
+    g["times"].attrs["long_name"] = "diffusion time t"
+    for i in range(1, dim + 1):
+        g[f"x{i}"].attrs["long_name"] = f"x{i} (model units)"
+    g["p"].attrs["long_name"] = "p_t (model units)"
+    if normalizer is None:
+        shift, scale, mode, shape = 0.0, 1.0, "none", [dim]
+    else:
+        norm = normalizer.to_attrs()
+        shift, scale, mode, shape = norm["shift"], norm["scale"], norm["mode"], norm["sample_shape"]
+    g.attrs["shift"] = np.asarray(shift, dtype=np.float64)
+    g.attrs["scale"] = np.asarray(scale, dtype=np.float64)
+    g.attrs["mode"] = mode
+    g.attrs["sample_shape"] = np.asarray(shape, dtype=np.int64)
 
 
 def solve_config_to_file(
@@ -142,7 +195,13 @@ def solve_config_to_file(
         return density_from_data(dataset, normalizer, axes).reshape(-1)
 
     solution = solve_fpk(sde, initial, n, ts, bounds=bounds, progress=progress, width0=width0)
-    write_fpk(out, solution, sde_kind=config.sde.kind, config_toml=to_toml(config))
+    write_fpk(
+        out,
+        solution,
+        sde_kind=config.sde.kind,
+        config_toml=to_toml(config),
+        normalizer=normalizer,
+    )
     return FPKFileResult(
         path=out,
         grid=n,
@@ -168,12 +227,64 @@ def _pure_diffusion(sde) -> bool:
 
 @dataclass
 class FPKFileData:
-    """A /fpk group read back: cell-centre ``axes``, ``times``, ``p`` (times x grid), attrs."""
+    """A /fpk group read back: cell-centre ``axes``, ``times``, ``p`` (times x grid), attrs.
+
+    ``axes`` and ``p`` are in the model's units. ``shift`` and ``scale`` (one entry per
+    coordinate) are the normaliser, None in files written before it was stored.
+    """
 
     axes: list[np.ndarray]
     times: np.ndarray
     p: np.ndarray
     attrs: dict[str, object]
+    shift: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def in_data_units(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """The axes and p_t in data units: x_data = shift + scale * x_model per coordinate,
+        p_data = p_model / prod(scale) (the Jacobian of that map), so p_data still integrates
+        to the same mass over the data-unit grid."""
+        if self.shift is None or self.scale is None:
+            raise WorkbenchError(
+                "this Fokker–Planck file stores no normaliser (written before it was stored); "
+                "its p_t is in model units only"
+            )
+        axes = [s + c * a for a, s, c in zip(self.axes, self.shift, self.scale, strict=True)]
+        return axes, self.p / float(np.prod(self.scale))
+
+
+def _normaliser(
+    attrs: dict[str, object], dim: int, path: str | Path
+) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """Per-coordinate (shift, scale) from /fpk's attributes, or (None, None) when absent."""
+    if "shift" not in attrs or "scale" not in attrs:
+        return None, None
+    try:
+        shape = tuple(int(n) for n in np.asarray(attrs.get("sample_shape", [dim])).ravel())
+        shift = np.broadcast_to(np.asarray(attrs["shift"], np.float64), shape).reshape(-1)
+        scale = np.broadcast_to(np.asarray(attrs["scale"], np.float64), shape).reshape(-1)
+        if len(shift) != dim:
+            raise ValueError(f"it is for {len(shift)} coordinates, the grid has {dim}")
+        if not (np.isfinite(shift).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError("shift and scale must be finite and scale positive")
+    except (ValueError, TypeError) as exc:
+        raise WorkbenchError(
+            f"{path}: the normaliser of /fpk (shift/scale) is invalid: {exc}"
+        ) from None
+    return shift.copy(), scale.copy()
+
+
+def _check_version(f: h5py.File, path: str | Path) -> None:
+    """Refuse a file of a later format version: its layout may mean something else, and
+    guessing could show a wrong density. A file with no version is read as version 1."""
+    version = f.attrs.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, (int, np.integer)) or isinstance(version, (bool, np.bool_)):
+        raise WorkbenchError(f"{path}: format_version must be an integer, got {version!r}")
+    if int(version) > FORMAT_VERSION:
+        raise WorkbenchError(
+            f"{path} was written by a newer version of SDE Workbench (Fokker–Planck format "
+            f"version {int(version)}; this version reads up to {FORMAT_VERSION}); please update"
+        )
 
 
 def has_fpk(path: str | Path) -> bool:
@@ -196,6 +307,7 @@ def read_fpk(path: str | Path) -> FPKFileData:
             g = f.get("fpk")
             if not isinstance(g, h5py.Group) or "times" not in g or "p" not in g:
                 raise WorkbenchError(f"{path} has no /fpk group with times and p")
+            _check_version(f, path)
             times = np.asarray(g["times"][()], dtype=np.float64).reshape(-1)
             dim = int(g["p"].ndim) - 1
             axes = [np.asarray(g[f"x{i}"][()], dtype=np.float64) for i in range(1, dim + 1)]
@@ -207,7 +319,8 @@ def read_fpk(path: str | Path) -> FPKFileData:
         raise WorkbenchError(
             f"{path}: /fpk/p has shape {p.shape}, which does not match its times and axes"
         )
-    return FPKFileData(axes=axes, times=times, p=p, attrs=attrs)
+    shift, scale = _normaliser(attrs, dim, path)
+    return FPKFileData(axes=axes, times=times, p=p, attrs=attrs, shift=shift, scale=scale)
 
 
 def fpk_summary(path: str | Path) -> dict[str, object]:
@@ -218,6 +331,7 @@ def fpk_summary(path: str | Path) -> dict[str, object]:
             g = f.get("fpk")
             if not isinstance(g, h5py.Group) or "times" not in g or "p" not in g:
                 raise WorkbenchError(f"{path} has no /fpk group with times and p")
+            _check_version(f, path)
             p = g["p"]
             dim = int(p.ndim) - 1
             times = np.asarray(g["times"][()], dtype=np.float64).reshape(-1)

@@ -1,10 +1,13 @@
-"""HDF5 trajectory files, format version 1: the layout of DESIGN.md, "Trajectory files".
+"""HDF5 trajectory files, format version 1: the layout docs/format.md specifies.
 
 ```
-/                attrs format, format_version, software, created, complete, NX_class, default
+/                attrs format, format_version, software, created, complete,
+                 NX_class="NXroot", default="entry", creator, file_time
 /config          attr experiment (TOML text)
+/entry           NXentry, default="trajectories"; /entry/trajectories a soft link (nexus.py)
 /trajectories    NXdata: x (n_saved, n_samples, dim) float32, t (n_saved,), step (n_saved,);
-                 attrs direction, sampler, nfe, sample_shape, shift, scale, mode
+                 attrs signal, axes, t_indices, direction, sampler, nfe, sample_shape,
+                 shift, scale, mode
 /samples         (n_samples, dim) float32, data units        /logp  (n_samples,) float64
 ```
 
@@ -56,10 +59,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from workbench import __version__
 from workbench.config import ExperimentConfig, parse_config
 from workbench.core.data import Normalizer
 from workbench.errors import WorkbenchError
+from workbench.io.nexus import creator, write_entry
 from workbench.io.safety import check_external
 
 __all__ = [
@@ -111,10 +114,6 @@ def _reason(exc: BaseException) -> str:
     # h5py wraps HDF5's reason as "Unable to synchronously open file (truncated file: ...)"
     inner = re.fullmatch(r"Unable to (?:synchronously )?[\w ]+? \((.+)\)", text)
     return inner.group(1) if inner else text
-
-
-def _software() -> str:
-    return f"sde-workbench {__version__}"
 
 
 def chunk_shape(
@@ -298,18 +297,20 @@ class TrajectoryWriter:
             self._discard_temporary()
             raise WorkbenchError(f"cannot create {self.path}: {_reason(exc)}") from None
         try:
+            created = datetime.now().astimezone().isoformat(timespec="seconds")
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            f.attrs["software"] = _software()
-            f.attrs["created"] = datetime.now().astimezone().isoformat(timespec="seconds")
+            f.attrs["software"] = creator()
+            f.attrs["created"] = created
             f.attrs["complete"] = np.bool_(False)
-            f.attrs["NX_class"] = "NXroot"
-            f.attrs["default"] = "trajectories"
             f.create_group("config").attrs["experiment"] = config_toml
             g = f.create_group("trajectories")
+            write_entry(f, "trajectories", created)
             g.attrs["NX_class"] = "NXdata"
             g.attrs["signal"] = "x"
+            # x is (row, particle, coordinate): only rows have an axis; "." marks the others
             g.attrs["axes"] = ["t", ".", "."]
+            g.attrs["t_indices"] = np.int64(0)
             g.attrs["direction"] = direction
             g.attrs["sampler"] = sampler
             g.attrs["nfe"] = np.int64(0)
