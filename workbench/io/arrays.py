@@ -67,11 +67,23 @@ def read_hdf5_array(path: Path, key: str | None, allow_external: bool = False) -
                     path, f"dataset {key!r} holds {obj.dtype} values, not real numbers"
                 )
             check_fits_in_memory(path, obj.shape, obj.dtype)
-            return np.asarray(obj[()])
+            name = obj.name
+            del obj  # reopened below with the access properties it must be read with
+            return np.asarray(_beside_the_file(f, name)[()])
     except (DataError, MemoryError):
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise file_error(path, f"cannot be read as HDF5: {exc}") from None
+
+
+def _beside_the_file(f: h5py.File, name: str) -> h5py.Dataset:
+    """The dataset ``name`` opened so that relative external raw files and virtual sources
+    are found beside the HDF5 file (``${ORIGIN}``), where the check above looked for them,
+    rather than in the current directory, where the library looks by default."""
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_efile_prefix(b"${ORIGIN}")
+    dapl.set_virtual_prefix(b"${ORIGIN}")
+    return h5py.Dataset(h5py.h5d.open(f.id, name.encode(), dapl=dapl))
 
 
 register_array_reader((".h5", ".hdf5"), read_hdf5_array)
