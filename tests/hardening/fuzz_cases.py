@@ -8,8 +8,8 @@ checkpoint.pt), ``config`` (an experiment .toml), ``data`` (a ``file`` data set'
 byte-level mutations of a real file (bit flips, truncation, overwritten, zeroed, deleted or
 repeated blocks) and structural ones built with h5py / torch / text edits (wrong dtypes, huge
 declared shapes, cyclic and external links, external raw storage, virtual datasets, pickled
-code, hostile values, values that overflow). ``make_cases(folder, seed, n_random)`` writes every structural case and ``n_random``
-byte mutations per kind, and returns the list of cases.
+code, hostile values, values that overflow). ``make_cases(folder, seed, n_random)`` writes
+every structural case and ``n_random`` byte mutations per kind, and returns the list of cases.
 """
 
 from __future__ import annotations
