@@ -602,12 +602,6 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
-    except (MemoryError, RuntimeError, OSError) as exc:
-        message = _out_of_memory(args.command, exc)
-        if message is None:
-            raise
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -617,6 +611,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except (MemoryError, RuntimeError) as exc:
+        # last: BrokenPipeError above is an OSError, and a handler's re-raise skips the rest
+        message = _out_of_memory(args.command, exc)
+        if message is None:
+            raise
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
 
 
 def entry() -> None:
