@@ -469,3 +469,49 @@ def test_fast_path_precision_and_chunk_keys() -> None:
     assert config_error("[sample]\nchunk_size = -1").key == "sample.chunk_size"
     assert config_error('[train]\nfast_path = "graph"').key == "train.fast_path"
     assert config_error('[sample]\nprecision = "fp16"').key == "sample.precision"
+
+
+# --- only a regular config file of sane size is read --------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("fifo", "named pipe (FIFO)"),
+        ("dev_zero", "character device"),
+        ("directory", "is a directory"),
+        ("huge", "more than the 16.0 MiB a config file may be"),
+    ],
+)
+def test_a_config_path_that_is_not_a_sane_regular_file_is_refused_at_once(
+    tmp_path: Path, kind: str, fragment: str
+) -> None:
+    import signal
+
+    path = tmp_path / "exp.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        with path.open("wb") as fh:  # sparse: 1 GiB that takes no disk
+            fh.truncate(1 << 30)
+
+    def late(signum: int, frame: Any) -> None:
+        raise AssertionError("load_config blocked on the path")
+
+    previous = signal.signal(signal.SIGALRM, late)
+    signal.alarm(10)
+    try:
+        with pytest.raises(WorkbenchError) as info:
+            load_config(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    message = str(info.value)
+    assert fragment in message and "exp.toml" in message and "\n" not in message
+
+
+def test_dev_zero_itself_is_refused_as_a_config() -> None:
+    with pytest.raises(WorkbenchError, match=r"/dev/zero: is a character device"):
+        load_config("/dev/zero")

@@ -654,6 +654,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what to make smaller when memory runs out where no command named the setting itself
+_MEMORY_KEYS = {
+    "train": "train.batch_size, data.n or model.hidden",
+    "sample": "sample.n or sample.chunk_size",
+    "nll": "--n or model.hidden",
+    "fpk": "--grid",
+}
+
+
+def _out_of_memory(command: str | None, exc: BaseException) -> str | None:
+    """The one line for running out of memory (GPU or RAM) anywhere in a command, naming what
+    to make smaller; None for any other error (a bug: its traceback is kept)."""
+    from workbench.io.safety import out_of_memory_where
+
+    where = out_of_memory_where(exc)
+    if where is None:
+        return None
+    keys = _MEMORY_KEYS.get(command or "", "the sizes in the config")
+    return f"{where} ran out of memory; try a smaller {keys}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``sde-workbench`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -676,6 +697,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except (MemoryError, RuntimeError) as exc:
+        # last: BrokenPipeError above is an OSError, and a handler's re-raise skips the rest
+        message = _out_of_memory(args.command, exc)
+        if message is None:
+            raise
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
 
 
 def entry() -> None:

@@ -38,6 +38,7 @@ from workbench.core.params import Bool, Choice, Float, Int, Param, did_you_mean
 from workbench.core.registry import Registry
 from workbench.core.sde import SDES, validate_sde_params
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.guards import read_regular_bytes
 
 __all__ = [
     "SECTIONS",
@@ -668,6 +669,10 @@ def parse_config(text: str, source: str = "<string>") -> ExperimentConfig:
     return config_from_dict(tree)
 
 
+# far above any real experiment (a long list of mixture means is a few KiB)
+CONFIG_MAX_BYTES = 16 << 20
+
+
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
     """The experiment in the TOML file at ``path``.
 
@@ -678,10 +683,8 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
         raise WorkbenchError(f"config file not found: {path}")
     if path.is_dir():
         raise WorkbenchError(f"{path} is a directory, not a config file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise WorkbenchError(f"cannot read {path}: {exc.strerror or exc}") from None
+    # a FIFO would block the read and /dev/zero would fill memory: regular files only
+    raw = read_regular_bytes(path, CONFIG_MAX_BYTES, what="config file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

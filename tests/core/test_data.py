@@ -720,3 +720,177 @@ def test_core_data_imports_neither_h5py_nor_sklearn():
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- only regular files of sane size; declared sizes before allocation ----------------------
+@pytest.fixture
+def no_hang():
+    """A read that blocks (a FIFO opened for reading) fails the test in 10 s, not hangs it."""
+    import signal
+
+    def late(signum, frame):
+        raise AssertionError("reading the path blocked")
+
+    previous = signal.signal(signal.SIGALRM, late)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv", ".h5"])
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("fifo", "named pipe (FIFO)"),
+        ("dev_zero", "character device"),
+        ("directory", "is a directory"),
+    ],
+)
+def test_only_regular_data_files_are_read(tmp_path, no_hang, suffix, kind, fragment):
+    import os
+
+    path = tmp_path / f"data{suffix}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    with pytest.raises(DataError) as info:
+        build_dataset("file", {"path": str(path)})
+    message = str(info.value)
+    assert "\n" not in message and path.name in message and fragment in message
+
+
+def _npy_header(shape, descr="<f8"):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue()
+
+
+def test_a_huge_npy_header_is_refused_before_allocation(tmp_path):
+    path = tmp_path / "huge.npy"
+    path.write_bytes(_npy_header((10**12, 2)) + bytes(64))
+    with pytest.raises(DataError, match=r"declares an array of shape \(1000000000000, 2\)") as info:
+        build_dataset("file", {"path": str(path)})
+    assert "damaged or truncated" in str(info.value) and "huge.npy" in str(info.value)
+
+
+def test_a_huge_npz_member_is_refused_before_allocation(tmp_path):
+    import zipfile
+
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", _npy_header((10**12, 2)) + bytes(64))
+    with pytest.raises(DataError, match=r"shape \(1000000000000, 2\).*damaged or truncated"):
+        build_dataset("file", {"path": str(path)})
+
+
+def test_an_h5_dataset_larger_than_memory_is_refused_before_reading(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "huge.h5"
+    with h5py.File(path, "w") as f:  # 16 TiB declared, nothing written (chunks stay unallocated)
+        f.create_dataset("x", shape=(2**40, 2), dtype="f8", chunks=(1024, 2))
+    with pytest.raises(DataError, match=r"shape \(1099511627776, 2\).*of memory available"):
+        build_dataset("file", {"path": str(path)})
+
+
+def test_a_file_larger_than_the_memory_limit_is_refused_before_allocation(tmp_path):
+    """A genuine .npy (header and data agree) that needs more than the address space left
+    under RLIMIT_AS: refused with a message in a child under that limit, not a MemoryError."""
+    path = tmp_path / "big.npy"
+    header = _npy_header((2**27, 2))  # 2 GiB of float64, as a sparse file
+    with path.open("wb") as fh:
+        fh.write(header)
+        fh.truncate(len(header) + 2**27 * 2 * 8)
+    code = (
+        "import resource, sys\n"
+        "import workbench.io\n"
+        "from workbench.core.data import build_dataset\n"
+        "from workbench.errors import DataError\n"
+        "vm = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') "
+        "if l.startswith('VmSize:')][0]\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + (512 << 20), vm + (512 << 20)))\n"
+        "try:\n"
+        "    build_dataset('file', {'path': sys.argv[1]})\n"
+        "except DataError as exc:\n"
+        "    print(exc)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "declares an array of shape (134217728, 2) (2.0 GiB)" in done.stdout
+    assert "of memory available; not read" in done.stdout
+
+
+def _external_h5(h5py, path, target):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", shape=(4, 2), dtype="f8", external=[(str(target), 0, 64)])
+
+
+def test_external_raw_storage_outside_the_folder_is_refused_unless_allowed(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    raw = elsewhere / "raw.bin"
+    raw.write_bytes(np.arange(8, dtype="<f8").tobytes())
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "d.h5"
+    _external_h5(h5py, path, raw)
+    with pytest.raises(DataError) as info:
+        build_dataset("file", {"path": str(path)})
+    message = str(info.value)
+    assert "refers to files outside its folder" in message and "external raw storage" in message
+    assert "data.allow_external = true" in message and "\n" not in message
+    data = build_dataset("file", {"path": str(path), "allow_external": True})
+    assert torch.equal(data.values, torch.arange(8, dtype=torch.float64).reshape(4, 2))
+    # raw storage beside the file, in its own folder, is the user's own split data set
+    inside = folder / "raw.bin"
+    inside.write_bytes(raw.read_bytes())
+    _external_h5(h5py, path, "raw.bin")
+    assert build_dataset("file", {"path": str(path)}).values.shape == (4, 2)
+
+
+def test_a_system_file_as_external_raw_storage_is_never_read(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "passwd.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", shape=(8, 2), dtype="u1", external=[("/etc/passwd", 0, 16)])
+    with pytest.raises(DataError, match=r"/etc/passwd"):
+        build_dataset("file", {"path": str(path)})
+
+
+@pytest.mark.parametrize(
+    ("filename", "writer"),
+    [
+        ("big.npy", lambda p: np.save(p, np.array([[1.0, 2.0], [1e308, -1e308]]))),
+        ("big.csv", lambda p: p.write_text("x,y\n1,2\n3,1e300\n")),
+    ],
+)
+def test_values_that_overflow_the_standardisation_are_one_line_errors(tmp_path, filename, writer):
+    path = tmp_path / filename
+    writer(path)
+    with pytest.raises(DataError) as info:
+        build_dataset("file", {"path": str(path)})
+    message = str(info.value)
+    assert filename in message and "beyond the float32 range" in message and "\n" not in message
+
+
+def test_values_within_float32_standardise_to_finite_numbers(tmp_path):
+    path = tmp_path / "wide.npy"
+    np.save(path, np.array([[1e38, -3e38], [-1e38, 3e38], [0.0, 1.0]]))
+    data = build_dataset("file", {"path": str(path)})
+    y = data.normalizer().to_model(data.sample(50, torch.Generator().manual_seed(0)).double())
+    assert bool(torch.isfinite(y).all())

@@ -1,13 +1,15 @@
 """Damaged and hostile files, made deterministically from a seed.
 
-Four kinds: ``trajectory`` (our HDF5 trajectory files), ``foreign`` (HDF5 files that are not
+Six kinds: ``trajectory`` (our HDF5 trajectory files), ``foreign`` (HDF5 files that are not
 ours, and files that are not HDF5 at all, named .h5), ``checkpoint`` (a run folder's
-checkpoint.pt) and ``config`` (an experiment .toml). Each kind has byte-level mutations of a
-real file (bit flips, truncation, overwritten, zeroed, deleted or repeated blocks) and
-structural ones built with h5py / torch / text edits (wrong dtypes, huge declared shapes,
-cyclic and external links, external raw storage, virtual datasets, pickled code, hostile
-values). ``make_cases(folder, seed, n_random)`` writes every structural case and ``n_random``
-byte mutations per kind, and returns the list of cases.
+checkpoint.pt), ``config`` (an experiment .toml), ``data`` (a ``file`` data set's .npy, .npz,
+.csv or .h5) and ``metrics`` (a run folder's metrics.csv). Special files (a FIFO,
+``/dev/zero``, a directory) stand in for configs, data files and metrics.csv. Each kind has
+byte-level mutations of a real file (bit flips, truncation, overwritten, zeroed, deleted or
+repeated blocks) and structural ones built with h5py / torch / text edits (wrong dtypes, huge
+declared shapes, cyclic and external links, external raw storage, virtual datasets, pickled
+code, hostile values, values that overflow). ``make_cases(folder, seed, n_random)`` writes
+every structural case and ``n_random`` byte mutations per kind, and returns the list of cases.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -367,6 +370,98 @@ def _foreign(folder: Path, base: Path, checkpoint: Path) -> list[tuple[str, Path
     return out
 
 
+# --- data files and metrics.csv ------------------------------------------------------------------
+def _special(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        os.symlink("/dev/zero", path)
+    else:
+        path.mkdir()
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f8", "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue()
+
+
+def _data_files(folder: Path) -> list[tuple[str, Path]]:
+    """Hostile data files, each alone in a folder of its own."""
+    out: list[tuple[str, Path]] = []
+
+    def put(name: str, filename: str) -> Path:
+        sub = folder / "data" / name
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / filename
+        out.append((name, path))
+        return path
+
+    for kind in ("fifo", "dev_zero", "directory"):
+        for suffix in (".npy", ".csv", ".h5"):
+            _special(put(f"{kind}{suffix}", f"points{suffix}"), kind)
+    put("huge_header_npy", "points.npy").write_bytes(_npy_header((10**12, 2)) + bytes(64))
+    with zipfile.ZipFile(put("huge_header_npz", "points.npz"), "w") as z:
+        z.writestr("x.npy", _npy_header((10**12, 2)) + bytes(64))
+    with h5py.File(put("huge_h5", "points.h5"), "w") as f:
+        f.create_dataset("x", shape=(2**40, 2), dtype="f8", chunks=(1024, 2))
+    with h5py.File(put("external_raw_passwd", "points.h5"), "w") as f:
+        f.create_dataset("x", shape=(8, 2), dtype="u1", external=[("/etc/passwd", 0, 16)])
+    with h5py.File(put("external_link", "points.h5"), "w") as f:
+        f["x"] = h5py.ExternalLink("/etc/hostname", "/x")
+    np.save(put("overflow_npy", "points.npy"), np.array([[1.0, 2.0], [1e308, -1e308]]))
+    put("overflow_csv", "points.csv").write_text("x,y\n1,2\n3,1e300\n")
+    with h5py.File(put("strings_h5", "points.h5"), "w") as f:
+        f["x"] = np.array([b"a", b"b"])
+    return out
+
+
+def _data_mutations(folder: Path, rng: np.random.Generator, i: int) -> tuple[Path, str]:
+    """A valid data file of one of the four formats, with its bytes mutated."""
+    points = rng.standard_normal((64, 2))
+    base = folder / "data_base"
+    base.mkdir(exist_ok=True)
+    suffix = (".npy", ".npz", ".csv", ".h5")[i % 4]
+    src = base / f"points{suffix}"
+    if not src.exists():
+        if suffix == ".npy":
+            np.save(src, points)
+        elif suffix == ".npz":
+            np.savez(src, x=points)
+        elif suffix == ".csv":
+            np.savetxt(src, points, delimiter=",", header="x,y", comments="")
+        else:
+            with h5py.File(src, "w") as f:
+                f["x"] = points
+    mutated, how = _mutate_bytes(src.read_bytes(), rng)
+    sub = folder / "data" / f"random{i}"
+    sub.mkdir(parents=True)
+    path = sub / src.name
+    path.write_bytes(mutated)
+    return path, f"{suffix}: {how}"
+
+
+def _metrics_cases(folder: Path, run: Path) -> list[tuple[str, Path]]:
+    out = []
+    for kind in ("fifo", "dev_zero", "directory", "not_utf8", "binary_zeros"):
+        target = folder / "metrics" / kind
+        shutil.copytree(run, target)
+        path = target / "metrics.csv"
+        path.unlink()
+        if kind == "not_utf8":
+            path.write_bytes(b"step,wall_time,loss,lr,grad_norm\n1,\xff\xfe,0,0,0\n")
+        elif kind == "binary_zeros":
+            path.write_bytes(bytes(4096))
+        else:
+            _special(path, kind)
+        out.append((kind, path))
+    return out
+
+
 # --- structural checkpoint cases ------------------------------------------------------------------
 class _Evil:
     def __reduce__(self):
@@ -430,6 +525,15 @@ def make_cases(folder: Path, seed: int, n_random: int) -> list[Case]:
         cases.append(Case(f"trajectory/{name}", "trajectory", str(path), name))
     for name, path in _foreign(folder, base, ckpt):
         cases.append(Case(f"foreign/{name}", "foreign", str(path), name))
+    for name, path in _data_files(folder):
+        cases.append(Case(f"data/{name}", "data", str(path), name))
+    for name, path in _metrics_cases(folder, run):
+        cases.append(Case(f"metrics/{name}", "metrics", str(path), name))
+    for kind in ("fifo", "dev_zero", "directory"):
+        path = folder / "configs" / f"{kind}.toml"
+        path.parent.mkdir(exist_ok=True)
+        _special(path, kind)
+        cases.append(Case(f"config/{kind}", "config", str(path), kind))
 
     state = torch.load(ckpt, weights_only=True)
 
@@ -460,6 +564,8 @@ def make_cases(folder: Path, seed: int, n_random: int) -> list[Case]:
                 path = new_run(f"random{i}")
                 path.write_bytes(mutated)
             cases.append(Case(f"{kind}/random{i}", kind, str(path), how))
+        path, how = _data_mutations(folder, rng, i)
+        cases.append(Case(f"data/random{i}", "data", str(path), how))
         text, how = _mutate_text(config_text, rng)
         path = folder / "configs" / f"c{i}.toml"
         path.parent.mkdir(exist_ok=True)

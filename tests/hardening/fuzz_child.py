@@ -182,11 +182,39 @@ def cli_config(path: str, tmp: str) -> None:
     _cli(["check", path])
 
 
+def read_data(path: str) -> None:
+    from workbench.core.data import build_dataset
+
+    try:
+        data = build_dataset("file", {"path": path})
+        data.normalizer()
+        data.sample(8, torch.Generator().manual_seed(0))
+    except WorkbenchError as exc:
+        _clear(exc)
+
+
+def read_metrics_file(path: str) -> None:
+    from workbench.io.runs import MetricsWriter, read_metrics
+
+    try:
+        read_metrics(path)
+        MetricsWriter(path, keep_until_step=10**9).close()
+    except WorkbenchError as exc:
+        _clear(exc)
+
+
+def cli_metrics(path: str, tmp: str) -> None:
+    run = os.path.dirname(path)
+    _cli(["train", os.path.join(run, "config.toml"), "--out", run, "--resume", "--steps", "3"])
+
+
 PATHS = {
     "trajectory": [("reader", read_trajectory), ("cli", cli_trajectory)],
     "foreign": [("reader", read_trajectory), ("cli", cli_trajectory)],
     "checkpoint": [("reader", read_checkpoint), ("cli", cli_checkpoint)],
     "config": [("reader", read_config), ("cli", cli_config)],
+    "data": [("reader", read_data)],
+    "metrics": [("reader", read_metrics_file), ("cli", cli_metrics)],
 }
 
 

@@ -201,6 +201,22 @@ def _fuzz(tmp_path: Path, n_random: int) -> None:
         "trajectory/external_raw_passwd",
         "trajectory/virtual_outside",
         "foreign/fifo",
+        "config/fifo",
+        "config/dev_zero",
+        "data/fifo.npy",
+        "data/dev_zero.h5",
+        "data/directory.csv",
+        "data/huge_header_npy",
+        "data/huge_header_npz",
+        "data/huge_h5",
+        "data/external_raw_passwd",
+        "data/external_link",
+        "data/overflow_npy",
+        "data/overflow_csv",
+        "metrics/fifo",
+        "metrics/dev_zero",
+        "metrics/directory",
+        "metrics/not_utf8",
     ):
         assert by_id[case_id]["outcome"] == "error", by_id[case_id]
 

@@ -11,18 +11,16 @@ The two-dimensional toy sets follow the generators of FFJORD (Grathwohl et al. 2
 ``toy_data.py``), rewritten on torch's RNG so that a seeded generator reproduces them exactly
 and so that every point is drawn independently (FFJORD fills some sets class by class).
 
-Files are read with numpy (``allow_pickle=False``: a data file must never run code); HDF5 files
-by a reader that ``workbench.io`` registers (:func:`register_array_reader`), so that ``core``
-never imports h5py.
+Files are read by :mod:`workbench.core.datafiles` (numpy with ``allow_pickle=False``: a data
+file must never run code; HDF5 by a reader that ``workbench.io`` registers, so that ``core``
+never imports h5py).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,8 +29,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from workbench.core.datafiles import (
+    ARRAY_READERS,
+    FILE_EXTENSIONS,
+    ArrayReader,
+    as_samples,
+    check_fits_in_memory,
+    check_range,
+    file_error,
+    load_array,
+    register_array_reader,
+)
 from workbench.core.mixture import GaussianMixture
-from workbench.core.params import Float, FloatArray, Int, Param, Text, validate_params
+from workbench.core.params import Bool, Float, FloatArray, Int, Param, Text, validate_params
 from workbench.core.registry import Registry
 from workbench.errors import ConfigError, DataError
 
@@ -44,8 +53,14 @@ __all__ = [
     "DataSet",
     "MixtureDataSet",
     "Normalizer",
+    "ARRAY_READERS",
+    "FILE_EXTENSIONS",
+    "ArrayReader",
     "build_dataset",
+    "check_fits_in_memory",
+    "file_error",
     "load_array",
+    "register_array_reader",
     "validate_data_params",
 ]
 
@@ -58,9 +73,6 @@ NORMALIZER_MODES = ("standardise", "minmax", "none")
 # matters for training, small enough to draw in milliseconds.
 REFERENCE_SAMPLES = 200_000
 _REFERENCE_SEED = 20190101
-
-FILE_EXTENSIONS = (".npy", ".npz", ".csv", ".h5", ".hdf5")
-_EXPECTED_SHAPES = "expected an array of shape (n,), (n, d), (n, h, w) or (n, h, w, c)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -713,6 +725,13 @@ class FileData(ArrayDataSet):
     params = (
         Param("path", Text(), None, "the data file (.npy, .npz, .csv, .h5, .hdf5)"),
         Param("key", Text(), None, "array name in an .npz, dataset path in an .h5"),
+        Param(
+            "allow_external",
+            Bool(),
+            None,
+            "true: read an .h5 whose data lie in files outside its folder (external links, "
+            "external raw storage, virtual datasets); refused by default",
+        ),
     )
 
     @classmethod
@@ -728,189 +747,14 @@ class FileData(ArrayDataSet):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.path = Path(self.settings["path"]).expanduser()
-        array = load_array(self.path, self.settings.get("key"))
-        values, self.is_image = _as_samples(array, self.path)
+        array = load_array(
+            self.path,
+            self.settings.get("key"),
+            allow_external=bool(self.settings.get("allow_external", False)),
+        )
+        values, self.is_image = as_samples(array, self.path)
+        check_range(values, self.path)
         self.values = torch.as_tensor(values)
-
-
-def file_error(path: Path, problem: str) -> DataError:
-    """The one-line DataError naming a data file and its problem."""
-    return DataError(f"data file {str(path)!r}: {' '.join(problem.split())}")
-
-
-def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
-    """Reads the numeric array of a data file; DataError (one line, naming the file) if not.
-
-    Checks existence, format, the key, numeric dtype, emptiness and finiteness; the shape is
-    interpreted by the ``file`` data set.
-    """
-    path = Path(path).expanduser()
-    suffix = path.suffix.lower()
-    if not path.exists():
-        raise file_error(path, "no such file")
-    if not path.is_file():
-        raise file_error(path, "is not a file")
-    if suffix not in FILE_EXTENSIONS:
-        raise file_error(
-            path,
-            f"unknown extension {suffix or '(none)'!r}; use one of {', '.join(FILE_EXTENSIONS)}",
-        )
-    reader = ARRAY_READERS.get(suffix)
-    if reader is None:
-        # HDF5 belongs to workbench.io, which registers its reader when imported
-        raise file_error(
-            path, f"reading {suffix} files needs workbench.io (import workbench.io first)"
-        )
-    array = reader(path, key)
-
-    if array.dtype == np.bool_:
-        array = array.astype(np.float32)
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise file_error(path, f"holds {array.dtype} values, not real numbers")
-    if array.ndim == 0:
-        raise file_error(path, f"holds a single number: {_EXPECTED_SHAPES}")
-    if array.size == 0:
-        raise file_error(path, f"is empty (shape {array.shape})")
-    if np.issubdtype(array.dtype, np.floating):
-        finite = np.isfinite(array)
-        if not finite.all():
-            n_nan = int(np.isnan(array).sum())
-            n_inf = int(array.size - finite.sum()) - n_nan
-            row = int(np.argmax(~finite.reshape(array.shape[0], -1).all(axis=1)))
-            raise file_error(
-                path,
-                f"has non-finite values: {n_nan} NaN and {n_inf} inf (first in row {row}, "
-                "counting from 0)",
-            )
-    return array
-
-
-def _read_numpy(path: Path, key: str | None) -> np.ndarray:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "Object arrays" in str(exc):
-            raise file_error(
-                path, "holds Python objects, which are never unpickled (that could run code)"
-            ) from None
-        if "pickled data" in str(exc):
-            # np.load falls back to pickle for anything that is neither .npy nor .npz
-            raise file_error(
-                path, "cannot be read: not a NumPy .npy/.npz file (pickles are never loaded)"
-            ) from None
-        raise file_error(path, f"cannot be read: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise file_error(path, f"cannot be read: {exc}") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    # an .npz archive (np.load recognises it by content, whatever the extension)
-    try:
-        with loaded:
-            names = list(loaded.files)
-            if key is None:
-                if not names:
-                    raise file_error(path, "holds no arrays")
-                if len(names) > 1:
-                    raise file_error(
-                        path,
-                        f"holds several arrays ({', '.join(names)}); choose one with key = "
-                        f'"{names[0]}"',
-                    )
-                key = names[0]
-            elif key not in names:
-                raise file_error(
-                    path, f"has no array {key!r}; it holds: {', '.join(names) or 'nothing'}"
-                )
-            return loaded[key]
-    except DataError:
-        raise
-    except ValueError as exc:
-        if "Object arrays" in str(exc):
-            raise file_error(
-                path,
-                f"array {key!r} holds Python objects, which are never unpickled "
-                "(that could run code)",
-            ) from None
-        raise file_error(path, f"cannot be read: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise file_error(path, f"cannot be read: {exc}") from None
-
-
-def _read_csv(path: Path) -> np.ndarray:
-    skip = 0
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                skip += 1
-                fields = line.strip()
-                if not fields or fields.startswith("#"):
-                    continue
-                try:
-                    [float(f) for f in fields.split(",")]
-                except ValueError:
-                    break  # a header line of names: skip it
-                skip -= 1
-                break
-    except UnicodeDecodeError:
-        raise file_error(path, "cannot be read as CSV: it is not UTF-8 text") from None
-    except OSError as exc:
-        raise file_error(path, f"cannot be read: {exc}") from None
-    try:
-        with warnings.catch_warnings():
-            # an empty file warns; emptiness is reported below with the file's name
-            warnings.simplefilter("ignore", UserWarning)
-            return np.loadtxt(
-                path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64, encoding="utf-8"
-            )
-    except (ValueError, OSError) as exc:
-        raise file_error(path, f"cannot be read as CSV: {exc}") from None
-
-
-ArrayReader = Callable[[Path, "str | None"], np.ndarray]
-
-# suffix -> reader(path, key); HDF5 readers are added by workbench.io (h5py stays out of core)
-ARRAY_READERS: dict[str, ArrayReader] = {
-    ".npy": _read_numpy,
-    ".npz": _read_numpy,
-    ".csv": lambda path, key: _read_csv(path),
-}
-
-
-def register_array_reader(suffixes: tuple[str, ...], reader: ArrayReader) -> None:
-    """Let ``file`` data sets read ``suffixes`` with ``reader(path, key)``.
-
-    The reader raises :class:`DataError` (see :func:`file_error`) for anything wrong with the
-    file; :func:`load_array` then checks dtype, emptiness and finiteness for every format.
-    """
-    for suffix in suffixes:
-        ARRAY_READERS[suffix.lower()] = reader
-
-
-def _as_samples(array: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:
-    """(values shaped (n, *sample_shape), is_image) from a file's array."""
-    if array.dtype not in (np.float32, np.float64):
-        # small integers (pixel values) are exact in float32 and take half the memory
-        array = array.astype(np.float32)
-    if array.ndim == 1:
-        return np.ascontiguousarray(array[:, None]), False
-    if array.ndim == 2:
-        return np.ascontiguousarray(array), False
-    if array.ndim == 3:
-        return np.ascontiguousarray(array[:, None]), True
-    if array.ndim == 4:
-        channels = (1, 3, 4)
-        if array.shape[3] in channels:
-            return np.ascontiguousarray(array.transpose(0, 3, 1, 2)), True
-        if array.shape[1] in channels:
-            return np.ascontiguousarray(array), True
-        raise file_error(
-            path,
-            f"has shape {array.shape}: 4-D data must be images (n, h, w, c) with c in 1, 3, 4",
-        )
-    raise file_error(
-        path,
-        f"has shape {array.shape} ({array.ndim}-D): {_EXPECTED_SHAPES}",
-    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,22 +109,17 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 # --------------------------------------------------------------------------------------------
 def available_memory(device: torch.device) -> int:
     """Bytes that new tensors may take on ``device``: free GPU memory (``mem_get_info``, plus
-    what PyTorch's caching allocator holds but does not use), or the host's MemAvailable."""
+    what PyTorch's caching allocator holds but does not use), or the host's MemAvailable
+    (less what an address-space limit leaves)."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return int(free + max(cached, 0))
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30  # no way to ask: assume a modest 4 GiB
+    # the host's MemAvailable, or less under an address-space limit (ulimit -v)
+    from workbench.guards import available_memory as host_memory
+
+    found = host_memory()
+    return found if found is not None else 4 << 30  # no way to ask: assume a modest 4 GiB
 
 
 def _tensors(value: Any) -> Iterator[Tensor]:

@@ -11,16 +11,32 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from workbench.core.data import file_error, register_array_reader
+from workbench.core.data import check_fits_in_memory, file_error, register_array_reader
 from workbench.errors import DataError
+from workbench.io.safety import external_references, outside_folder
 
 __all__ = ["read_hdf5_array"]
 
 
-def read_hdf5_array(path: Path, key: str | None) -> np.ndarray:
-    """The dataset ``key`` of an HDF5 file (or its only dataset), for ``file`` data sets."""
+def read_hdf5_array(path: Path, key: str | None, allow_external: bool = False) -> np.ndarray:
+    """The dataset ``key`` of an HDF5 file (or its only dataset), for ``file`` data sets.
+
+    As for trajectory files, a file whose data lie outside its folder (an external link,
+    external raw storage such as ``/etc/passwd``, a virtual dataset) is refused before
+    anything is read, unless ``allow_external`` (``data.allow_external = true``); and the
+    dataset's declared size must fit in the memory available before it is read.
+    """
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r", locking=False) as f:
+            if not allow_external:
+                outside = outside_folder(external_references(f), path)
+                if outside:
+                    more = f" and {len(outside) - 1} more" if len(outside) > 1 else ""
+                    raise file_error(
+                        path,
+                        f"refers to files outside its folder: {outside[0].describe()}{more}; "
+                        "not read (set data.allow_external = true if you trust it)",
+                    )
             datasets: list[str] = []
             f.visititems(
                 lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) else None
@@ -46,11 +62,28 @@ def read_hdf5_array(path: Path, key: str | None) -> np.ndarray:
                     path,
                     f"{key!r} is a group, not a dataset; datasets: {', '.join(datasets) or 'none'}",
                 )
-            return np.asarray(obj[()])
-    except DataError:
+            if obj.shape is None or obj.dtype.kind not in "biuf":
+                raise file_error(
+                    path, f"dataset {key!r} holds {obj.dtype} values, not real numbers"
+                )
+            check_fits_in_memory(path, obj.shape, obj.dtype)
+            name = obj.name
+            del obj  # reopened below with the access properties it must be read with
+            return np.asarray(_beside_the_file(f, name)[()])
+    except (DataError, MemoryError):
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise file_error(path, f"cannot be read as HDF5: {exc}") from None
+
+
+def _beside_the_file(f: h5py.File, name: str) -> h5py.Dataset:
+    """The dataset ``name`` opened so that relative external raw files and virtual sources
+    are found beside the HDF5 file (``${ORIGIN}``), where the check above looked for them,
+    rather than in the current directory, where the library looks by default."""
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_efile_prefix(b"${ORIGIN}")
+    dapl.set_virtual_prefix(b"${ORIGIN}")
+    return h5py.Dataset(h5py.h5d.open(f.id, name.encode(), dapl=dapl))
 
 
 register_array_reader((".h5", ".hdf5"), read_hdf5_array)

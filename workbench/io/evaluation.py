@@ -17,6 +17,7 @@ import torch
 
 from workbench.config import ExperimentConfig
 from workbench.core.likelihood import data_units_logp, log_likelihood
+from workbench.io.safety import OutOfMemoryError, out_of_memory_where, release_device_memory
 from workbench.io.sampling import load_model, sde_for_sampling
 
 __all__ = ["NLLReport", "data_nll"]
@@ -42,7 +43,33 @@ def data_nll(
     device: str = "cpu",
     progress: Callable[[float], None] | None = None,
 ) -> NLLReport:
-    """Mean NLL of ``n`` fresh data points in nats/dim and bits/dim (data units)."""
+    """Mean NLL of ``n`` fresh data points in nats/dim and bits/dim (data units).
+
+    Running out of memory (all ``n`` points go through the ODE together) is an
+    OutOfMemoryError that suggests half as many points.
+    """
+    try:
+        return _data_nll(source, n, seed=seed, device=device, progress=progress)
+    except Exception as exc:
+        where = out_of_memory_where(exc)
+        if where is None:
+            raise
+    release_device_memory()
+    # n is not a config key but the argument (``sde-workbench nll --n``): named as such
+    what = f"{where} ran out of memory while evaluating the NLL of {n} data points"
+    if n <= 1:
+        raise OutOfMemoryError(f"{what}; use a smaller model (model.hidden)")
+    raise OutOfMemoryError(f"{what}; try fewer points (nll --n {n // 2})")
+
+
+def _data_nll(
+    source: str | os.PathLike[str] | ExperimentConfig,
+    n: int,
+    *,
+    seed: int,
+    device: str,
+    progress: Callable[[float], None] | None,
+) -> NLLReport:
     config, model, dataset = load_model(source, device)
     # a custom SDE's prior p_T comes from simulating the training set, as when sampling
     sde = sde_for_sampling(config, dataset)

@@ -19,8 +19,14 @@ from typing import Any
 from workbench.config import ExperimentConfig, config_to_dict, load_config, save_config
 from workbench.core.train import Progress, Trainer, TrainResult
 from workbench.errors import WorkbenchError
+from workbench.guards import read_regular_bytes
 from workbench.io.checkpoints import load_checkpoint, save_checkpoint
-from workbench.io.safety import DeviceOutOfMemoryError, is_out_of_memory, release_device_memory
+from workbench.io.safety import (
+    RAM,
+    OutOfMemoryError,
+    out_of_memory_where,
+    release_device_memory,
+)
 
 __all__ = [
     "METRICS_COLUMNS",
@@ -35,22 +41,48 @@ __all__ = [
 METRICS_COLUMNS = ("step", "wall_time", "loss", "lr", "grad_norm")
 
 
-def read_metrics(path: str | os.PathLike[str]) -> dict[str, list[float]]:
-    """The columns of a metrics.csv; a torn last line (from a killed writer) is skipped."""
-    path = Path(path)
-    columns: dict[str, list[float]] = {name: [] for name in METRICS_COLUMNS}
-    if not path.exists():
-        return columns
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
+# A row is ~60 bytes: this is tens of millions of logged steps, and what the lists of floats
+# read from it take stays a few GiB at most.
+METRICS_MAX_BYTES = 512 << 20
+
+
+def _metrics_text(path: Path) -> str | None:
+    """metrics.csv's text; None if there is none. A FIFO, a device, a directory, a huge or a
+    non-UTF-8 file is a one-line WorkbenchError: it is refused, never overwritten."""
+    if not os.path.lexists(path):
+        return None
+    raw = read_regular_bytes(path, METRICS_MAX_BYTES, what="metrics file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(
+            f"{path} is not UTF-8 text (byte {exc.start}): not a metrics.csv written by "
+            "sde-workbench; move it away to start a new curve"
+        ) from None
+
+
+def _parse_metrics(path: Path, text: str) -> dict[str, list[float]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
         header = next(reader, None)
         if header is None:
-            return columns
+            return {name: [] for name in METRICS_COLUMNS}
         if header[: len(METRICS_COLUMNS)] != list(METRICS_COLUMNS):
             raise WorkbenchError(
                 f"{path} does not start with the header {','.join(METRICS_COLUMNS)}"
             )
         return metrics_rows(reader)
+    except csv.Error as exc:
+        raise WorkbenchError(f"{path} is not a readable CSV file: {exc}") from None
+
+
+def read_metrics(path: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """The columns of a metrics.csv; a torn last line (from a killed writer) is skipped."""
+    path = Path(path)
+    text = _metrics_text(path)
+    if text is None:
+        return {name: [] for name in METRICS_COLUMNS}
+    return _parse_metrics(path, text)
 
 
 def metrics_rows(rows: Iterable[list[str]]) -> dict[str, list[float]]:
@@ -83,11 +115,12 @@ class MetricsWriter:
 
     def _truncate(self, keep_until_step: int) -> None:
         """Drop rows after ``keep_until_step`` (and any torn line); rewritten atomically."""
-        if not self.path.exists():
+        text = _metrics_text(self.path)
+        if text is None:
             return
-        cols = read_metrics(self.path)
+        cols = _parse_metrics(self.path, text)
         keep = [i for i, step in enumerate(cols["step"]) if step <= keep_until_step]
-        if len(keep) == len(cols["step"]) and self.path.read_bytes().endswith(b"\n"):
+        if len(keep) == len(cols["step"]) and (text == "" or text.endswith("\n")):
             return
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -266,7 +299,7 @@ def train_in_folder(
     except OSError as exc:
         raise WorkbenchError(f"cannot create run folder {folder.path}: {exc.strerror}") from exc
 
-    trainer = Trainer(config)
+    trainer = _new_trainer(config)
     if resume:
         trainer.load_state_dict(folder.load_checkpoint())
     save_config(config, folder.config_path)
@@ -291,19 +324,63 @@ def train_in_folder(
             eval_every=eval_every,
         )
     except Exception as exc:
-        # a GPU out of memory is the user's batch size, not a bug: a clear error that names a
-        # smaller one; nothing is saved, so the last checkpoint stays the last good one
-        if not is_out_of_memory(exc):
+        # running out of memory is the user's batch size, not a bug: a clear error that names
+        # a smaller one; nothing is saved, so the last checkpoint stays the last good one
+        where = out_of_memory_where(exc)
+        if where is None:
             raise
         release_device_memory()
-        raise DeviceOutOfMemoryError.while_doing(
+        raise OutOfMemoryError.while_doing(
             f"training (step {trainer.step + 1})",
             "train.batch_size",
             config.train.batch_size,
             "the last checkpoint is kept",
+            where=where,
         ) from None
     finally:
         metrics.close()
     if result.status in ("done", "cancelled"):
         checkpoint(trainer)
     return result
+
+
+# bytes per value of the training set while it is drawn and normalised (float32 draw, float64
+# copy and result, float32 result)
+_DATA_BYTES_PER_VALUE = 24
+
+
+def _new_trainer(config: ExperimentConfig) -> Trainer:
+    """``Trainer(config)``; running out of memory while it draws the ``data.n`` training points
+    or builds the model is an OutOfMemoryError naming the one to make smaller: ``data.n``
+    when the points alone would take more than half the memory available, else
+    ``model.hidden``."""
+    try:
+        return Trainer(config)
+    except Exception as exc:
+        where = out_of_memory_where(exc)
+        if where is None:
+            raise
+    release_device_memory()  # out of the except block: the half-built trainer is freed
+    from workbench.guards import available_memory
+
+    what, kept = "setting up the training", "nothing was written"
+    have = available_memory() if where == RAM else None
+    n = config.data.n
+    per_point = _data_dim(config) * _DATA_BYTES_PER_VALUE
+    if have is not None and n > 1 and n * per_point > have / 2:
+        fit = max(1, min(n // 2, int(have / 2 / per_point)))
+        raise OutOfMemoryError.trying(what, "data.n", n, fit, kept, where=where)
+    raise OutOfMemoryError.while_doing(what, "model.hidden", config.model.hidden, kept, where=where)
+
+
+def _data_dim(config: ExperimentConfig) -> int:
+    """Coordinates per point of the config's data; 1 (a lower bound) where that would mean
+    reading a file again."""
+    from workbench.core.data import build_dataset
+
+    if config.data.name == "file":
+        return 1
+    try:
+        return build_dataset(config.data.name, dict(config.data.params)).dim
+    except Exception:
+        return 1

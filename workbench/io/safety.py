@@ -21,9 +21,11 @@ bound. :func:`validate_in_child` opens and walks a file in a separate Python pro
 a time limit and an address-space limit; the inspector (and ``sde-workbench inspect``) calls
 it before it opens a file in its own process, so such a file costs a message, not the app.
 
-:class:`DeviceOutOfMemoryError` is what training and sampling raise when torch reports the GPU
-out of memory: a one-line message that names the smaller ``train.batch_size`` or
-``sample.chunk_size`` to try, which the GUI reads back to offer a retry.
+:class:`OutOfMemoryError` is what training, sampling and the NLL raise when the GPU's memory or
+the computer's own (torch's CPU allocator failing, a MemoryError, numpy's) runs out: a
+one-line message that names the smaller setting to try (``train.batch_size``,
+``sample.chunk_size``, ``sample.n``, ``data.n``, ``model.hidden``), which the GUI reads back
+to offer a retry.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ from workbench.errors import WorkbenchError
 __all__ = [
     "CHILD_MEMORY_BYTES",
     "VALIDATE_TIMEOUT_S",
+    "RAM",
     "ExternalReference",
     "DeviceOutOfMemoryError",
+    "OutOfMemoryError",
     "is_out_of_memory",
+    "out_of_memory_where",
     "check_external",
     "ensure_inside",
     "external_references",
@@ -356,8 +361,9 @@ def _validate(path: Path, timeout: float, memory_bytes: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # the device running out of memory
 # ---------------------------------------------------------------------------------------------
-class DeviceOutOfMemoryError(WorkbenchError):
-    """The GPU ran out of memory; ``key`` = ``value`` is the smaller setting to retry with.
+class OutOfMemoryError(WorkbenchError):
+    """The GPU or the computer's own memory (RAM) ran out; ``key`` = ``value`` is the smaller
+    setting to retry with.
 
     The message names the setting (``... try train.batch_size = 512 ...``), so a front end
     that only has the message (the GUI's worker passes text) can still offer the retry:
@@ -370,19 +376,29 @@ class DeviceOutOfMemoryError(WorkbenchError):
         self.value = value
 
     @classmethod
-    def while_doing(cls, what: str, key: str, current: int, kept: str) -> DeviceOutOfMemoryError:
-        """The error for running out of memory while ``what`` with ``key`` = ``current``."""
+    def while_doing(
+        cls, what: str, key: str, current: int, kept: str, *, where: str = "the GPU"
+    ) -> OutOfMemoryError:
+        """The error for running out of memory while ``what`` with ``key`` = ``current``;
+        ``where``: whose memory (``the GPU``, or :data:`RAM` for the computer's own)."""
         if current <= 1:
+            instead = "the CPU" if where == "the GPU" else "a machine with more memory"
             return cls(
-                f"the GPU ran out of memory while {what}, even with {key} = 1; use a smaller "
-                f"model or the CPU ({kept})"
+                f"{where} ran out of memory while {what}, even with {key} = 1; use a smaller "
+                f"model (model.hidden) or {instead} ({kept})"
             )
-        half = max(1, current // 2)
+        return cls.trying(what, key, current, max(1, current // 2), kept, where=where)
+
+    @classmethod
+    def trying(
+        cls, what: str, key: str, current: int, smaller: int, kept: str, *, where: str
+    ) -> OutOfMemoryError:
+        """The error that suggests ``key`` = ``smaller`` (below ``current``)."""
         return cls(
-            f"the GPU ran out of memory while {what} with {key} = {current}; try {key} = "
-            f"{half} ({kept})",
+            f"{where} ran out of memory while {what} with {key} = {current}; try {key} = "
+            f"{smaller} ({kept})",
             key,
-            half,
+            smaller,
         )
 
     @staticmethod
@@ -392,8 +408,31 @@ class DeviceOutOfMemoryError(WorkbenchError):
         return None if found is None else (found.group(1), int(found.group(2)))
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is torch's device out-of-memory error (CUDA's, or torch's generic one)."""
+#: the old name, from when only the GPU's memory was handled
+DeviceOutOfMemoryError = OutOfMemoryError
+
+#: how the computer's own memory is named in messages
+RAM = "the computer"
+
+# torch's CPU allocator failing (Linux and macOS say "can't allocate memory", Windows "not
+# enough memory"), and the C library's ENOMEM text
+_CPU_OOM_TEXT = re.compile(
+    r"DefaultCPUAllocator: (can't allocate memory|not enough memory)|Cannot allocate memory"
+)
+
+
+def out_of_memory_where(exc: BaseException) -> str | None:
+    """``"the GPU"`` or :data:`RAM` if ``exc`` says that memory ran out; None otherwise.
+
+    The GPU: torch's OutOfMemoryError (CUDA's, or its generic one). The computer's memory:
+    MemoryError (numpy's ``_ArrayMemoryError`` is one) and the RuntimeError torch's CPU
+    allocator raises ("DefaultCPUAllocator: can't allocate memory ..."), also under an
+    address-space limit (``ulimit -v``).
+    """
+    if isinstance(exc, MemoryError):
+        return RAM
+    if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM
+        return RAM
     import torch
 
     types = tuple(
@@ -401,7 +440,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
         for t in (getattr(torch, "OutOfMemoryError", None), torch.cuda.OutOfMemoryError)
         if isinstance(t, type)
     )
-    return isinstance(exc, types)
+    if types and isinstance(exc, types):
+        return "the GPU"
+    if isinstance(exc, RuntimeError) and _CPU_OOM_TEXT.search(str(exc)):
+        return RAM
+    return None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the GPU's or the computer's memory ran out."""
+    return out_of_memory_where(exc) is not None
 
 
 def release_device_memory() -> None:

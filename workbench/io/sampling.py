@@ -29,7 +29,12 @@ from workbench.core.train import resolve_device
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.io.recorder import RowRecorder
 from workbench.io.runs import RunFolder
-from workbench.io.safety import DeviceOutOfMemoryError, is_out_of_memory, release_device_memory
+from workbench.io.safety import (
+    RAM,
+    OutOfMemoryError,
+    out_of_memory_where,
+    release_device_memory,
+)
 from workbench.io.trajectories import TrajectoryWriter
 
 __all__ = [
@@ -174,21 +179,54 @@ def sample_to_file(
     **options: Any,
 ) -> SamplingResult:
     """:func:`_sample_to_file` (its keyword options: device, overwrite, progress, cancel,
-    dataset); a GPU out of memory becomes a DeviceOutOfMemoryError that names a smaller
-    ``sample.chunk_size`` (samples per network call), and the app keeps running."""
+    dataset); running out of memory (the GPU's or the computer's) becomes an OutOfMemoryError
+    that names a smaller setting (:func:`sampling_out_of_memory`), and the app keeps running."""
     try:
         return _sample_to_file(config, model, out, **options)
     except Exception as exc:
-        if not is_out_of_memory(exc):
+        where = out_of_memory_where(exc)
+        if where is None:
             raise
-        release_device_memory()
-        chunk = config.sample.chunk_size or config.sample.n
-        raise DeviceOutOfMemoryError.while_doing(
-            f"sampling {config.sample.n} samples",
-            "sample.chunk_size",
-            min(chunk, config.sample.n),
-            f"{Path(out)} keeps the rows so far, marked incomplete",
-        ) from None
+    # out of the except block: the failed call's frames, and what they held, are freed now,
+    # so the memory measured below is what a retry would have
+    release_device_memory()
+    dataset = options.get("dataset")
+    raise sampling_out_of_memory(
+        config,
+        where,
+        dataset.dim if dataset is not None else None,
+        f"{Path(out)} keeps the rows so far, marked incomplete",
+    )
+
+
+# float32 copies of the n x dim states a sampling run holds whatever its chunk: the state, its
+# mean and noise, the score, the final samples, and the recorder's rows in flight
+_STATE_COPIES = 10
+
+
+def sampling_out_of_memory(
+    config: ExperimentConfig, where: str, dim: int | None, kept: str
+) -> OutOfMemoryError:
+    """The error for sampling out of memory: the smaller setting that can help.
+
+    The network sees ``sample.chunk_size`` samples at a time, so its activations (the large
+    part on a GPU) shrink with the chunk: halve it. All ``n x dim`` states stay in memory
+    whatever the chunk, though (``_STATE_COPIES`` float32 copies): when those alone take more
+    than half of what the computer can give, only a smaller ``sample.n`` helps, and the one
+    suggested fits.
+    """
+    from workbench.guards import available_memory
+
+    n = config.sample.n
+    what = f"sampling {n} samples"
+    if where == RAM and dim is not None and n > 1:
+        have = available_memory()
+        per_sample = dim * 4 * _STATE_COPIES
+        if have is not None and n * per_sample > have / 2:
+            fit = max(1, min(n // 2, int(have / 2 / per_sample)))
+            return OutOfMemoryError.trying(what, "sample.n", n, fit, kept, where=where)
+    chunk = min(config.sample.chunk_size or n, n)
+    return OutOfMemoryError.while_doing(what, "sample.chunk_size", chunk, kept, where=where)
 
 
 def _sample_to_file(
