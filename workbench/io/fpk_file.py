@@ -10,7 +10,8 @@ Layout (HDF5)::
     /fpk/p            p_t on the grid, shape (len(times), *grid)
 
 The file is written under a temporary name in the same folder and moved into place with
-``os.replace`` once complete; an existing file is never overwritten.
+a link (no clobbering) once complete; an existing file is never overwritten, and a directory,
+symlink, device, FIFO or socket at the destination is refused (:mod:`workbench.io.paths`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ import h5py
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.io.paths import check_destination, replace_into
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FPKFileResult", "write_fpk", "solve_config_to_file"]
 
 FORMAT = "sde-workbench/fpk"
 FORMAT_VERSION = 1
 DEFAULT_TIMES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+_EXISTS_HINT = "choose another --out or remove it"
 
 
 #: the largest grid the default sizing picks for a pure diffusion (VE: one exact step per
@@ -52,11 +55,12 @@ class FPKFileResult:
 
 def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) -> Path:
     """Write ``solution`` (an :class:`~workbench.core.fpk.FPKSolution`) to a new file."""
-    path = Path(path)
-    if path.exists():
-        raise WorkbenchError(f"{path} already exists; choose another --out or remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = check_destination(path, False, force_hint=_EXISTS_HINT)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:
@@ -78,9 +82,10 @@ def write_fpk(path: str | Path, solution, *, sde_kind: str, config_toml: str) ->
             g.create_dataset("times", data=np.asarray(solution.times, dtype=np.float64))
             g.create_dataset("p", data=solution.p, compression="gzip", compression_opts=4)
             f.attrs["complete"] = np.bool_(True)
-        if path.exists():
-            raise WorkbenchError(f"{path} already exists; choose another --out or remove it")
-        os.replace(tmp, path)
+        # linked into place only if the name is still free: nothing is ever replaced
+        replace_into(tmp, path, False, force_hint=_EXISTS_HINT)
+    except OSError as exc:
+        raise WorkbenchError(f"could not write {path}: {exc.strerror or exc}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -109,9 +114,8 @@ def solve_config_to_file(
     )
     from workbench.core.sde import build_sde
 
-    out = Path(out)
-    if out.exists():
-        raise WorkbenchError(f"{out} already exists; choose another --out or remove it")
+    # checked before the solve, which may take minutes, and again when the file is moved in
+    out = check_destination(out, False, force_hint=_EXISTS_HINT)
     dataset = build_dataset(config.data.name, dict(config.data.params))
     if dataset.dim > 2:
         raise WorkbenchError(
