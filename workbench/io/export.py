@@ -304,7 +304,7 @@ def run_export(
     out = check_destination(out, force)
     kind = format_for(out, fmt)
     owned = not isinstance(source, TrajectoryFile)
-    tf = TrajectoryFile(source) if owned else source
+    tf = source if isinstance(source, TrajectoryFile) else TrajectoryFile(source)
     try:
         if out.exists() and os.path.samefile(out, tf.path):
             raise WorkbenchError(f"{out} is the trajectory file being exported from")
