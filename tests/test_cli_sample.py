@@ -101,3 +101,34 @@ def test_sample_from_a_trained_run(tmp_path: Path, capsys) -> None:
     assert main(["sample", str(run), "--out", str(run / "s.h5")]) == 0
     assert main(["inspect", str(run / "s.h5")]) == 0
     assert "complete" in capsys.readouterr().out
+
+
+def test_export_says_which_row_and_refuses_an_incomplete_file(
+    analytic: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "s.h5"
+    assert main(["sample", str(analytic), "--out", str(out)]) == 0
+    capsys.readouterr()
+    csv = tmp_path / "final.csv"
+    assert main(["export", str(out), "--out", str(csv)]) == 0
+    # the final samples, with the time of the last recorded row (sample.eps)
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("wrote 500 samples (final samples, t=") and printed.endswith(
+        f") to {csv}"
+    )
+    assert main(["export", str(out), "--out", str(tmp_path / "r.npy"), "--step", "50"]) == 0
+    assert capsys.readouterr().out.strip().startswith("wrote 500 samples (row 5, step 50, t=")
+
+    # the same file as a stopped sampler leaves it: rows, but no final samples
+    with h5py.File(out, "r+") as f:
+        f.attrs["complete"] = False
+        del f["samples"]
+    npy = tmp_path / "stopped.npy"
+    assert main(["export", str(out), "--out", str(npy)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "is incomplete" in err and "--step K" in err and "--time T" in err
+    assert not npy.exists()
+    assert main(["export", str(out), "--out", str(npy), "--time", "0.5"]) == 0
+    assert "(row " in capsys.readouterr().out
+    assert np.load(npy).shape == (500, 2)

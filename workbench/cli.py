@@ -2,8 +2,10 @@
 
 Every subcommand is a function ``cmd_<name>(args) -> int`` listed in :data:`COMMANDS` with the
 function that declares its arguments. Exit status: 0 done, 1 failed (one line on stderr, no
-traceback: see :func:`main`), 2 bad usage. Anything other than a
-:class:`~workbench.errors.WorkbenchError` that escapes a command is a bug and keeps its traceback.
+traceback: see :func:`main`), 2 bad usage, 130 after Ctrl-C, 143 after SIGTERM (which takes
+the path of Ctrl-C: a command stops after its step or unwinds, closing its files). Anything
+other than a :class:`~workbench.errors.WorkbenchError` that escapes a command is a bug and keeps
+its traceback.
 
 The heavy modules (torch through :mod:`workbench.config`, Qt through :mod:`workbench.gui`) are
 imported inside the commands, so ``--help`` answers at once and the command line never loads
@@ -16,8 +18,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -43,7 +48,8 @@ examples:
                                               the same training on 2 processes (DDP)
   {PROG} inspect samples.h5                   summarise a trajectory file
 
-exit status: 0 done, 1 failed (the reason on one line on stderr), 2 bad usage.
+exit status: 0 done, 1 failed (the reason on one line on stderr), 2 bad usage,
+130 stopped by Ctrl-C, 143 stopped by SIGTERM (handled as Ctrl-C: files are closed).
 Run '{PROG} COMMAND --help' for the options of a command.
 """
 
@@ -118,6 +124,81 @@ def _load_experiment(path: str | Path) -> ExperimentConfig:
         if exc.key:  # name the file; syntax errors already do
             raise WorkbenchError(f"{path}: {exc}") from None
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# signals: SIGTERM takes the path of Ctrl-C
+# ---------------------------------------------------------------------------------------------
+#: exit status after Ctrl-C (SIGINT) and after SIGTERM: 128 + the signal's number, as a shell
+#: reports a process the signal ended, so a script or scheduler can tell the two apart
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+_signalled: dict[str, int | None] = {"signum": None}
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a batch scheduler, systemd) does what Ctrl-C does at this moment: the
+    command's own SIGINT handler (train and sample stop after the step and keep their files)
+    or, by default, KeyboardInterrupt, which unwinds through every writer's cleanup."""
+    _signalled["signum"] = signum
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not _on_sigterm:
+        handler(signal.SIGINT, frame)  # type: ignore[arg-type]
+        return
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_as_interrupt(command: str | None) -> Iterator[None]:
+    """Route SIGTERM through :func:`_on_sigterm` while a command runs.
+
+    Not for the GUI (Qt owns its event loop; SIGTERM ends it as before), not for a torchrun
+    worker (its agent sends SIGTERM to every rank, which may sit in a collective that a
+    Python handler could not interrupt), and only in the main thread (where signal handlers
+    live; main() may also be called from a test's thread).
+    """
+    _signalled["signum"] = None
+    torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if (
+        command in (None, "gui")
+        or torchrun
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted_status() -> int:
+    return EXIT_TERMINATED if _signalled["signum"] == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+@contextmanager
+def _stop_after_step(what: str, bar: object | None = None) -> Iterator[Callable[[], bool]]:
+    """A cancel flag set by the first Ctrl-C (or SIGTERM, through :func:`_on_sigterm`): the
+    command stops after its current step and closes its files; a second one aborts at once."""
+    stop = {"asked": False}
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop["asked"]:  # a second signal means now
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        if bar is not None:
+            bar.close()  # type: ignore[attr-defined]
+        print(f"{PROG} {what}: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: stop["asked"]
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: stop["asked"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,10 +281,10 @@ def cmd_init(args: argparse.Namespace) -> int:
             raise  # a preset that does not validate is a bug, not a usage error
         print(f"{PROG} init: {exc.message}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise WorkbenchError(f"{out} already exists; use --force to overwrite it")
-    save_config(cfg, out)
+    from workbench.io.paths import check_destination
+
+    out = check_destination(args.out, args.force)
+    save_config(cfg, out, overwrite=args.force)
     preset = PRESETS[args.preset]
     print(f"wrote {out} (preset {args.preset}: {preset.description})")
     if preset.needs_file:
@@ -312,9 +393,12 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from workbench.io.paths import check_destination
     from workbench.io.sampling import load_model, sample_to_file
     from workbench.terminal import TerminalProgress
 
+    # before the model is loaded: a destination that will be refused costs nothing
+    check_destination(args.out, args.force)
     config, model, dataset = load_model(args.source)
     overrides = {
         "sample.n": args.n,
@@ -348,12 +432,28 @@ def cmd_sample(args: argparse.Namespace) -> int:
         rate = done / (now - start["t"]) if now > start["t"] else 0.0
         bar.update(done, total, rate)
 
+    replacing = Path(args.out).is_file()  # with --force: the old file stays until the new ends
     try:
-        result = sample_to_file(
-            config, model, args.out, overwrite=args.force, progress=progress, dataset=dataset
-        )
+        with _stop_after_step("sample", bar) as asked:
+            result = sample_to_file(
+                config,
+                model,
+                args.out,
+                overwrite=args.force,
+                progress=progress,
+                cancel=asked,
+                dataset=dataset,
+            )
     finally:
         bar.close()
+    if result.status == "cancelled":
+        kept = (
+            f"{args.out} is unchanged (the unfinished replacement was dropped)"
+            if replacing
+            else f"{result.path} keeps {result.rows} rows, marked incomplete"
+        )
+        print(f"{PROG} sample: stopped; {kept}", file=sys.stderr)
+        return 130
     print(
         f"wrote {result.path}: {config.sample.n} samples, {result.rows} rows, "
         f"{result.nfe} score evaluations, {result.seconds:.2f} s"
@@ -490,13 +590,13 @@ def _args_export(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from workbench.io.export import export_samples
+    from workbench.io.export import run_export
     from workbench.io.safety import validate_in_child
 
     # as for inspect: a crafted file that would hang the HDF5 library is refused, not stuck on
     if Path(args.file).is_file():
         validate_in_child(args.file)
-    out = export_samples(
+    result = run_export(
         args.file,
         args.out,
         fmt=args.format,
@@ -506,7 +606,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         denormalise=not args.raw,
         force=args.force,
     )
-    print(f"wrote {out}")
+    print(result.describe())
     return 0
 
 
@@ -684,13 +784,18 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     run = COMMANDS[args.command].run if args.command else cmd_gui
     try:
-        return run(args)
+        with _sigterm_as_interrupt(args.command):
+            status = run(args)
+        if status == EXIT_INTERRUPTED:  # a command that stopped cleanly on a signal
+            return _interrupted_status()
+        return status
     except WorkbenchError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        terminated = _interrupted_status() == EXIT_TERMINATED
+        print(f"{PROG}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+        return _interrupted_status()
     except BrokenPipeError:
         # the reader went away (``... | head``): not an error of ours; keep Python from
         # complaining again when it flushes stdout at exit

@@ -753,15 +753,19 @@ def to_toml(cfg: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
-def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
+def save_config(
+    cfg: ExperimentConfig, path: str | os.PathLike[str], *, overwrite: bool = True
+) -> None:
     """Write ``cfg`` to ``path`` as TOML, atomically: a reader sees the old file or the new one.
 
+    Only a regular file is replaced, and only with ``overwrite`` (a directory, symlink, device,
+    FIFO or socket is refused: :func:`workbench.io.paths.check_destination`).
     WorkbenchError when it cannot be written.
     """
-    path = Path(path)
+    from workbench.io.paths import check_destination, replace_into
+
+    path = check_destination(path, overwrite)
     text = to_toml(cfg)
-    if path.is_dir():
-        raise WorkbenchError(f"{path} is a directory; give a file name such as {path}/exp.toml")
     folder = path.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -773,9 +777,9 @@ def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp makes the file private (0600); a config is an ordinary document
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        mode = path.stat().st_mode & 0o777 if path.is_file() else 0o644
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        replace_into(tmp, path, overwrite)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise WorkbenchError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -12,7 +12,7 @@ import pytest
 from workbench.core.data import Normalizer
 from workbench.errors import WorkbenchError
 from workbench.io import export
-from workbench.io.export import FORMATS, export_samples, format_for, png_bytes
+from workbench.io.export import FORMATS, export_samples, format_for, png_bytes, run_export
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
 
 NORM = Normalizer.standardise([1.0, -2.0], [3.0, 0.5], (2,))
@@ -305,3 +305,54 @@ def test_model_units_of_a_file_with_the_identity_normaliser(tmp_path: Path) -> N
         expected = f.samples()
     got = np.load(export_samples(path, tmp_path / "o.npy", denormalise=False))
     assert np.array_equal(got, expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# incomplete files, and saying what was exported
+# ---------------------------------------------------------------------------------------------
+def make_incomplete(path: Path, rows: int = 4, n: int = 30) -> Path:
+    """A file whose sampler stopped after ``rows`` rows: no /samples, complete = false."""
+    rng = np.random.default_rng(5)
+    w = TrajectoryWriter(
+        path, n_samples=n, sample_shape=(2,), config_toml="", sampler="em", normalizer=NORM
+    )
+    for k in range(rows):
+        w.append(5 * k, 1.0 - 0.25 * k, rng.standard_normal((n, 2)))
+    w.abort()
+    return path
+
+
+def test_an_incomplete_file_needs_an_explicit_row(tmp_path: Path) -> None:
+    traj = make_incomplete(tmp_path / "stopped.h5")
+    out = tmp_path / "o.npy"
+    with pytest.raises(WorkbenchError) as caught:
+        export_samples(traj, out)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "is incomplete" in message and "no final samples" in message
+    assert "row 3, step 15, t=0.25" in message  # where it stopped
+    assert "--step K (0 to 15) or --time T" in message  # how to export a row instead
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["stopped.h5"]
+    with TrajectoryFile(traj) as f:
+        last, middle = f.row(3, denormalise=True), f.row(1, denormalise=True)
+    result = run_export(traj, out, step=15)
+    assert np.array_equal(np.load(out), last)
+    assert (result.row, result.step, result.t, result.count) == (3, 15, 0.25, 30)
+    assert result.describe() == f"wrote 30 samples (row 3, step 15, t=0.25) to {out}"
+    result = run_export(traj, out, time=0.8, force=True)
+    assert np.array_equal(np.load(out), middle) and result.row == 1
+    empty = make_incomplete(tmp_path / "empty.h5", rows=0)
+    with pytest.raises(WorkbenchError, match=r"stopped before writing a row"):
+        export_samples(empty, tmp_path / "e.npy")
+
+
+def test_every_export_says_which_samples_it_wrote(traj: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.csv"
+    result = run_export(traj, out, n=12)
+    assert (result.path, result.count, result.row) == (out, 12, None)
+    # the final samples carry the time of the last recorded row
+    assert result.describe() == f"wrote 12 samples (final samples, t=0.25) to {out}"
+    result = run_export(traj, tmp_path / "r.npy", step=5, denormalise=False)
+    assert result.describe() == (
+        f"wrote 30 samples (row 1, step 5, t=0.75, model units) to {tmp_path / 'r.npy'}"
+    )

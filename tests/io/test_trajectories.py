@@ -421,6 +421,31 @@ def test_overwrite_replaces_only_when_the_new_file_is_finished(tmp_path: Path) -
         assert f.n_saved == 5 and np.array_equal(f.row(4), new_rows[4])
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_only_a_regular_file_is_ever_replaced(tmp_path: Path, overwrite: bool) -> None:
+    """A directory, a FIFO, a symlink (dangling or not) or a name ending in a slash is refused
+    even with overwrite: nothing is written through the link or into the folder."""
+    os.mkfifo(tmp_path / "pipe.h5")
+    (tmp_path / "folder.h5").mkdir()
+    (tmp_path / "target.h5").write_bytes(b"the target")
+    os.symlink("target.h5", tmp_path / "link.h5")
+    os.symlink("missing.h5", tmp_path / "dangling.h5")
+    cases = {
+        "pipe.h5": "is a named pipe",
+        "folder.h5": "is a directory",
+        "link.h5": "is a symbolic link",
+        "dangling.h5": "which does not exist",
+        "new/": "ends in a slash",
+    }
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    for name, reason in cases.items():
+        with pytest.raises(WorkbenchError, match=reason):
+            write_file(f"{tmp_path}/{name}", rows_for(2, 4, 2), overwrite=overwrite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
+    assert (tmp_path / "target.h5").read_bytes() == b"the target"
+    assert not (tmp_path / "missing.h5").exists()
+
+
 def test_opening_never_modifies_the_file(tmp_path: Path) -> None:
     path = write_file(tmp_path / "t.h5", rows_for(3, 20, 2), close=False)
     before = snapshot(path)

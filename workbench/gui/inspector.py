@@ -876,6 +876,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.setWindowTitle("Export samples")
         self.tf = tf
         self.exported: Path | None = None
+        self.report: str | None = None
         self.error: str | None = None
         # Asked before replacing an existing file; tests replace it.
         self.confirm_overwrite: Callable[[Path], bool] = self._ask_overwrite
@@ -976,7 +977,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.message.show()
 
     def accept(self) -> None:
-        from workbench.io.export import export_samples
+        from workbench.io.export import run_export
 
         text = self.path_edit.text().strip()
         if not text:
@@ -999,9 +1000,7 @@ class ExportDialog(QtWidgets.QDialog):
                 QtWidgets.QApplication.processEvents(QtCore.QEventLoop.ExcludeUserInputEvents)
 
         try:
-            self.exported = export_samples(
-                self.tf, out, force=force, progress=progress, **self.options()
-            )
+            result = run_export(self.tf, out, force=force, progress=progress, **self.options())
         except WorkbenchError as exc:
             self.progress.hide()
             self._fail(str(exc))
@@ -1010,6 +1009,9 @@ class ExportDialog(QtWidgets.QDialog):
             self.progress.hide()
             self._fail(f"cannot write {out}: {exc.strerror or exc}")
             return
+        self.exported = result.path
+        # which samples went out (final samples or row k, step, t), for the window to show
+        self.report = result.describe()
         self.error = None
         self.progress.setValue(1000)
         super().accept()

@@ -881,15 +881,15 @@ class MainWindow(QtWidgets.QMainWindow):
             self.export_samples(path)
 
     def export_samples(self, path: str | os.PathLike[str], **options: Any) -> Path | None:
-        from workbench.io.export import export_samples
+        from workbench.io.export import run_export
 
         try:
-            out = export_samples(self.trajectory, path, force=True, **options)
+            result = run_export(self.trajectory, path, force=True, **options)
         except WorkbenchError as exc:
             self.show_error(str(exc))
             return None
-        self.log(f"exported samples to {out}")
-        return out
+        self.log(result.describe())
+        return result.path
 
     def _export_current_plot(self) -> None:
         tab = self.tab_widget.currentWidget()

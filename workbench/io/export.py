@@ -9,7 +9,11 @@ always holds one flattened sample per line under the header ``x1,...,xd``.
 Every export is written in blocks (so a big one needs little memory and can report progress)
 to a temporary file beside the target, flushed to disk, then renamed over it: a failure leaves
 the old file, if any, untouched and no temporary behind. An existing file is replaced only
-with ``force``.
+with ``force``, and only if it is a regular file (:mod:`workbench.io.paths`).
+
+A file whose sampler was stopped (root attribute ``complete`` false) has no final samples:
+exporting it needs an explicit row (``step``/``time``). Every export reports which samples it
+wrote (:class:`ExportResult`: the row, its solver step and time t).
 
 The PNG encoder is a few lines of ``struct`` + ``zlib`` (8-bit grey, RGB or RGBA, filter 0), so
 ``io`` needs no imaging library and no Qt.
@@ -28,6 +32,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,9 +41,18 @@ import numpy as np
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.io.paths import check_destination, replace_into
 from workbench.io.trajectories import TrajectoryFile
 
-__all__ = ["FORMATS", "PNG_MAX_IMAGES", "export_samples", "format_for", "png_bytes"]
+__all__ = [
+    "FORMATS",
+    "PNG_MAX_IMAGES",
+    "ExportResult",
+    "export_samples",
+    "format_for",
+    "png_bytes",
+    "run_export",
+]
 
 FORMATS = ("npy", "npz", "csv", "h5", "png")
 _EXTENSIONS = {
@@ -99,18 +113,24 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 
 @contextmanager
-def _atomic(out: Path) -> Iterator[Path]:
-    """A temporary path beside ``out``; renamed over ``out`` only if the block succeeds."""
-    existed = out.exists()
+def _atomic(out: Path, force: bool) -> Iterator[Path]:
+    """A temporary path beside ``out``; moved to ``out`` only if the block succeeds.
+
+    The move re-checks the destination (:func:`~workbench.io.paths.replace_into`): only a
+    regular file is replaced, and only with ``force``. Whatever ends the block (an error, a
+    KeyboardInterrupt from Ctrl-C or SIGTERM) deletes the temporary.
+    """
+    existed = out.is_file()
+    tmp: Path | None = None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(out)
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise WorkbenchError(f"cannot write {out}: {_one_line(exc.strerror or exc)}") from None
-    tmp = Path(name)
-    try:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(out)
+            fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+            tmp = Path(name)
+            os.close(fd)
+        except OSError as exc:
+            raise WorkbenchError(f"cannot write {out}: {_one_line(exc.strerror or exc)}") from None
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -118,16 +138,18 @@ def _atomic(out: Path) -> Iterator[Path]:
         finally:
             os.close(fd)
         # mkstemp makes the file private (0600); an export is an ordinary document
-        os.chmod(tmp, out.stat().st_mode & 0o777 if existed else 0o644)
-        os.replace(tmp, out)
+        os.chmod(tmp, out.stat().st_mode & 0o777 if out.is_file() else 0o644)
+        replace_into(tmp, out, force)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         kept = "the old file is unchanged" if existed else "nothing was written"
         raise WorkbenchError(
             f"could not write {out}: {_one_line(exc.strerror or exc)}; {kept}"
         ) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -198,6 +220,31 @@ def _write_npy_stream(fh: IO[bytes], shape: tuple[int, ...], blocks: Iterator[np
         fh.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote: ``count`` samples of ``row`` (None: the final samples) to ``path``.
+
+    ``step`` and ``t`` locate the samples on the solver's path (the final samples carry the
+    time of the last recorded row, None when the file records no rows).
+    """
+
+    path: Path
+    count: int
+    row: int | None
+    step: int | None
+    t: float | None
+    units: str  # "data" | "model"
+
+    def describe(self) -> str:
+        """One line: ``wrote 10000 samples (final samples, t=0.001) to x.csv``."""
+        if self.row is None:
+            where = "final samples" + ("" if self.t is None else f", t={self.t:.6g}")
+        else:
+            where = f"row {self.row}, step {self.step}, t={self.t:.6g}"
+        units = ", model units" if self.units == "model" else ""
+        return f"wrote {self.count} samples ({where}{units}) to {self.path}"
+
+
 def export_samples(
     source: str | os.PathLike[str] | TrajectoryFile,
     out: str | os.PathLike[str],
@@ -212,29 +259,76 @@ def export_samples(
 ) -> Path:
     """Export samples from the trajectory file ``source`` to ``out``; returns ``out``.
 
+    The same as :func:`run_export` (which see), for callers that only need the path.
+    """
+    return run_export(
+        source,
+        out,
+        fmt=fmt,
+        step=step,
+        time=time,
+        n=n,
+        denormalise=denormalise,
+        force=force,
+        progress=progress,
+    ).path
+
+
+def run_export(
+    source: str | os.PathLike[str] | TrajectoryFile,
+    out: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    step: int | None = None,
+    time: float | None = None,
+    n: int | None = None,
+    denormalise: bool = True,
+    force: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> ExportResult:
+    """Export samples from the trajectory file ``source`` to ``out``; what was written.
+
     ``fmt``: npy | npz | csv | h5 | png (default: from out's extension). ``step`` (a recorded
     solver step) or ``time`` (the nearest recorded time) selects a trajectory row instead of
     the final samples. ``n``: the first n samples only (png: 64 images unless given, at most
     PNG_MAX_IMAGES). ``denormalise=False`` exports model units. ``progress`` is called with the
     fraction done after each block. Errors are one-line WorkbenchErrors.
+
+    A file whose sampler stopped early (``complete`` false) has no final samples: its last row
+    is an intermediate, still noisy state, so without ``step``/``time`` it is refused rather
+    than passed off as the samples. ``out`` may only be a new name or, with ``force``, a
+    regular file (see :func:`~workbench.io.paths.check_destination`).
     """
-    out = Path(out)
-    kind = format_for(out, fmt)
     if step is not None and time is not None:
         raise WorkbenchError("choose a row by --step or by --time, not both")
-    if out.is_dir():
-        raise WorkbenchError(f"{out} is a directory; give a file name such as samples.{kind}")
-    if out.exists() and not force:
-        raise WorkbenchError(f"{out} already exists; use --force to overwrite it")
+    out = check_destination(out, force)
+    kind = format_for(out, fmt)
     owned = not isinstance(source, TrajectoryFile)
-    tf = TrajectoryFile(source) if owned else source
+    tf = source if isinstance(source, TrajectoryFile) else TrajectoryFile(source)
     try:
         if out.exists() and os.path.samefile(out, tf.path):
             raise WorkbenchError(f"{out} is the trajectory file being exported from")
-        return _export(tf, out, kind, step, time, n, denormalise, progress)
+        if step is None and time is None and not tf.complete:
+            raise WorkbenchError(_incomplete_message(tf))
+        return _export(tf, out, kind, step, time, n, denormalise, progress, force)
     finally:
         if owned:
             tf.close()
+
+
+def _incomplete_message(tf: TrajectoryFile) -> str:
+    """Why an incomplete file has no final samples, and how to export one of its rows."""
+    if tf.n_saved == 0:
+        return (
+            f"{tf.path} is incomplete (its sampler stopped before writing a row): nothing to export"
+        )
+    steps, times = tf.steps, tf.times
+    last = tf.n_saved - 1
+    return (
+        f"{tf.path} is incomplete (sampling stopped after row {last}, step {int(steps[last])}, "
+        f"t={float(times[last]):.6g}), so it has no final samples; export a recorded row "
+        f"instead: --step K (0 to {int(steps[last])}) or --time T"
+    )
 
 
 def _export(
@@ -246,7 +340,8 @@ def _export(
     n: int | None,
     denormalise: bool,
     progress: Callable[[float], None] | None,
-) -> Path:
+    force: bool = False,
+) -> ExportResult:
     row: int | None = None
     if step is not None:
         row = tf.index_of_step(step)
@@ -289,7 +384,7 @@ def _export(
                 progress(b / count)
 
     out_shape = (count, *shape)
-    with _atomic(out) as tmp:
+    with _atomic(out, force) as tmp:
         if kind == "npy":
             with open(tmp, "wb") as fh:
                 _write_npy_stream(fh, out_shape, blocks())
@@ -311,7 +406,16 @@ def _export(
             images = np.concatenate(list(blocks())).reshape(count, *layout)  # type: ignore[misc]
             low, high = _pixel_range(images, normalizer, denormalise)
             tmp.write_bytes(png_bytes(_grid(images, low, high)))
-    return out
+    n_rows = tf.n_saved
+    at = row if row is not None else (n_rows - 1 if n_rows else None)
+    return ExportResult(
+        path=out,
+        count=count,
+        row=row,
+        step=None if at is None else int(tf.steps[at]),
+        t=None if at is None else float(tf.times[at]),
+        units="data" if denormalise else "model",
+    )
 
 
 def _pixel_range(images: np.ndarray, normalizer: Any, denormalise: bool) -> tuple[float, float]:

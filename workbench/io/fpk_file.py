@@ -14,7 +14,8 @@ Layout (HDF5; docs/format.md is the specification)::
     /fpk/p            p_t on the grid, shape (len(times), *grid), model units
 
 The file is written under a temporary name in the same folder and moved into place with
-``os.replace`` once complete; an existing file is never overwritten.
+a link (no clobbering) once complete; an existing file is never overwritten, and a directory,
+symlink, device, FIFO or socket at the destination is refused (:mod:`workbench.io.paths`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 
 from workbench.errors import WorkbenchError
 from workbench.io.nexus import write_entry
+from workbench.io.paths import check_destination, replace_into
 
 if TYPE_CHECKING:
     from workbench.core.data import Normalizer
@@ -41,6 +43,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "FPKFileResult", "write_fpk", "solve_conf
 FORMAT = "sde-workbench/fpk"
 FORMAT_VERSION = 1
 DEFAULT_TIMES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+_EXISTS_HINT = "choose another --out or remove it"
 
 
 #: the largest grid the default sizing picks for a pure diffusion (VE: one exact step per
@@ -73,11 +76,12 @@ def write_fpk(
     it so that a reader can map the grid and p_t back to data units
     (:meth:`FPKFileData.in_data_units`).
     """
-    path = Path(path)
-    if path.exists():
-        raise WorkbenchError(f"{path} already exists; choose another --out or remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = check_destination(path, False, force_hint=_EXISTS_HINT)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:
@@ -102,9 +106,10 @@ def write_fpk(
             g.create_dataset("p", data=solution.p, compression="gzip", compression_opts=4)
             _describe(g, solution.dim, normalizer)
             f.attrs["complete"] = np.bool_(True)
-        if path.exists():
-            raise WorkbenchError(f"{path} already exists; choose another --out or remove it")
-        os.replace(tmp, path)
+        # linked into place only if the name is still free: nothing is ever replaced
+        replace_into(tmp, path, False, force_hint=_EXISTS_HINT)
+    except OSError as exc:
+        raise WorkbenchError(f"could not write {path}: {exc.strerror or exc}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -162,9 +167,8 @@ def solve_config_to_file(
     )
     from workbench.core.sde import build_sde
 
-    out = Path(out)
-    if out.exists():
-        raise WorkbenchError(f"{out} already exists; choose another --out or remove it")
+    # checked before the solve, which may take minutes, and again when the file is moved in
+    out = check_destination(out, False, force_hint=_EXISTS_HINT)
     dataset = build_dataset(config.data.name, dict(config.data.params))
     if dataset.dim > 2:
         raise WorkbenchError(

@@ -63,6 +63,7 @@ from workbench.config import ExperimentConfig, parse_config
 from workbench.core.data import Normalizer
 from workbench.errors import WorkbenchError
 from workbench.io.nexus import creator, write_entry
+from workbench.io.paths import check_destination, replace_into
 from workbench.io.safety import check_external
 
 __all__ = [
@@ -99,6 +100,7 @@ _READ_CACHE_SLOTS = 100_003
 _STATS_BLOCK_BYTES = 32 * 1024 * 1024
 
 _T = TypeVar("_T")
+_OVERWRITE_HINT = "choose another name or allow overwriting it"
 
 
 def _one_line(text: object) -> str:
@@ -219,7 +221,7 @@ class TrajectoryWriter:
         self.max_pending_bytes = int(max_pending_bytes)
         self.chunks = chunk_shape(self.n_samples, self.dim, chunk_rows)
 
-        self._target = self._claim_path(overwrite)
+        self._target = self._claim_path(path, overwrite)
         self._file = self._create(
             config_toml=str(config_toml),
             sampler=str(sampler),
@@ -245,22 +247,21 @@ class TrajectoryWriter:
         self._thread.start()
 
     # creation -------------------------------------------------------------------------------
-    def _claim_path(self, overwrite: bool) -> Path:
-        """Where the HDF5 file is written: ``path`` itself, or a temporary beside it."""
-        if self.path.is_dir():
-            raise WorkbenchError(f"{self.path} is a directory; give a file name such as out.h5")
+    def _claim_path(self, given: str | os.PathLike[str], overwrite: bool) -> Path:
+        """Where the HDF5 file is written: ``path`` itself, or a temporary beside it.
+
+        Only a regular file is ever replaced (see :mod:`workbench.io.paths`): a directory, a
+        symlink, a device, a FIFO or a socket at ``path`` is refused even with ``overwrite``.
+        """
+        check_destination(given, overwrite, force_hint=_OVERWRITE_HINT)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkbenchError(
                 f"cannot create the folder {self.path.parent}: {_reason(exc)}"
             ) from None
-        if not self.path.exists():
-            return self.path
-        if not overwrite:
-            raise WorkbenchError(
-                f"{self.path} already exists; choose another name or allow overwriting it"
-            )
+        if not os.path.lexists(self.path):
+            return self.path  # created exclusively by _create: a symlink appearing there fails
         try:
             fd, tmp = tempfile.mkstemp(
                 prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
@@ -546,7 +547,8 @@ class TrajectoryWriter:
             # mkstemp makes the file private (0600); keep the mode of the file it replaces
             mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644
             os.chmod(self._target, mode)
-            os.replace(self._target, self.path)
+            # checked again: only a regular file is replaced, even if one appeared meanwhile
+            replace_into(self._target, self.path, True, force_hint=_OVERWRITE_HINT)
         except OSError as exc:
             self._discard_temporary()
             raise WorkbenchError(
