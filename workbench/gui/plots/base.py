@@ -9,8 +9,8 @@ import pyqtgraph as pg
 import pyqtgraph.exporters as pg_exporters
 from PySide6 import QtCore, QtGui, QtSvg, QtWidgets
 
-from workbench.errors import WorkbenchError
 from workbench.core.reference import process_key
+from workbench.errors import WorkbenchError
 
 __all__ = ["PlotTab", "ReferencePlotTab", "export_plot_item"]
 
