@@ -87,3 +87,45 @@ def test_noised_equals_per_point_coefficients() -> None:
 def test_bad_mixtures(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GaussianMixture(*(torch.tensor(kwargs[k], dtype=F64) for k in ("weights", "means", "covs")))
+
+
+def test_numpy_evaluation_is_the_torch_one_on_numpy_points() -> None:
+    import numpy as np
+
+    gmm = random_mixture(2, k=4, seed=2)
+    pts = np.random.default_rng(0).normal(size=(300, 2)) * 3
+    x = torch.from_numpy(pts)
+    for m, s in ((1.0, 0.0), (0.6, 0.8)):
+        p = gmm.density_np(pts, m, s)
+        assert isinstance(p, np.ndarray) and p.dtype == np.float64 and p.shape == (300,)
+        assert np.allclose(p, torch.exp(gmm.log_prob(x, m, s)).numpy(), rtol=1e-12)
+        # the noised mixture, built on its own, has the same density and score
+        noised = gmm.noised(m, s)
+        assert np.allclose(p, noised.density_np(pts), rtol=1e-10)
+        assert np.allclose(gmm.score_np(pts, m, s), noised.score_np(pts), rtol=1e-9, atol=1e-12)
+    # one (m, s) per point
+    m = np.linspace(0.2, 1.0, 300)
+    s = np.sqrt(1 - m**2)
+    got = gmm.score_np(pts, m, s)
+    for i in (0, 150, 299):
+        one = gmm.score_np(pts[i : i + 1], float(m[i]), float(s[i]))
+        assert np.allclose(got[i], one[0], rtol=1e-12)
+
+
+def test_score_is_the_gradient_of_log_prob() -> None:
+    gmm = random_mixture(3, k=3, seed=4)
+    x = (torch.randn(20, 3, dtype=F64) * 2).requires_grad_(True)
+    grad = torch.autograd.grad(gmm.log_prob(x, 0.7, 0.5).sum(), x)[0]
+    torch.testing.assert_close(gmm.score(x.detach(), 0.7, 0.5), grad)
+
+
+def test_marginal_keeps_the_chosen_coordinates() -> None:
+    gmm = random_mixture(3, k=2, seed=5)
+    sub = gmm.marginal([0, 2])
+    assert sub.dim == 2
+    comps = torch.distributions.MultivariateNormal(
+        gmm.means[:, [0, 2]], covariance_matrix=gmm.covs[:, [0, 2]][:, :, [0, 2]]
+    )
+    ref = torch.distributions.MixtureSameFamily(torch.distributions.Categorical(gmm.weights), comps)
+    x = torch.randn(40, 2, dtype=F64) * 2
+    torch.testing.assert_close(sub.log_prob(x), ref.log_prob(x))

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from workbench.config import default_config, to_toml
+from workbench.config import to_toml
+from workbench.core.clouds import ForwardCloud
 from workbench.core.sde import SDE
 from workbench.gui.main_window import MainWindow
-from workbench.gui.plots.density import (
-    BINS_1D,
-    BINS_2D,
-    GRID_SIDE,
-    TIMES_1D,
-    DensityTab,
-    ForwardCloud,
-    contour_segments,
-    histogram,
-    l1_distance,
-    mixture_density,
-    mixture_score,
-)
+from workbench.gui.plots.density import BINS_1D, BINS_2D, GRID_SIDE, TIMES_1D, DensityTab
 from workbench.gui.state import ExperimentState
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
 
@@ -232,45 +220,3 @@ def test_every_sde_kind_other_data_and_export(window: MainWindow, tmp_path: Path
     slide(window, 100)
     assert "exact" not in tab.view.images and tab.view.forward_density.sum() > 0
     assert "no exact density" in tab.readout.text()
-
-
-# ------------------------------------------------------------------------------------ numerics
-def test_numpy_mixture_matches_the_analytic_truth() -> None:
-    cfg = default_config().with_overrides(
-        {
-            "data.name": "gmm",
-            "data.means": [[0.0, 0.0], [2.0, 1.0]],
-            "data.covs": [[[1.0, 0.5], [0.5, 1.0]], [[0.3, -0.1], [-0.1, 0.2]]],
-            "sde.kind": "ve",
-        }
-    )
-    truth = ExperimentState.build(cfg).truth
-    pts = np.random.default_rng(0).normal(size=(500, 2)) * 3
-    for t in (0.0, 0.05, 0.7):
-        x = torch.from_numpy(pts)
-        p = torch.exp(truth.log_prob(x, t)).numpy()
-        assert np.allclose(mixture_density(truth, t, pts), p, rtol=1e-10, atol=1e-300)
-        assert np.allclose(mixture_score(truth, t, pts), truth.score(x, t).numpy(), rtol=1e-9)
-    times = np.linspace(0, 1, 500)
-    p = torch.exp(truth.log_prob(torch.from_numpy(pts), torch.from_numpy(times))).numpy()
-    assert np.allclose(mixture_density(truth, times, pts), p, rtol=1e-10, atol=1e-300)
-
-
-def test_histogram_contours_and_l1() -> None:
-    pts = np.array([[0.0, 0.0], [0.99, -0.99], [1.0, 0.0], [np.nan, 0.0], [-1.0, -1.0]])
-    counts = histogram(pts, 1.0, 4)
-    assert counts.sum() == 3 and counts[2, 2] == 1 and counts[3, 0] == 1 and counts[0, 0] == 1
-    xs = np.linspace(-2, 2, 81)
-    X, Y = np.meshgrid(xs, xs, indexing="ij")
-    sx, sy = contour_segments(X**2 + Y**2, xs, xs, 1.0)
-    assert len(sx) % 2 == 0 and np.allclose(np.hypot(sx, sy), 1.0, atol=2e-3)
-    sx, sy = contour_segments(X * Y, xs, xs, 0.5)  # saddles included
-    assert np.allclose(sx * sy, 0.5, atol=1e-9)
-    p = np.full(100, 0.01)
-    rng = np.random.default_rng(1)
-    n = 10000
-    dists = [l1_distance(np.bincount(rng.integers(0, 100, n), minlength=100), p) for _ in range(50)]
-    mean = np.mean([d for d, _ in dists])
-    noise = dists[0][1]
-    assert noise == pytest.approx(math.sqrt(2 / (math.pi * n)) * 100 * math.sqrt(0.01 * 0.99))
-    assert mean == pytest.approx(noise, rel=0.1)

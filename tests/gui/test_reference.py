@@ -3,19 +3,17 @@ views, solved in a worker (progress, cancel, cache), in the real main window."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from tests.gui.conftest import custom
-from workbench.gui.main_window import MainWindow
-from workbench.gui.plots.density import BINS_2D, exact_density
-from workbench.gui.reference import (
+from workbench.core.reference import (
+    AnalyticReference,
     EmpiricalReference,
     FPKReference,
-    interpolate_grid,
     reference_grid,
 )
+from workbench.gui.main_window import MainWindow
+from workbench.gui.plots.density import BINS_2D
 
 GRID = 48  # small grids: a 2-D solve takes well under a second
 
@@ -53,13 +51,13 @@ def test_fpk_matches_the_analytic_truth_in_the_views(qtbot, window: MainWindow) 
     ref = choose(qtbot, window, "fpk")
     assert isinstance(ref, FPKReference) and ref.grid_n == GRID
     assert not window.reference_progress.isVisible()  # the solve is over
-    analytic = window.state.truth
+    analytic = AnalyticReference(window.state)
 
     # the FPK p_t against the exact mixture: L1 on the views' grid, a discretisation error
     for t in (0.1, 0.5, 0.9):
         h = 3.5
         fpk = reference_grid(ref, t, h, 64)
-        exact = exact_density(analytic, t, h, 64)
+        exact = reference_grid(analytic, t, h, 64)
         l1 = np.abs(fpk - exact).sum() * (2 * h / 64) ** 2
         assert l1 < 0.06, (t, l1)
 
@@ -178,41 +176,10 @@ def test_empirical_reference_for_any_data_under_a_linear_sde(qtbot, window: Main
     assert "empirical" in tab.readout.text()
 
 
-def test_interpolation_is_exact_for_linear_functions() -> None:
-    axes = [np.linspace(-1, 1, 5), np.linspace(0, 2, 7)]
-    X, Y = np.meshgrid(*axes, indexing="ij")
-    values = 2 * X - 3 * Y + 1
-    rng = np.random.default_rng(0)
-    pts = np.stack([rng.uniform(-1, 1, 50), rng.uniform(0, 2, 50)], 1)
-    got = interpolate_grid(axes, values, pts, math.nan)
-    assert np.allclose(got, 2 * pts[:, 0] - 3 * pts[:, 1] + 1)
-    outside = interpolate_grid(axes, values, np.array([[1.5, 1.0]]), 0.0)
-    assert outside[0] == 0.0
-    masked = values.copy()
-    masked[2, 3] = np.nan
-    got = interpolate_grid(axes, masked, np.array([[0.1, 1.0], [-0.9, 0.1]]), 0.0)
-    assert np.isnan(got[0]) and np.isfinite(got[1])
-
-
 def test_unavailable_kinds_say_why(window: MainWindow) -> None:
-    from workbench.gui.reference import unavailable_reason
+    from workbench.core.reference import unavailable_reason
 
     window.set_config(window.config.with_overrides({"data.name": "digits"}))
     assert unavailable_reason("empirical", window.state) is None
     assert "1-D and 2-D" in unavailable_reason("fpk", window.state)
     assert "Gaussian-mixture" in unavailable_reason("analytic", window.state)
-
-
-def test_empirical_numpy_sums_match_the_core_marginal(window: MainWindow) -> None:
-    import torch
-
-    window.set_config(
-        window.config.with_overrides({"data.name": "moons", "data.n": 300, "train.batch_size": 256})
-    )
-    ref = EmpiricalReference(window.state)
-    x = np.random.default_rng(1).normal(size=(200, 2))
-    for t in (0.05, 0.5, 1.0):
-        core = torch.exp(ref.marginal.log_prob(torch.from_numpy(x), t)).numpy()
-        assert np.allclose(ref.density(t, x), core, rtol=1e-6, atol=1e-300)
-        score = ref.marginal.score(torch.from_numpy(x), t).numpy()
-        assert np.allclose(ref.score(t, x), score, rtol=1e-5, atol=1e-6 * np.abs(score).max())

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from workbench.core.score_field import ERROR_GRID
 from workbench.gui.main_window import MainWindow
-from workbench.gui.plots.score_field import ERROR_GRID, ScoreFieldTab
+from workbench.gui.plots.score_field import ScoreFieldTab
 from workbench.gui.workers import Task
 
 

@@ -193,6 +193,17 @@ class Normalizer:
             raise ValueError(f"normaliser is for {shift.numel()} coordinates, mixture has {dim}")
         return mixture.affine(shift, scale)
 
+    def to_data_mixture(self, mixture: GaussianMixture) -> GaussianMixture:
+        """The law, in data units, of model-unit points that follow ``mixture``: the inverse of
+        :meth:`to_model_mixture`, x = y scale + shift = (y - (-shift / scale)) / (1 / scale)."""
+        shift = torch.broadcast_to(self.shift, self.sample_shape or ()).reshape(-1)
+        scale = torch.broadcast_to(self.scale, self.sample_shape or ()).reshape(-1)
+        if shift.numel() != mixture.dim:
+            raise ValueError(
+                f"normaliser is for {shift.numel()} coordinates, mixture has {mixture.dim}"
+            )
+        return mixture.affine(-shift / scale, 1.0 / scale)
+
     # persistence ----------------------------------------------------------------------------
     def to_attrs(self) -> dict[str, Any]:
         """Plain Python values (str, float, nested lists of floats/ints) for HDF5 attributes."""

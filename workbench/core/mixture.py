@@ -5,6 +5,10 @@ C_k = U_k diag(lam_k) U_k^T, because every linear SDE maps it to another mixture
 C_k(t) = m(t)^2 C_k + s(t)^2 I = U_k diag(m^2 lam_k + s^2) U_k^T: the same eigenvectors, new
 eigenvalues. That makes log p_t and its score exact and cheap for any batch of times
 (see :mod:`workbench.core.analytic`).
+
+This is the one mixture of the project: the views evaluate it on numpy grids through
+:meth:`GaussianMixture.density_np` and :meth:`GaussianMixture.score_np` (the same float64 torch
+code, numpy in and out), never through a copy of the formulas.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,6 +26,16 @@ __all__ = ["GaussianMixture"]
 
 def _as_tensor(value: Sequence | Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
     return torch.as_tensor(value, dtype=dtype).clone()
+
+
+def _numpy_args(
+    x: np.ndarray, m: float | np.ndarray, s: float | np.ndarray
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Points and coefficients as float64 tensors sharing numpy's memory (no copy)."""
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+    mt = torch.from_numpy(np.asarray(m, dtype=np.float64))
+    st = torch.from_numpy(np.asarray(s, dtype=np.float64))
+    return xt, mt, st
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +148,14 @@ class GaussianMixture:
         covs = self.covs / (scale_t[:, None] * scale_t[None, :])
         return GaussianMixture(self.weights.clone(), means, covs)
 
+    def marginal(self, coords: Sequence[int]) -> GaussianMixture:
+        """The law of the coordinates ``coords`` of x: a Gaussian's marginal keeps the means' and
+        covariances' rows and columns of those coordinates, so a mixture's does too."""
+        idx = torch.as_tensor(list(coords), dtype=torch.long)
+        return GaussianMixture(
+            self.weights.clone(), self.means[:, idx], self.covs[:, idx][:, :, idx]
+        )
+
     def noised(self, m: float, s: float) -> GaussianMixture:
         """The law of m x + s z, z ~ N(0, I): components N(m mu_k, m^2 C_k + s^2 I)."""
         eye = torch.eye(self.dim, dtype=self.covs.dtype)
@@ -168,9 +191,27 @@ class GaussianMixture:
         )
         resp = torch.softmax(comp, dim=-1)  # (..., K)
         vecs = self.eigvecs.to(x)
-        # -U diag(1/var) U^T (x - m mu_k), back in x's coordinates
-        comp_score = -torch.einsum("kij,...kj->...ki", vecs, proj / var)
-        return (resp[..., None] * comp_score).sum(-2)
+        # -sum_k r_k U_k diag(1/var_k) U_k^T (x - m mu_k): weighting by r_k before mapping back
+        # to x's coordinates contracts k and the eigen-axis in one product
+        return -torch.einsum("kij,...kj->...i", vecs, resp[..., None] * (proj / var))
+
+    # numpy in, numpy out (the views' grids) --------------------------------------------------
+    def density_np(
+        self, x: np.ndarray, m: float | np.ndarray = 1.0, s: float | np.ndarray = 0.0
+    ) -> np.ndarray:
+        """p(x) at points (n, d) as float64 numpy: exp of :meth:`log_prob`, in float64 torch.
+
+        ``m`` and ``s`` are one number or one per point, as in :meth:`log_prob`.
+        """
+        xt, mt, st = _numpy_args(x, m, s)
+        return torch.exp(self.log_prob(xt, mt, st)).numpy()
+
+    def score_np(
+        self, x: np.ndarray, m: float | np.ndarray = 1.0, s: float | np.ndarray = 0.0
+    ) -> np.ndarray:
+        """grad log p(x) at points (n, d) as float64 numpy (:meth:`score`, in float64 torch)."""
+        xt, mt, st = _numpy_args(x, m, s)
+        return self.score(xt, mt, st).numpy()
 
     def responsibilities(
         self, x: Tensor, m: Tensor | float = 1.0, s: Tensor | float = 0.0

@@ -28,8 +28,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from workbench.core.compare import COMPARE_REPEATS, COMPARE_SEED, compare_samples, subsample
+from workbench.core.contours import HDR_MASSES, contour_segments, hdr_levels
 from workbench.core.data import build_dataset
-from workbench.core.metrics import energy_distance, mmd2, noise_floor, sliced_wasserstein
+from workbench.core.mixture import GaussianMixture
+from workbench.core.reference import data_units_marginal
 from workbench.core.sde import LinearSDE, build_sde
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.trajectories import image_mosaic, time_colormap
@@ -42,8 +45,6 @@ __all__ = [
     "ExportDialog",
     "benchmark_open_and_slider",
     "density_at",
-    "mass_levels",
-    "compare_samples",
 ]
 
 SCATTER_POINTS = 2000  # particles drawn as dots at one row, at most (every k-th one)
@@ -55,10 +56,7 @@ PLAY_INTERVAL_MS = 80
 STATS_DIMS = 4  # per-dimension statistics for at most this many dimensions
 EXPORT_FORMATS = ("npy", "npz", "csv", "h5", "png")
 COMPARE_POINTS = 3000  # points per side for Compare, at most (subsampled with a fixed seed)
-COMPARE_REPEATS = 5  # noise floor: pairs of fresh reference samples
-COMPARE_SEED = 0
 DENSITY_GRID = 120  # grid side for the analytic density contours
-DENSITY_MASSES = (0.5, 0.9)  # contours enclosing these fractions of the mass
 DATA_SET_CHOICE = "data set from the config"
 
 INCOMPLETE_TEXT = (
@@ -108,13 +106,10 @@ def _finite_range(values: np.ndarray) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------- analytic
-def density_at(tf: TrajectoryFile, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The exact p_t in data units as (weights (K,), means (K, d), covs (K, d, d)), or None.
-
-    Only when the file's config names a Gaussian-mixture data set and a linear SDE: the data
-    mixture is mapped to model units by the file's normaliser, noised there with m(t), s(t),
-    and mapped back (an affine map sends a Gaussian mixture to a Gaussian mixture).
-    """
+def density_at(tf: TrajectoryFile, t: float) -> GaussianMixture | None:
+    """The exact p_t in data units, or None: only when the file's config names a
+    Gaussian-mixture data set and a linear SDE (:func:`workbench.core.reference.
+    data_units_marginal` does the maths; this reads the config)."""
     try:
         cfg = tf.read_config()
         mixture = build_dataset(cfg.data.name, dict(cfg.data.params)).mixture()
@@ -123,109 +118,7 @@ def density_at(tf: TrajectoryFile, t: float) -> tuple[np.ndarray, np.ndarray, np
         return None
     if mixture is None or not isinstance(sde, LinearSDE) or mixture.dim != tf.dim:
         return None
-    import torch
-
-    w = mixture.weights.detach().double().numpy()
-    mu = mixture.means.detach().double().numpy()
-    cov = mixture.covs.detach().double().numpy()
-    d = mu.shape[1]
-    norm = tf.normalizer
-    if norm is None:
-        shift, scale = np.zeros(d), np.ones(d)
-    else:
-        shift = np.broadcast_to(norm.shift.double().numpy().reshape(-1), (d,)).copy()
-        scale = np.broadcast_to(norm.scale.double().numpy().reshape(-1), (d,)).copy()
-    m, s = sde.marginal_coeffs(torch.tensor(float(t), dtype=torch.float64))
-    m, s = float(m), float(s)
-    mu_y = (mu - shift) / scale
-    cov_y = cov / np.outer(scale, scale)
-    cov_t = m * m * cov_y + s * s * np.eye(d)
-    return w / w.sum(), shift + scale * (m * mu_y), cov_t * np.outer(scale, scale)
-
-
-def _mixture_pdf(points: np.ndarray, mix: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    w, mu, cov = mix
-    out = np.zeros(len(points))
-    d = mu.shape[1]
-    for wk, mk, ck in zip(w, mu, cov, strict=True):
-        inv = np.linalg.inv(ck)
-        diff = points - mk
-        q = np.einsum("ni,ij,nj->n", diff, inv, diff)
-        norm = np.sqrt((2 * np.pi) ** d * np.linalg.det(ck))
-        out += wk * np.exp(-0.5 * q) / norm
-    return out
-
-
-def mass_levels(density: np.ndarray, masses: tuple[float, ...] = DENSITY_MASSES) -> list[float]:
-    """Density levels whose upper sets hold ``masses`` of the total (grid cells equal-sized)."""
-    v = np.sort(density.ravel())[::-1]
-    cum = np.cumsum(v) / max(float(v.sum()), 1e-300)
-    return [float(v[min(int(np.searchsorted(cum, m)), len(v) - 1)]) for m in masses]
-
-
-def _contour_lines(
-    grid: np.ndarray, level: float, window: tuple[float, float, float, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Isocurve of ``grid`` (indexed [ix, iy]) at ``level``, as NaN-separated data coordinates."""
-    xl, xh, yl, yh = window
-    nx, ny = grid.shape
-    xs: list[float] = []
-    ys: list[float] = []
-    for line in pg.functions.isocurve(grid, level, connected=True):
-        pts = np.asarray(line, dtype=float)
-        xs.extend(xl + pts[:, 0] / (nx - 1) * (xh - xl))
-        ys.extend(yl + pts[:, 1] / (ny - 1) * (yh - yl))
-        xs.append(np.nan)
-        ys.append(np.nan)
-    return np.asarray(xs), np.asarray(ys)
-
-
-# ---------------------------------------------------------------------------------- compare
-def _subsample(x: np.ndarray, n: int, seed: int = COMPARE_SEED) -> np.ndarray:
-    x = x.reshape(len(x), -1)
-    if len(x) <= n:
-        return x
-    keep = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))
-    return x[keep]
-
-
-COMPARE_METRICS = (
-    ("sliced Wasserstein", sliced_wasserstein),
-    ("MMD²", mmd2),
-    ("energy distance", energy_distance),
-)
-
-
-def compare_samples(
-    a: np.ndarray,
-    b: np.ndarray,
-    reference: Any | None,
-    *,
-    repeats: int = COMPARE_REPEATS,
-    seed: int = COMPARE_SEED,
-    cancelled: Callable[[], bool] = lambda: False,
-) -> dict[str, Any]:
-    """Each metric between ``a`` and ``b`` (n, d) beside its noise floor (mean, std) between
-    fresh draws of ``reference`` (a data set with ``sample``; None: no floor)."""
-    import torch
-
-    n = min(len(a), len(b))
-    out: dict[str, Any] = {"n": n, "metrics": {}}
-    for name, fn in COMPARE_METRICS:
-        if cancelled():
-            return out
-        gen = torch.Generator().manual_seed(seed)
-        value = float(fn(torch.from_numpy(a), torch.from_numpy(b), generator=gen))
-        floor = None
-        if reference is not None and n >= 2:
-            fgen = torch.Generator().manual_seed(seed + 1)
-
-            def draw(k: int, g: torch.Generator | None) -> Any:
-                return reference.sample(k, g, dtype=torch.float64).reshape(k, -1)
-
-            floor = noise_floor(fn, draw, n, repeats=repeats, generator=fgen)
-        out["metrics"][name] = (value, floor)
-    return out
+    return data_units_marginal(mixture, sde, float(t), tf.normalizer)
 
 
 # ---------------------------------------------------------------------------------- views
@@ -342,7 +235,7 @@ class SamplesView(_View):
         self.hist_plot.addItem(self.curve)
         self.density_curve = pg.PlotDataItem(pen=pg.mkPen((220, 60, 30), width=2))
         self.contours = [
-            pg.PlotDataItem(pen=pg.mkPen(c, width=2), connect="finite")
+            pg.PlotDataItem(pen=pg.mkPen(c, width=2), connect="pairs")
             for c in ((255, 90, 40), (255, 200, 60))
         ]
         self.hist_plot.addItem(self.density_curve)
@@ -419,18 +312,18 @@ class SamplesView(_View):
         xl, xh, yl, yh = window
         if self.fv.tf.dim == 1:
             xs = np.linspace(xl, xh, 400)
-            self.density_curve.setData(xs, _mixture_pdf(xs[:, None], mix))
+            self.density_curve.setData(xs, mix.density_np(xs[:, None]))
             self.density_levels = [float("nan")]
             return
         gx = np.linspace(xl, xh, DENSITY_GRID)
         gy = np.linspace(yl, yh, DENSITY_GRID)
         mx, my = np.meshgrid(gx, gy, indexing="ij")
         pts = np.stack([mx.ravel(), my.ravel()], 1)
-        w, mu, cov = mix  # the marginal of (x1, x2): the same mixture's first two coordinates
-        grid = _mixture_pdf(pts, (w, mu[:, :2], cov[:, :2, :2])).reshape(DENSITY_GRID, DENSITY_GRID)
-        self.density_levels = mass_levels(grid)
+        # the marginal of (x1, x2): the same mixture's first two coordinates
+        grid = mix.marginal([0, 1]).density_np(pts).reshape(DENSITY_GRID, DENSITY_GRID)
+        self.density_levels = hdr_levels(grid, HDR_MASSES)
         for item, level in zip(self.contours, self.density_levels, strict=False):
-            item.setData(*_contour_lines(grid, level, window))
+            item.setData(*contour_segments(grid, gx, gy, level))
         n = 0 if self.hist is None else int(self.hist.sum())
         self.hist_plot.setTitle(
             f"histogram at t = {t:.4g} ({n:,}); lines: exact p_t, 50% / 90% of mass"
@@ -737,7 +630,7 @@ class CompareView(_View):
         tf = self.fv.tf
         other = self.against.currentData()
         try:
-            a = _subsample(tf.samples(), n_max).astype(np.float64)
+            a = subsample(tf.samples(), n_max).astype(np.float64)
         except WorkbenchError as exc:
             return self._fail(str(exc))
         reference, floor_note = None, ""
@@ -760,7 +653,7 @@ class CompareView(_View):
         else:
             try:
                 with TrajectoryFile(other) as peer:
-                    b = _subsample(peer.samples(), n_max).astype(np.float64)
+                    b = subsample(peer.samples(), n_max).astype(np.float64)
             except WorkbenchError as exc:
                 return self._fail(str(exc))
             if b.shape[1] != a.shape[1]:

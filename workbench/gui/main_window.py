@@ -310,7 +310,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_reference_choices(self) -> None:
         """Grey out the kinds this experiment cannot have, with the reason as tooltip."""
-        from workbench.gui.reference import unavailable_reason
+        from workbench.core.reference import unavailable_reason
 
         model = self.reference_combo.model()
         for i in range(self.reference_combo.count()):

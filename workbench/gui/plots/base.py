@@ -9,8 +9,8 @@ import pyqtgraph as pg
 import pyqtgraph.exporters as pg_exporters
 from PySide6 import QtCore, QtGui, QtSvg, QtWidgets
 
+from workbench.core.reference import process_key
 from workbench.errors import WorkbenchError
-from workbench.gui.reference import process_key
 
 __all__ = ["PlotTab", "ReferencePlotTab", "export_plot_item"]
 
@@ -33,7 +33,7 @@ class PlotTab(QtWidgets.QWidget):
         """The last sampling run's ``TrajectoryFile``, or None."""
 
     def set_reference(self, reference: Any) -> None:
-        """The reference p_t and score (``workbench.gui.reference.Reference``), or None."""
+        """The reference p_t and score (``workbench.core.reference.Reference``), or None."""
 
     def export(self, path: str | Path) -> Path:
         """Write the tab's main plot to PNG, SVG or CSV (by the extension)."""

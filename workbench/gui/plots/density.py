@@ -19,14 +19,14 @@ the time slider changes the picture smoothly and costs one multiply-add and a hi
 - Images: a grid of forward-noised images and of the trajectory's images at t, shown as
   x_t / sqrt(m(t)^2 + s(t)^2) on grey levels [-1, 1] (the signal's scale at every t).
 - The reference p_t ("exact" panel, contours, dashed curve, the L1 readout) is the one chosen
-  beside the time slider (:mod:`workbench.gui.reference`): analytic (Gaussian mixtures), the
+  beside the time slider (:mod:`workbench.core.reference`): analytic (Gaussian mixtures), the
   Fokker–Planck solution, or the empirical p_t of the noised training set.
 - A non-linear SDE has no closed-form transition: its forward particles are the ones the
   Fokker–Planck reference simulated (Euler–Maruyama), shown as they are (no m, s scaling);
   without that reference a message says to choose it.
 
-The numerical helpers here (:class:`ForwardCloud`, :func:`histogram`, :func:`exact_density`,
-:func:`hdr_levels`, :func:`contour_segments`) are shared with the score field tab.
+The numerics (forward particles, histograms, level sets, L1 distances) live in core:
+:mod:`workbench.core.clouds`, :mod:`workbench.core.grids`, :mod:`workbench.core.contours`.
 """
 
 from __future__ import annotations
@@ -40,22 +40,16 @@ import pyqtgraph as pg
 import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from workbench.core.clouds import ForwardCloud
+from workbench.core.contours import HDR_MASSES, contour_segments, hdr_levels
+from workbench.core.grids import coarsen, grid_centres, histogram, l1_distance
+from workbench.core.reference import reference_grid
 from workbench.core.sde import LinearSDE
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.gui.plots.base import ReferencePlotTab
-from workbench.gui.reference import reference_grid
 
 __all__ = [
     "DensityTab",
-    "ForwardCloud",
-    "histogram",
-    "grid_centres",
-    "mixture_density",
-    "mixture_score",
-    "exact_density",
-    "hdr_levels",
-    "contour_segments",
-    "l1_distance",
     "reverse_points",
     "nearest_row",
     "equal_columns",
@@ -63,15 +57,12 @@ __all__ = [
     "same_process",
 ]
 
-N_PARTICLES = 20000
-SEED = 20240
 BINS_2D = 128
 COARSE_2D = 32  # the L1 readout sums BINS_2D / COARSE_2D bins per side: less sampling noise
 BINS_1D = 200
 LINE_BINS_1D = 100
 TIMES_1D = 120
 GRID_SIDE = 6  # images: GRID_SIDE x GRID_SIDE tiles
-HDR_MASSES = (0.5, 0.9)
 
 _FORWARD = "#1f77b4"
 _REVERSE = "#ff7f0e"
@@ -82,245 +73,6 @@ NO_REFERENCE = (
     "no exact density for this data set (only Gaussian mixtures have one): choose the "
     "Fokker–Planck or empirical reference (truth, beside the time slider)"
 )
-
-
-# ------------------------------------------------------------------------------------ numerics
-class ForwardCloud:
-    """Fixed data points x0 (model units) and noise z; ``at(t)`` = m(t) x0 + s(t) z, exactly p_t."""
-
-    def __init__(
-        self,
-        state: Any,
-        n: int = N_PARTICLES,
-        seed: int = SEED,
-        reuse: ForwardCloud | None = None,
-    ) -> None:
-        """Draws x0 and z, or takes them from ``reuse`` when it was drawn for the same data
-        (a change of the SDE or of training settings then costs nothing)."""
-        sde = state.sde
-        if not isinstance(sde, LinearSDE):
-            raise TypeError("the forward cloud needs a linear SDE")
-        self.sde = sde
-        self.key = (state.config.data, int(n), int(seed))
-        if reuse is not None and reuse.key == self.key:
-            self.x0, self.z, self.q = reuse.x0, reuse.z, reuse.q
-            self.n, self.dim = reuse.n, reuse.dim
-            return
-        generator = torch.Generator().manual_seed(seed)
-        x0 = state.dataset.sample(n, generator, dtype=torch.float64)
-        x0 = state.normalizer.to_model(x0).reshape(n, -1)
-        self.x0 = x0.numpy().astype(np.float64)
-        self.z = torch.randn(self.x0.shape, generator=generator, dtype=torch.float64).numpy()
-        self.n, self.dim = self.x0.shape
-        finite = self.x0[np.isfinite(self.x0)]
-        self.q = float(np.quantile(np.abs(finite), 0.999)) if finite.size else 1.0
-        self.q = max(self.q, 1e-3)
-
-    def coeffs(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(m(t), s(t)) as float64 arrays shaped like t."""
-        tt = torch.as_tensor(np.asarray(t, dtype=np.float64))
-        m, s = self.sde.marginal_coeffs(tt)
-        return m.numpy(), s.numpy()
-
-    def at(self, t: float) -> np.ndarray:
-        m, s = self.coeffs(t)
-        return float(m) * self.x0 + float(s) * self.z
-
-    def at_many(self, times: np.ndarray) -> np.ndarray:
-        """The particles at each of ``times``: (len(times), n, dim)."""
-        m, s = self.coeffs(np.asarray(times, dtype=np.float64))
-        return m[:, None, None] * self.x0[None] + s[:, None, None] * self.z[None]
-
-    def half_width(self, t: float | np.ndarray) -> Any:
-        """h(t) = 1.1 m(t) q + 4 s(t): the window holds the data's spread and the noise's."""
-        m, s = self.coeffs(t)
-        h = 1.1 * m * self.q + 4.0 * s
-        return float(h) if np.ndim(h) == 0 else h
-
-
-def grid_centres(half: float, bins: int) -> np.ndarray:
-    """The centres of ``bins`` equal cells on [-half, half]."""
-    return -half + (np.arange(bins) + 0.5) * (2.0 * half / bins)
-
-
-def histogram(points: np.ndarray, half: float, bins: int) -> np.ndarray:
-    """Counts of 1-D or 2-D ``points`` (n, d) in ``bins`` cells per axis on [-half, half]^d.
-
-    Axis 0 is x1 (pyqtgraph's ImageItem shows axis 0 horizontally). Points outside the window,
-    and non-finite ones, are not counted. A bincount: a few times faster than histogram2d.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    d = points.shape[1]
-    with np.errstate(invalid="ignore", over="ignore"):
-        scaled = np.floor((points + half) * (bins / (2.0 * half)))
-        ok = np.all((scaled >= 0) & (scaled < bins), axis=1)
-    idx = scaled[ok].astype(np.int64)
-    flat = idx[:, 0] if d == 1 else idx[:, 0] * bins + idx[:, 1]
-    return np.bincount(flat, minlength=bins**d).reshape((bins,) * d)
-
-
-def _mixture_terms(truth: Any, t: Any, pts: np.ndarray) -> tuple[np.ndarray, ...]:
-    """log(w_k N(x; m mu_k, m^2 C_k + s^2 I)) (K, n), U_k^T (x - m mu_k) and the variances."""
-    mix = truth.mixture
-    m, s = truth.sde.marginal_coeffs(torch.as_tensor(np.asarray(t, dtype=np.float64)))
-    m, s = m.numpy(), s.numpy()
-    if m.ndim:  # one time per point: laid out (1, n, 1) against (K, n, d) below
-        m, s = m.reshape(1, -1, 1), s.reshape(1, -1, 1)
-    weights = mix.weights.numpy()
-    means = mix.means.numpy()[:, None, :]  # (K, 1, d)
-    vecs = mix.eigvecs.numpy()  # (K, d, d)
-    lam = mix.eigvals.numpy()[:, None, :]  # (K, 1, d)
-    var = m * m * lam + s * s  # (K, 1, d) or (K, n, d)
-    proj = np.matmul(pts[None, :, :] - m * means, vecs)  # U_k^T (x - m mu_k), as rows
-    d = pts.shape[1]
-    with np.errstate(divide="ignore"):
-        log_comp = np.log(weights)[:, None] - 0.5 * (
-            (proj * proj / var).sum(-1) + np.log(var).sum(-1) + d * math.log(2.0 * math.pi)
-        )
-    return log_comp, proj, var, vecs
-
-
-def mixture_density(truth: Any, t: Any, pts: np.ndarray) -> np.ndarray:
-    """The exact p_t(x) at points (n, d) in numpy: sum_k w_k N(x; m mu_k, m^2 C_k + s^2 I).
-
-    The sum of :meth:`AnalyticMarginal.log_prob` (``truth``), in single-threaded numpy: torch's
-    small parallel kernels can stall for tens of ms on a busy CPU (a training thread, other
-    processes), numpy's do not. ``t`` is one time or one per point.
-    """
-    log_comp = _mixture_terms(truth, t, pts)[0]
-    top = log_comp.max(axis=0)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return np.exp(top) * np.exp(log_comp - top).sum(axis=0)
-
-
-def mixture_score(truth: Any, t: float, pts: np.ndarray) -> np.ndarray:
-    """The exact score grad log p_t(x) at points (n, d), as :meth:`AnalyticMarginal.score`:
-    sum_k r_k(x) (-(m^2 C_k + s^2 I)^-1 (x - m mu_k)), r_k the responsibilities."""
-    log_comp, proj, var, vecs = _mixture_terms(truth, t, pts)
-    top = log_comp.max(axis=0)
-    resp = np.exp(log_comp - np.where(np.isfinite(top), top, 0.0))
-    resp /= resp.sum(axis=0)
-    comp_score = -np.matmul(proj / var, np.swapaxes(vecs, 1, 2))  # back to x's coordinates
-    return (resp[:, :, None] * comp_score).sum(axis=0)
-
-
-def exact_density(truth: Any, t: float, half: float, bins: int) -> np.ndarray:
-    """p_t at the cell centres of the 1-D or 2-D grid (shape (bins,) or (bins, bins))."""
-    c = grid_centres(half, bins)
-    if truth.dim == 1:
-        pts = c[:, None]
-    else:
-        X, Y = np.meshgrid(c, c, indexing="ij")
-        pts = np.stack([X.ravel(), Y.ravel()], axis=1)
-    return mixture_density(truth, float(t), pts).reshape((bins,) * truth.dim)
-
-
-def hdr_levels(density: np.ndarray, masses: tuple[float, ...] = HDR_MASSES) -> list[float]:
-    """Density levels whose super-level sets hold ``masses`` of the mass on the grid."""
-    values = np.sort(density.ravel())[::-1]
-    total = values.sum()
-    if not np.isfinite(total) or total <= 0:
-        return []
-    cum = np.cumsum(values) / total
-    return [float(values[min(int(np.searchsorted(cum, m)), values.size - 1)]) for m in masses]
-
-
-def contour_segments(
-    z: np.ndarray, xs: np.ndarray, ys: np.ndarray, level: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """The level set {z = level} by vectorised marching squares, as line segments.
-
-    ``z[i, j]`` is the value at (xs[i], ys[j]). Returns x and y arrays of segment end points,
-    two per segment, for a ``PlotDataItem(connect="pairs")``.
-    """
-    a, b, c, d = z[:-1, :-1], z[1:, :-1], z[1:, 1:], z[:-1, 1:]
-    x0, x1 = xs[:-1, None], xs[1:, None]
-    y0, y1 = ys[None, :-1], ys[None, 1:]
-    shape = a.shape
-
-    def crossing(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        hit = (p >= level) != (q >= level)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(hit, (level - p) / (q - p), 0.0)
-        return hit, frac
-
-    # edges: 0 = (a, b) at y0, 1 = (b, c) at x1, 2 = (d, c) at y1, 3 = (a, d) at x0
-    h0, f0 = crossing(a, b)
-    h1, f1 = crossing(b, c)
-    h2, f2 = crossing(d, c)
-    h3, f3 = crossing(a, d)
-    H = np.stack([h0, h1, h2, h3], axis=-1)
-    X = np.stack(
-        [
-            x0 + f0 * (x1 - x0),
-            np.broadcast_to(x1, shape),
-            x0 + f2 * (x1 - x0),
-            np.broadcast_to(x0, shape),
-        ],
-        axis=-1,
-    )
-    Y = np.stack(
-        [
-            np.broadcast_to(y0, shape),
-            y0 + f1 * (y1 - y0),
-            np.broadcast_to(y1, shape),
-            y0 + f3 * (y1 - y0),
-        ],
-        axis=-1,
-    )
-    count = H.sum(-1)
-
-    seg_x, seg_y = [], []
-    two = np.nonzero(count == 2)
-    if two[0].size:
-        Hs = H[two]
-        first = np.argmax(Hs, axis=1)
-        last = 3 - np.argmax(Hs[:, ::-1], axis=1)
-        k = np.arange(Hs.shape[0])
-        Xs, Ys = X[two], Y[two]
-        seg_x.append(np.stack([Xs[k, first], Xs[k, last]], axis=1))
-        seg_y.append(np.stack([Ys[k, first], Ys[k, last]], axis=1))
-    four = np.nonzero(count == 4)
-    if four[0].size:
-        # a saddle: a and c are on one side, b and d on the other. If the centre is on a's side,
-        # a and c connect and the curves cut off b and d (edges 0-1 and 2-3), else a and c
-        # (edges 3-0 and 1-2)
-        centre_up = ((a + b + c + d)[four] / 4.0) >= level
-        join_ac = centre_up == (a[four] >= level)
-        Xf, Yf = X[four], Y[four]
-        k = np.arange(Xf.shape[0])
-        for e1, e2, e3, e4 in ((0, 1, 3, 0), (2, 3, 1, 2)):
-            p = np.where(join_ac, e1, e3)
-            q = np.where(join_ac, e2, e4)
-            seg_x.append(np.stack([Xf[k, p], Xf[k, q]], axis=1))
-            seg_y.append(np.stack([Yf[k, p], Yf[k, q]], axis=1))
-    if not seg_x:
-        return np.empty(0), np.empty(0)
-    return np.concatenate(seg_x).ravel(), np.concatenate(seg_y).ravel()
-
-
-def l1_distance(counts: np.ndarray, exact_mass: np.ndarray) -> tuple[float, float]:
-    """(L1 distance, its expectation under pure sampling noise) of two binnings on one grid.
-
-    Both are normalised to mass 1 on the grid. The noise yardstick is the mean L1 distance of a
-    multinomial histogram of the same size from its own probabilities,
-    sqrt(2 / (pi n)) sum_i sqrt(p_i (1 - p_i)) (normal approximation per cell).
-    """
-    n = float(counts.sum())
-    total = float(exact_mass.sum())
-    if n <= 0 or total <= 0:
-        return float("nan"), float("nan")
-    p = exact_mass / total
-    dist = float(np.abs(counts / n - p).sum())
-    noise = math.sqrt(2.0 / (math.pi * n)) * float(np.sqrt(p * (1.0 - p)).sum())
-    return dist, noise
-
-
-def _coarsen(a: np.ndarray, factor: int) -> np.ndarray:
-    if a.ndim == 1:
-        return a.reshape(-1, factor).sum(1)
-    n = a.shape[0] // factor
-    return a.reshape(n, factor, n, factor).sum(axis=(1, 3))
 
 
 def reverse_points(trajectory: Any, k: int, state: Any) -> np.ndarray:
@@ -414,7 +166,7 @@ class _View:
         self.layout = layout
         self.state = state
         self.cloud = cloud
-        # the reference p_t (workbench.gui.reference.Reference: analytic, FPK or empirical)
+        # the reference p_t (workbench.core.reference.Reference: analytic, FPK or empirical)
         self.truth = reference
         self.trajectory: Any = None
         self.problem: str | None = None
@@ -516,15 +268,15 @@ class _Planar(_View):
         self._show("forward", self.forward_density, rect)
         # one colour scale for all panels: the exact peak, else the forward histogram's peak
         # on 4 x 4 cells (the peak of single cells is mostly sampling noise)
-        vmax = float(_coarsen(counts, factor).max()) / (cloud.n * area * factor**2)
+        vmax = float(coarsen(counts, factor).max()) / (cloud.n * area * factor**2)
         self.distances = {}
         coarse_exact = None
         if self.truth is not None:
             self.exact = reference_grid(self.truth, t, h, bins)
             vmax = float(self.exact.max())
             self._show("exact", self.exact, rect)
-            coarse_exact = _coarsen(self.exact * area, factor)
-            self.distances["forward"] = l1_distance(_coarsen(counts, factor), coarse_exact)
+            coarse_exact = coarsen(self.exact * area, factor)
+            self.distances["forward"] = l1_distance(coarsen(counts, factor), coarse_exact)
             self._draw_contours(self.exact, h)
 
         row = self.row_at(t)
@@ -543,7 +295,7 @@ class _Planar(_View):
             self._show("reverse", self.reverse_density, rect)
             reverse_note = f"reverse: row {k} of {self.trajectory.n_saved}, at t = {t_row:.3f}"
             if coarse_exact is not None:
-                self.distances["reverse"] = l1_distance(_coarsen(rcounts, factor), coarse_exact)
+                self.distances["reverse"] = l1_distance(coarsen(rcounts, factor), coarse_exact)
         self.no_reverse.setVisible(row is None)
         self.no_reverse.setPos(0, 0)
         self.bar.setLevels((0.0, vmax if vmax > 0 else 1.0))
