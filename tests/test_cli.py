@@ -153,6 +153,10 @@ def test_check_good_config_and_run_folder(
         ("[trian]\n", ["did you mean 'train'?"]),
         ("[sde]\nkind = 'linear'\na = '1 +\n2'\n", ["invalid TOML"]),
         ('[sde]\nkind = "linear"\na = "t +"\n', ["sde.a", "column"]),
+        # experiments that cannot work: no noise, or a prior far from p_T (with the numbers)
+        ('[sde]\nkind = "linear"\ng = "0*t"\n', ["sde.g", "zero on all of [0, T]"]),
+        ('[sde]\nkind = "ve"\nsigma_max = 1.5\n', ["sde.sigma_max", "s(T) = 1.5", "0.444"]),
+        ('[sde]\nkind = "vp"\nT = 0.05\n', ["sde.beta_max", "m(T) = 0.9", "or T"]),
     ],
 )
 def test_check_bad_config_fails_in_one_line(
@@ -165,6 +169,18 @@ def test_check_bad_config_fails_in_one_line(
     assert err.startswith(f"sde-workbench: error: {path}")
     for word in words:
         assert word in err
+
+
+def test_train_refuses_an_sde_that_cannot_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same rule stops `train` before anything is written."""
+    path = tmp_path / "weak.toml"
+    path.write_text('[sde]\nkind = "cosine"\nalpha_bar_min = 0.3\n', encoding="utf-8")
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 1
+    err = one_line_error(capsys)
+    assert "sde.alpha_bar_min" in err and "m(T)^2/s(T)^2" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

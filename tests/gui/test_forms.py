@@ -333,3 +333,19 @@ def test_the_window_keeps_a_loaded_experiment_exactly(
     assert load_config(tmp_path / "again.toml") == loaded
     radius = window.data_panel.forms["data"].fields["radius"].widget
     assert radius.text() == "2.82842712474619"
+
+
+def test_the_window_refuses_an_sde_that_cannot_work(qtbot, window: MainWindow) -> None:
+    """The config's rule, not one of the GUI's own: sigma_max too small for standardised data."""
+    window.set_config(window.config.with_overrides({"sde.kind": "ve"}))
+    window.toolbox.setCurrentWidget(window.toolbox.widget(1))
+    field = window.sde_panel.forms["sde"].fields["sigma_max"]
+    field.widget.clear()
+    qtbot.keyClicks(field.widget, "1.5")
+    qtbot.waitUntil(lambda: not window.valid, timeout=5000)
+    assert "m(T)^2/s(T)^2" in field.error_label.text() and field.error_label.isVisible()
+    assert not window.train_button.isEnabled()
+    field.widget.clear()
+    qtbot.keyClicks(field.widget, "10")
+    qtbot.waitUntil(lambda: window.valid, timeout=5000)
+    assert window.config.sde.params["sigma_max"] == 10.0
