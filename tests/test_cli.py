@@ -297,3 +297,52 @@ def test_a_closed_pipe_is_not_a_traceback() -> None:
     )
     assert proc.returncode == 141, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect shows a file's strings safely
+# ---------------------------------------------------------------------------------------------
+def _hostile_trajectory(path: Path) -> Path:
+    import h5py
+    import numpy as np
+
+    from workbench.io.trajectories import TrajectoryWriter
+
+    with TrajectoryWriter(
+        path, n_samples=4, sample_shape=(2,), config_toml="", sampler="em\x1b[2J\x07"
+    ) as w:
+        w.append(0, 1.0, np.zeros((4, 2)))
+        w.close()
+    with h5py.File(path, "a") as f:
+        f.attrs["created"] = "2024\x1b]0;owned\x07\u202eevil\r\nnext"
+        f.attrs["software"] = "x" * 5000
+    return path
+
+
+def _shown_characters_are_safe(text: str) -> None:
+    import unicodedata
+
+    for ch in text:
+        assert ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"), repr(ch)
+
+
+def test_inspect_escapes_control_codes_and_shortens_huge_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    path = _hostile_trajectory(tmp_path / "hostile.h5")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    _shown_characters_are_safe(out)
+    assert "em\\x1b[2J\\x07" in out
+    assert "2024\\x1b]0;owned\\x07\\u202eevil\\r\\nnext" in out
+    assert "x" * 200 + "… (5,000 characters)" in out and "x" * 201 not in out
+
+    assert main(["inspect", str(path), "--json"]) == 0
+    text = capsys.readouterr().out
+    _shown_characters_are_safe(text)
+    summary = json.loads(text)
+    assert summary["sampler"] == "em\\x1b[2J\\x07"
+    assert summary["software"] == "x" * 200 + "… (5,000 characters)"
+    assert summary["n_saved"] == 1  # numbers are untouched
