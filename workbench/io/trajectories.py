@@ -67,6 +67,14 @@ from workbench import __version__
 from workbench.config import ExperimentConfig, parse_config
 from workbench.core.data import Normalizer
 from workbench.errors import WorkbenchError
+from workbench.io.live import (
+    SETTLE_S,
+    FileBeingWrittenError,
+    fcntl,
+    file_signature,
+    lock_handle,
+    writes_paused,
+)
 from workbench.io.safety import check_external
 
 __all__ = [
@@ -170,58 +178,6 @@ def _as_rows(value: Tensor | np.ndarray | Any, shape: tuple[int, int], what: str
 # ---------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------
-# Each row's write + flush is bracketed by an exclusive advisory lock (flock) on the file, and a
-# reader that wants a consistent view holds a shared one (writes_paused): without SWMR that is
-# the only way a reader in another process sees no half-flushed state. HDF5's own locking
-# stays off (it would lock readers out for the writer's whole life).
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: readers fall back to retrying
-    fcntl = None  # type: ignore[assignment]
-
-# How long a reader waits for a writer's flush to end before reading anyway.
-_PAUSE_WAIT_S = 10.0
-
-
-def _lock_handle(path: Path) -> int | None:
-    if fcntl is None:
-        return None
-    try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def writes_paused(path: str | os.PathLike[str], wait: float = _PAUSE_WAIT_S) -> Iterator[bool]:
-    """Hold off an SDE Workbench writer of ``path`` (between two of its rows) for the block.
-
-    Yields whether the pause holds: False where locks are unavailable or a writer kept the
-    file for ``wait`` seconds (the block then reads as it can; see read_while_written).
-    """
-    fd = _lock_handle(Path(path))
-    if fd is None:
-        yield False
-        return
-    try:
-        deadline = time.monotonic() + wait
-        held = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                held = True
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.002)
-            except OSError:  # a file system without flock
-                break
-        yield held
-    finally:
-        os.close(fd)  # closing drops the lock
-
-
 class TrajectoryWriter:
     """Writes one trajectory file; rows are appended from a background thread.
 
@@ -289,7 +245,7 @@ class TrajectoryWriter:
             direction=direction,
             compression=compression,
         )
-        self._lock_fd = _lock_handle(self._target)
+        self._lock_fd = lock_handle(self._target)
         self._x = self._file["trajectories/x"]
         self._t = self._file["trajectories/t"]
         self._step = self._file["trajectories/step"]
@@ -720,27 +676,6 @@ def _check_declared(ds: h5py.Dataset, name: str, fail: Callable[[str], Workbench
         )
 
 
-class FileBeingWrittenError(WorkbenchError):
-    """A read failed while another process was writing the file: a torn read, not damage.
-
-    Without SWMR (see the module docstring) a reader's view of a file being written is only
-    consistent between the writer's flushes; a read that straddles one can see chunk indexes
-    pointing at space since re-used and fail inside HDF5. That is told apart from a damaged
-    file by the file itself: it changed (size or modification time) since the reader began to
-    open it. :func:`read_while_written` opens again and retries.
-    """
-
-
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-# How long a failed read waits to see whether a writer's flush is still landing.
-_SETTLE_S = 0.05
 # Tries of read_while_written, and the pause after the first failure (doubling, at most 0.5 s).
 LIVE_READ_ATTEMPTS = 12
 _LIVE_READ_PAUSE_S = 0.02
@@ -814,10 +749,10 @@ class TrajectoryFile:
         be landing, so an unchanged file is looked at once more a moment later (a damaged,
         idle file costs that moment, once).
         """
-        if _signature(self.path) != self._opened_as:
+        if file_signature(self.path) != self._opened_as:
             return True
-        time.sleep(_SETTLE_S)
-        return _signature(self.path) != self._opened_as
+        time.sleep(SETTLE_S)
+        return file_signature(self.path) != self._opened_as
 
     def _torn(self, what: str, exc: BaseException | str) -> WorkbenchError | None:
         """The error for a read that failed while the file was being written, else None."""
@@ -831,7 +766,7 @@ class TrajectoryFile:
     def _open(self) -> None:
         path = self.path
         # taken before HDF5 reads anything: a writer's flush after this point shows as a change
-        self._opened_as = _signature(path)
+        self._opened_as = file_signature(path)
         if not path.exists():
             raise WorkbenchError(f"no such file: {path}")
         if path.is_dir():
