@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,12 +58,23 @@ def file_signature(path: Path) -> tuple[int, int, int] | None:
 
 
 def lock_handle(path: Path) -> int | None:
+    """A descriptor of the regular file ``path`` to flock, or None."""
     if fcntl is None:
         return None
+    # non-blocking: opening a FIFO named like the file must not wait for a writer to appear
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except OSError:
         return None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:  # a FIFO or a device: nothing of ours writes it, and nothing to lock
+        os.close(fd)
+        return None
+    return fd
 
 
 @contextlib.contextmanager
