@@ -155,6 +155,10 @@ def test_check_good_config_and_run_folder(
         ("[trian]\n", ["did you mean 'train'?"]),
         ("[sde]\nkind = 'linear'\na = '1 +\n2'\n", ["invalid TOML"]),
         ('[sde]\nkind = "linear"\na = "t +"\n', ["sde.a", "column"]),
+        # experiments that cannot work: no noise, or a prior far from p_T (with the numbers)
+        ('[sde]\nkind = "linear"\ng = "0*t"\n', ["sde.g", "zero on all of [0, T]"]),
+        ('[sde]\nkind = "ve"\nsigma_max = 1.5\n', ["sde.sigma_max", "s(T) = 1.5", "0.444"]),
+        ('[sde]\nkind = "vp"\nT = 0.05\n', ["sde.beta_max", "m(T) = 0.9", "or T"]),
     ],
 )
 def test_check_bad_config_fails_in_one_line(
@@ -167,6 +171,18 @@ def test_check_bad_config_fails_in_one_line(
     assert err.startswith(f"sde-workbench: error: {path}")
     for word in words:
         assert word in err
+
+
+def test_train_refuses_an_sde_that_cannot_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same rule stops `train` before anything is written."""
+    path = tmp_path / "weak.toml"
+    path.write_text('[sde]\nkind = "cosine"\nalpha_bar_min = 0.3\n', encoding="utf-8")
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 1
+    err = one_line_error(capsys)
+    assert "sde.alpha_bar_min" in err and "m(T)^2/s(T)^2" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -283,3 +299,52 @@ def test_a_closed_pipe_is_not_a_traceback() -> None:
     )
     assert proc.returncode == 141, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect shows a file's strings safely
+# ---------------------------------------------------------------------------------------------
+def _hostile_trajectory(path: Path) -> Path:
+    import h5py
+    import numpy as np
+
+    from workbench.io.trajectories import TrajectoryWriter
+
+    with TrajectoryWriter(
+        path, n_samples=4, sample_shape=(2,), config_toml="", sampler="em\x1b[2J\x07"
+    ) as w:
+        w.append(0, 1.0, np.zeros((4, 2)))
+        w.close()
+    with h5py.File(path, "a") as f:
+        f.attrs["created"] = "2024\x1b]0;owned\x07\u202eevil\r\nnext"
+        f.attrs["software"] = "x" * 5000
+    return path
+
+
+def _shown_characters_are_safe(text: str) -> None:
+    import unicodedata
+
+    for ch in text:
+        assert ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"), repr(ch)
+
+
+def test_inspect_escapes_control_codes_and_shortens_huge_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    path = _hostile_trajectory(tmp_path / "hostile.h5")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    _shown_characters_are_safe(out)
+    assert "em\\x1b[2J\\x07" in out
+    assert "2024\\x1b]0;owned\\x07\\u202eevil\\r\\nnext" in out
+    assert "x" * 200 + "… (5,000 characters)" in out and "x" * 201 not in out
+
+    assert main(["inspect", str(path), "--json"]) == 0
+    text = capsys.readouterr().out
+    _shown_characters_are_safe(text)
+    summary = json.loads(text)
+    assert summary["sampler"] == "em\\x1b[2J\\x07"
+    assert summary["software"] == "x" * 200 + "… (5,000 characters)"
+    assert summary["n_saved"] == 1  # numbers are untouched

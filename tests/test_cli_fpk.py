@@ -85,3 +85,46 @@ def test_inspect_summarises_an_fpk_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert set(summary["extent"]) == {"x1"}
     assert main(["inspect", str(out)]) == 0
     assert "grid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("times", "words"),
+    [("0,0.5,1.5", ["time 1.5", "[0, 1]"]), ("0,2,3", ["time 2", "2 of the 3"])],
+)
+def test_fpk_times_beyond_T_are_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], times: str, words: list[str]
+) -> None:
+    """Before this was checked, a time past T ran the solver at 0% for minutes."""
+    cfg = _config(tmp_path)
+    out = tmp_path / "late.h5"
+    # a grid far too big to solve within the test's patience: only an early refusal returns
+    argv = ["fpk", str(cfg), "--out", str(out), "--grid", "4000000", "--times", times]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("sde-workbench: error: --times")
+    for word in words:
+        assert word in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("times", ["0,-0.5", "nan", "0,inf"])
+def test_fpk_negative_or_non_finite_times_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], times: str
+) -> None:
+    cfg = _config(tmp_path)
+    assert main(["fpk", str(cfg), "--out", str(tmp_path / "x.h5"), f"--times={times}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--times" in err[-1] and not (tmp_path / "x.h5").exists()
+
+
+def test_solve_fpk_refuses_times_outside_the_sde() -> None:
+    """The solver itself (used by the GUI's reference and the fpk prior) refuses them too."""
+    from workbench.core.fpk import solve_fpk
+    from workbench.core.sde import build_sde
+    from workbench.errors import WorkbenchError
+
+    sde = build_sde("vp", {"T": 1.0})
+    p0 = lambda pts: np.exp(-0.5 * (pts[:, 0] ** 2))  # noqa: E731
+    for bad in ([0.0, 1.5], [-0.1]):
+        with pytest.raises(WorkbenchError, match="outside \\[0, T\\]"):
+            solve_fpk(sde, p0, 64, bad, bounds=[(-5.0, 5.0)])

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import tomli_w
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +33,7 @@ from workbench.config import (
 )
 from workbench.core.data import DATASETS
 from workbench.core.params import Choice
-from workbench.core.sde import SDES
+from workbench.core.sde import MAX_PRIOR_SNR, SDES, build_sde
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.presets import PRESETS, preset_config, preset_description, preset_names
 
@@ -515,3 +518,97 @@ def test_a_config_path_that_is_not_a_sane_regular_file_is_refused_at_once(
 def test_dev_zero_itself_is_refused_as_a_config() -> None:
     with pytest.raises(WorkbenchError, match=r"/dev/zero: is a character device"):
         load_config("/dev/zero")
+
+
+# ---------------------------------------------------------------------------------------------
+# experiments that cannot work are refused, with the reason and the numbers
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("g", ["0", "0*t", "t - t", "0*sqrt(1 + t)"])
+def test_a_linear_sde_without_noise_is_refused(g: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(f'[sde]\nkind = "linear"\ng = "{g}"\n')
+    assert info.value.key == "sde.g"
+    assert "zero on all of [0, T]" in info.value.message and "nothing to" in info.value.message
+
+
+WEAK = [
+    ({"kind": "ve", "sigma_max": 1.9}, "sde.sigma_max"),
+    ({"kind": "vp", "beta_max": 2.0}, "sde.beta_max"),
+    ({"kind": "subvp", "beta_max": 2.0}, "sde.beta_max"),
+    ({"kind": "vp", "T": 0.05}, "sde.beta_max"),
+    ({"kind": "cosine", "alpha_bar_min": 0.3}, "sde.alpha_bar_min"),
+    ({"kind": "linear", "a": "-0.1", "g": "0.1"}, "sde.g"),
+    ({"kind": "linear", "a": "0", "g": "1", "T": 1.0}, "sde.g"),  # s(T) = 1 = m(T)
+]
+
+
+@pytest.mark.parametrize(("sde", "key"), WEAK, ids=[w[0]["kind"] for w in WEAK])
+def test_a_prior_far_from_p_T_is_refused_with_the_numbers(sde: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"sde": sde})
+    built = build_sde(sde["kind"], {k: v for k, v in sde.items() if k != "kind"})
+    m, s = (float(v) for v in built.marginal_coeffs(torch.tensor(built.T, dtype=torch.float64)))
+    message = info.value.message
+    assert info.value.key == key
+    assert f"m(T) = {m:.4g}" in message and f"s(T) = {s:.4g}" in message
+    assert f"{m * m / (s * s):.3g} > {MAX_PRIOR_SNR:g}" in message
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sigma_min=st.floats(1e-4, 1.0),
+    sigma_max=st.floats(1e-3, 100.0),
+    beta_max=st.floats(0.2, 40.0),
+    T=st.floats(0.01, 10.0),
+)
+def test_the_prior_rule_is_the_stated_bound(
+    sigma_min: float, sigma_max: float, beta_max: float, T: float
+) -> None:
+    """Refused exactly when m(T)^2/s(T)^2 > MAX_PRIOR_SNR, by the closed forms:
+    VE m = 1, s^2 = sigma_max^2 - sigma_min^2; VP m = exp(-T^2 (b1 - b0)/4 - T b0/2)."""
+    cases = []
+    if sigma_max > sigma_min * (1 + 1e-9):
+        snr = 1.0 / (sigma_max**2 - sigma_min**2)
+        cases.append(({"kind": "ve", "sigma_min": sigma_min, "sigma_max": sigma_max}, snr))
+    log_m = -0.25 * T * T * (beta_max - 0.1) - 0.5 * T * 0.1
+    cases.append(
+        ({"kind": "vp", "beta_max": beta_max, "T": T}, math.exp(2 * log_m) / -math.expm1(2 * log_m))
+    )
+    for sde, snr in cases:
+        if abs(snr / MAX_PRIOR_SNR - 1) < 1e-9:
+            continue  # on the boundary float rounding decides
+        try:
+            config_from_dict({"sde": sde})
+            refused = False
+        except ConfigError:
+            refused = True
+        assert refused == (snr > MAX_PRIOR_SNR), (sde, snr)
+
+
+@pytest.mark.parametrize("sigma_max", [2.05, 3.0, 10.0])
+def test_the_prior_bound_holds_for_real_data(sigma_max: float) -> None:
+    """KL(p_T || prior) <= 1/2 ln(1 + m^2/s^2) per coordinate, checked by quadrature for the
+    standardised gmm1d mixture under VE (p_T is the mixture widened by s(T)^2)."""
+    from workbench.core.data import build_dataset
+
+    sde = build_sde("ve", {"sigma_max": sigma_max})
+    mix = build_dataset("gmm1d", {}).mixture()
+    w = np.asarray(mix.weights, dtype=np.float64)
+    mu = np.asarray(mix.means, dtype=np.float64).reshape(-1)
+    var = np.asarray(mix.covs, dtype=np.float64).reshape(-1)
+    mean = float(w @ mu)
+    std = math.sqrt(float(w @ (var + mu**2)) - mean**2)
+    mu, var = (mu - mean) / std, var / std**2  # standardised, as the model sees the data
+    m, s = (float(v) for v in sde.marginal_coeffs(torch.tensor(1.0, dtype=torch.float64)))
+    x = np.linspace(-40, 40, 400001)
+    vt = m * m * var + s * s
+    p = (
+        w[:, None]
+        * np.exp(-0.5 * (x - m * mu[:, None]) ** 2 / vt[:, None])
+        / np.sqrt(2 * np.pi * vt[:, None])
+    ).sum(0)
+    sd = sde.prior_std()
+    q = np.exp(-0.5 * (x / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+    keep = p > 1e-300
+    kl = float(np.sum(p[keep] * np.log(p[keep] / q[keep])) * (x[1] - x[0]))
+    assert 0 <= kl <= 0.5 * math.log1p(m * m / (s * s))

@@ -539,24 +539,30 @@ def _args_inspect(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    import contextlib
     import json
 
-    from workbench.io.safety import validate_in_child
-    from workbench.io.trajectories import TrajectoryFile
-
-    # a file from elsewhere is walked by the HDF5 library in a child process first: a crafted
-    # one that makes the library hang or crash is then a one-line error, not a stuck command
-    if Path(args.file).is_file():
-        validate_in_child(args.file)
     from workbench.io.fpk_file import fpk_summary, has_fpk
+    from workbench.io.printable import printable_tree
+    from workbench.io.safety import validate_in_child
+    from workbench.io.trajectories import read_while_written, writes_paused
 
-    # only a regular file is probed: the reader below refuses FIFOs and devices before h5py
-    # could block on them
-    if Path(args.file).is_file() and has_fpk(args.file):  # written by sde-workbench fpk
-        summary = fpk_summary(args.file)
-    else:
-        with TrajectoryFile(args.file) as traj:
-            summary = traj.summary()
+    regular = Path(args.file).is_file()
+    # a file our sampler is writing is read between two of its rows (writes_paused); a read
+    # torn by another writer is read again, never called corrupt (read_while_written)
+    with writes_paused(args.file) if regular else contextlib.nullcontext():
+        # a file from elsewhere is walked by the HDF5 library in a child process first: a
+        # crafted one that makes the library hang or crash is then a one-line error
+        if regular:
+            validate_in_child(args.file)
+        # only a regular file is probed: the reader below refuses FIFOs and devices before
+        # h5py could block on them
+        if regular and has_fpk(args.file):  # written by sde-workbench fpk
+            summary = fpk_summary(args.file)
+        else:
+            summary = read_while_written(args.file, lambda traj: traj.summary())
+    # the file's strings are the writer's: escape control codes, shorten huge values
+    summary = printable_tree(summary)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

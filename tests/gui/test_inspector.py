@@ -296,3 +296,26 @@ def test_main_window_opens_inspector_and_adds_tabs(window, traj: Path, tmp_path:
 def test_benchmark_helper_runs(qtbot, traj: Path) -> None:
     numbers = benchmark_open_and_slider(traj, moves=3)
     assert numbers["open_s"] > 0 and numbers["slider_median_s"] > 0
+
+
+def test_control_codes_in_names_and_attributes_are_shown_escaped(
+    inspector: InspectorWindow, tmp_path: Path
+) -> None:
+    """A file's strings are the writer's: the tree and the attribute table show escapes."""
+    path = tmp_path / "hostile.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["bad\x1bkey"] = "x\x1b[2Jy\u202e"
+        f.attrs["huge"] = "z" * 5000
+        f.create_dataset("ring\x07", data=np.zeros(3))
+    assert inspector.open(path)
+    view = inspector.current()
+    assert "/ring\x07" in view.tree_paths()
+    assert view.tree_paths()["/ring\x07"].text(0) == "ring\\x07"
+    view.tree.setCurrentItem(view.tree_paths()["/"])
+    shown = {
+        view.attrs.item(r, 0).text(): view.attrs.item(r, 1).text()
+        for r in range(view.attrs.rowCount())
+    }
+    assert shown["bad\\x1bkey"] == "x\\x1b[2Jy\\u202e"
+    assert shown["huge"] == "z" * 200 + "… (5,000 characters)"
+    assert "\x1b" not in view.attributes_shown()["bad\\x1bkey"]

@@ -27,9 +27,11 @@ from workbench.errors import WorkbenchError
 from workbench.io import trajectories
 from workbench.io.trajectories import (
     FORMAT,
+    FileBeingWrittenError,
     TrajectoryFile,
     TrajectoryWriter,
     chunk_shape,
+    read_while_written,
 )
 
 CONFIG = to_toml(default_config())
@@ -826,3 +828,117 @@ def test_bench_chunk_layout(tmp_path: Path) -> None:
         f"time slice median {np.median(slices) * 1e3:.1f} ms; particle path median "
         f"{np.median(paths) * 1e3:.0f} ms, its neighbour {np.median(neighbours) * 1e3:.1f} ms"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# a file another process is writing is read, never called corrupt
+# ---------------------------------------------------------------------------------------------
+LIVE_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from workbench.io.trajectories import TrajectoryWriter
+
+    # small rows: several share a chunk, so every flush re-compresses and moves a chunk,
+    # which is what tears a reader's view of the file between two flushes
+    w = TrajectoryWriter(sys.argv[1], n_samples=300, sample_shape=(2,), config_toml="",
+                         sampler="em")
+    k = 0
+    while True:
+        row = np.random.default_rng(k).standard_normal((300, 2)).astype(np.float32)
+        w.append(k, 1.0 / (k + 1), row)
+        w.flush()
+        print(k, flush=True)
+        k += 1
+    """
+)
+
+
+def test_inspect_reads_a_file_another_process_is_writing(tmp_path: Path) -> None:
+    """A writer in one process holds the file open and keeps appending; `inspect` in others
+    reads it every time. Before, about half the reads failed with 'truncated or corrupt'."""
+    path = tmp_path / "live.h5"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", LIVE_WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        for line in writer.stdout:
+            if int(line) >= 20:
+                break
+        seen = []
+        for args in [[], ["--json"]] * 2:
+            done = subprocess.run(
+                [sys.executable, "-m", "workbench", "inspect", str(path), *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert writer.poll() is None, "the writer must still be writing"
+            assert done.returncode == 0, done.stderr
+            assert "corrupt" not in done.stdout + done.stderr
+            if args:
+                summary = json.loads(done.stdout)
+                assert summary["complete"] is False
+                seen.append(summary["n_saved"])
+        assert seen[-1] > seen[0] >= 21  # it was read while it grew
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()  # type: ignore[union-attr]
+        writer.stderr.close()  # type: ignore[union-attr]
+
+
+def test_read_while_written_retries_torn_reads_only(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    with TrajectoryWriter(path, n_samples=3, sample_shape=(2,), config_toml="", sampler="em") as w:
+        w.append(0, 1.0, np.zeros((3, 2)))
+        w.close()
+    calls = []
+
+    def torn_twice(tf: TrajectoryFile) -> int:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise FileBeingWrittenError("torn")
+        return tf.n_saved
+
+    assert read_while_written(path, torn_twice) == 1 and len(calls) == 3
+
+    def always_torn(tf: TrajectoryFile) -> int:
+        raise FileBeingWrittenError("torn")
+
+    with pytest.raises(FileBeingWrittenError, match="being written by another process") as info:
+        read_while_written(path, always_torn, attempts=3)
+    assert "corrupt" not in str(info.value)
+
+    def damaged(tf: TrajectoryFile) -> int:  # an ordinary error is not retried
+        calls.append(1)
+        raise WorkbenchError("damaged")
+
+    calls.clear()
+    with pytest.raises(WorkbenchError, match="damaged"):
+        read_while_written(path, damaged)
+    assert len(calls) == 1
+
+
+def test_an_idle_damaged_file_is_still_called_corrupt(tmp_path: Path) -> None:
+    """The torn-read rule needs the file to change: a file nobody writes keeps its verdict."""
+    path = tmp_path / "t.h5"
+    with TrajectoryWriter(
+        path, n_samples=3000, sample_shape=(2,), config_toml="", sampler="em"
+    ) as w:
+        for k in range(8):
+            w.append(k, 1.0 / (k + 1), np.random.default_rng(k).standard_normal((3000, 2)))
+        w.close()
+    data = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as f:
+        offset = f["trajectories/x"].id.get_chunk_info(3).byte_offset
+    data[offset : offset + 64] = b"\xff" * 64  # one compressed chunk of x garbled
+    path.write_bytes(bytes(data))
+    with TrajectoryFile(path) as tf, pytest.raises(WorkbenchError) as info:
+        tf.row(3)
+    assert not isinstance(info.value, FileBeingWrittenError)
+    assert "corrupt" in str(info.value)

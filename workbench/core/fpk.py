@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from workbench.core.cancel import is_cancelled
-from workbench.core.sde import SDE, LinearSDE
+from workbench.core.sde import SDE, LinearSDE, check_times
 from workbench.errors import WorkbenchError
 
 __all__ = [
@@ -382,8 +382,9 @@ def solve_fpk(
     say in ``warnings`` at which times the grid is too coarse (:func:`resolution_check`).
     """
     ts = np.asarray(sorted(float(t) for t in times), dtype=np.float64)
-    if len(ts) == 0 or ts[0] < 0:
+    if len(ts) == 0:
         raise WorkbenchError("Fokker–Planck times must be given and be >= 0")
+    check_times(ts, float(sde.T), "Fokker–Planck time")
     if callable(initial):
         density = initial
         ref = samples

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,6 +47,8 @@ __all__ = [
     "build_sde",
     "validate_sde_params",
     "broadcast_time",
+    "check_times",
+    "MAX_PRIOR_SNR",
 ]
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -198,6 +200,37 @@ class LinearSDE(SDE):
         m, s = self.marginal_coeffs(t)
         return float(torch.sqrt(m * m + s * s))
 
+    # the key a user changes to fix a prior far from p_T, and how (see check_prior)
+    prior_key: ClassVar[str] = "T"
+    prior_hint: ClassVar[str] = "run the diffusion longer (a larger T)"
+
+    def check_prior(self) -> None:
+        """ConfigError unless p_T is close to the prior N(0, (m(T)^2 + s(T)^2) I).
+
+        In model units the data are standardised (E x0_i^2 <= 1: per-coordinate standardising,
+        or images mapped to [-1, 1]), and x_T = m x0 + s z. By the convexity of KL,
+
+            KL(p_T || prior) <= E_x0 KL(N(m x0, s^2) || N(0, m^2 + s^2))
+                             <= d/2 ln(1 + m(T)^2 / s(T)^2)           (d coordinates),
+
+        whatever the data. So SNR(T) = m(T)^2/s(T)^2 bounds how far sampling starts from the
+        law it should: refused above MAX_PRIOR_SNR (1/4: noise less than twice the signal
+        left at T, up to 0.11 nats per coordinate), where the data's shape visibly survives.
+        Every built-in default is below 5e-4. s(T) = 0 (no noise at all) is refused the same
+        way: there is nothing to learn.
+        """
+        t = torch.tensor(self.T, dtype=torch.float64)
+        m, s = (float(v) for v in self.marginal_coeffs(t))
+        if s > 0 and m * m <= MAX_PRIOR_SNR * s * s:
+            return
+        snr = "infinite" if s == 0 else f"{m * m / (s * s):.3g}"
+        raise ConfigError(
+            self.prior_key,
+            f"the sampler starts from N(0, {m * m + s * s:.4g}·I), but at T = {self.T:g} the "
+            f"data are still there: m(T) = {m:.4g}, s(T) = {s:.4g}, so m(T)^2/s(T)^2 = {snr} "
+            f"> {MAX_PRIOR_SNR:g} (p_T is then far from the prior); {self.prior_hint}",
+        )
+
     def prior_sample(
         self,
         shape: tuple[int, ...],
@@ -213,6 +246,27 @@ class LinearSDE(SDE):
         n = z[0].numel() if z.ndim else 1
         flat = z.reshape(z.shape[0], -1) if z.ndim > 1 else z.reshape(-1, 1)
         return -0.5 * (flat / sd).pow(2).sum(-1) - n * (math.log(sd) + 0.5 * math.log(2 * math.pi))
+
+
+# The largest m(T)^2/s(T)^2 a linear SDE may leave at T (LinearSDE.check_prior).
+MAX_PRIOR_SNR = 0.25
+
+
+def check_times(times: Sequence[float], T: float, what: str = "time") -> tuple[float, ...]:
+    """``times`` as floats, each finite and within the SDE's [0, T]; WorkbenchError naming the
+    first one outside (the diffusion is not defined there, and a solver asked for it would
+    run on for nothing)."""
+    values = tuple(float(t) for t in times)
+    slack = 1e-12 * max(1.0, abs(float(T)))  # T itself, after a round trip through text
+    for t in values:
+        if not (math.isfinite(t) and 0.0 <= t <= T + slack):
+            outside = sum(not (math.isfinite(v) and 0.0 <= v <= T + slack) for v in values)
+            more = f" ({outside} of the {len(values)} given are)" if outside > 1 else ""
+            raise WorkbenchError(
+                f"{what} {t:g} is outside [0, T] = [0, {T:g}], the times the SDE is defined "
+                f"on{more}"
+            )
+    return values
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +285,8 @@ class VPSDE(LinearSDE):
     a = -beta/2, g = sqrt(beta), log m = -t^2 (b1 - b0)/4 - t b0/2, s = sqrt(1 - m^2).
     """
 
+    prior_key = "beta_max"
+    prior_hint = "raise beta_max (or T)"
     params = (
         Param("beta_min", Float(0.0, None, low_open=True), 0.1, "beta(0)"),
         Param("beta_max", Float(0.0, None, low_open=True), 20.0, "beta(t) at t = 1"),
@@ -287,6 +343,8 @@ class VESDE(LinearSDE):
     started at t = -inf); here s(0) = 0, so p_0 is the data itself.
     """
 
+    prior_key = "sigma_max"
+    prior_hint = "raise sigma_max above 2 (the data are standardised to std 1)"
     params = (
         Param("sigma_min", Float(0.0, None, low_open=True), 0.01, "sigma at t = 0"),
         Param("sigma_max", Float(0.0, None, low_open=True), 50.0, "sigma at t = T"),
@@ -330,6 +388,8 @@ class CosineVPSDE(LinearSDE):
     beta(t) = -d/dt log alpha_bar = 2 tan(theta(t)) theta', a = -beta/2, g = sqrt(beta).
     """
 
+    prior_key = "alpha_bar_min"
+    prior_hint = "lower alpha_bar_min below 0.2"
     params = (
         Param("s", Float(0.0, 1.0), 0.008, "the offset s of the cosine schedule"),
         Param(
@@ -381,6 +441,8 @@ class ExpressionLinearSDE(LinearSDE):
     derivatives a(t) and g(t)^2/m(t)^2 (error O(h^4)). Then s(t)^2 = m(t)^2 I(t).
     """
 
+    prior_key = "g"
+    prior_hint = "make g(t) larger, a(t) more negative or T longer"
     params = (
         Param("a", Text(), "-0.5*(0.1 + 19.9*t)", "drift coefficient a(t) in f(x, t) = a(t) x"),
         Param("g", Text(), "sqrt(0.1 + 19.9*t)", "diffusion g(t)"),
@@ -422,6 +484,13 @@ class ExpressionLinearSDE(LinearSDE):
             raise ConfigError(
                 "g",
                 f"g(t) = {self.g_text!r} must be finite and >= 0 on [0, T]; fails at t = {bad:.6g}",
+            )
+
+        if not np.any(g_grid > 0):
+            raise ConfigError(
+                "g",
+                f"g(t) = {self.g_text!r} is zero on all of [0, T]: without noise p_t stays the "
+                "data moved by a(t), so there is no score to learn and nothing to reverse",
             )
 
         def panel_integral(func: Callable[[np.ndarray], np.ndarray], lo, hi) -> np.ndarray:
@@ -493,11 +562,16 @@ def validate_sde_params(kind: str, params: Mapping[str, Any] | None = None) -> d
 
     Errors are :class:`ConfigError` with the key unprefixed (the config adds ``sde.``).
     Building the SDE is part of the check, since cross-key rules (beta_max > beta_min,
-    a parseable, finite g) live in the constructors.
+    a parseable, finite g) live in the constructors; a linear SDE must also leave p_T close to
+    the prior it samples from (:meth:`LinearSDE.check_prior`). That check is made here, for
+    experiments (``check``, ``train``, the GUI), not in the constructors, so that code and tests
+    may still build a weak SDE on purpose.
     """
     cls = SDES.get(kind)
     values = validate_params(cls.params, params or {}, what=f"SDE {kind!r}")
-    cls(**values)
+    sde = cls(**values)
+    if isinstance(sde, LinearSDE):
+        sde.check_prior()
     return values
 
 

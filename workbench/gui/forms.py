@@ -5,11 +5,18 @@ a spin box, a combo box, a check box, a text field or a list literal), with the 
 the allowed range as tooltip and hint. A form only collects raw values; validation is the
 config's own (the main window builds the whole config and marks the field its error names),
 so the GUI never has rules of its own that could disagree with the command line.
+
+A form changes nothing it was not told to: a field returns exactly the value it was loaded
+with until the user edits it (``ParamField.value`` gives the loaded object back while the
+widget still shows what ``set_value`` put there), floats are shown by ``repr`` (the shortest
+text that reads back as the same double, so 2.82842712474619 is not cut to 2.82843), and
+integers use the whole declared range (Qt's spin box stops at 2^31 - 1; a wider one is used
+beyond). A run trained from the GUI is then the experiment on disk, and ``train --resume``
+from the command line finds the same settings.
 """
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +25,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.params import Bool, Choice, Float, FloatArray, Int, Param
 
-__all__ = ["ParamField", "SectionForm", "make_field"]
+__all__ = ["ParamField", "SectionForm", "WideSpinBox", "make_field"]
 
 _INVALID_STYLE = "border: 1px solid #d9534f; background: #fff3f3;"
 
@@ -44,11 +51,32 @@ class ParamField(QtCore.QObject):
         self.error_label.setStyleSheet("color: #c9302c; font-size: small;")
         self.error_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         self.error_label.setVisible(False)
+        # (value loaded, what the widget showed for it): see value()
+        self._loaded: tuple[Any, Any] | None = None
 
-    def value(self) -> Any:  # pragma: no cover - every subclass overrides it
+    def value(self) -> Any:
+        """The loaded value itself while the widget still shows it, else what was typed.
+
+        Showing a value and parsing it back is not the identity for every widget (an
+        expression list is re-spaced, a number re-formatted), so an untouched field never
+        goes through that round trip: the config gets back the very object it gave.
+        """
+        shown = self._shown()
+        if self._loaded is not None and shown == self._loaded[1]:
+            return self._loaded[0]
+        return self._parse(shown)
+
+    def set_value(self, value: Any) -> None:
+        self._show(value)
+        self._loaded = (value, self._shown())
+
+    def _shown(self) -> Any:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
-    def set_value(self, value: Any) -> None:  # pragma: no cover
+    def _parse(self, shown: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _show(self, value: Any) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def set_error(self, message: str | None) -> None:
@@ -69,8 +97,11 @@ class _TextNumber(ParamField):
         self.widget.setPlaceholderText(param.describe())
         self.widget.textEdited.connect(lambda _: self.edited.emit())
 
-    def value(self) -> Any:
-        text = self.widget.text().strip()
+    def _shown(self) -> str:
+        return self.widget.text()
+
+    def _parse(self, shown: str) -> Any:
+        text = shown.strip()
         if not text:
             return text
         try:
@@ -78,34 +109,122 @@ class _TextNumber(ParamField):
         except ValueError:
             return text  # the config says what is wrong with it
 
-    def set_value(self, value: Any) -> None:
-        self.widget.setText(
-            "" if value is None else f"{value:g}" if _is_float(value) else str(value)
-        )
+    def _show(self, value: Any) -> None:
+        self.widget.setText("" if value is None else _number_text(value))
+        self.widget.setCursorPosition(0)  # a long number shows its leading digits
 
 
-def _is_float(value: Any) -> bool:
-    return isinstance(value, float) and math.isfinite(value)
+def _number_text(value: Any) -> str:
+    """repr for floats: the shortest text that reads back as the same double (``:g`` keeps 6
+    significant digits and would change the experiment)."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+_QT_INT_MIN, _QT_INT_MAX = -(2**31), 2**31 - 1
 
 
 class _IntField(ParamField):
-    """Integers in a spin box bounded by the declared range (Qt's spin box is 32-bit)."""
+    """Integers in a spin box bounded by the declared range: Qt's QSpinBox when the range fits
+    its 32 bits, else a spin box on Python integers (a seed may be any 64-bit integer)."""
 
     def __init__(self, param: Param, check: Int) -> None:
-        super().__init__(param, QtWidgets.QSpinBox())
-        low = -(2**31) if check.low is None else max(check.low, -(2**31))
-        high = 2**31 - 1 if check.high is None else min(check.high, 2**31 - 1)
-        self.widget.setRange(low, high)
+        low = -(2**63) if check.low is None else check.low
+        high = 2**63 - 1 if check.high is None else check.high
+        if low >= _QT_INT_MIN and high <= _QT_INT_MAX:
+            box: QtWidgets.QAbstractSpinBox = QtWidgets.QSpinBox()
+            box.setRange(low, high)
+        else:
+            box = WideSpinBox(low, high)
+        super().__init__(param, box)
         self.widget.setAccelerated(True)
         self.widget.setKeyboardTracking(False)
         self.widget.valueChanged.connect(lambda _: self.edited.emit())
 
-    def value(self) -> Any:
+    def _shown(self) -> int:
         return int(self.widget.value())
 
-    def set_value(self, value: Any) -> None:
+    def _parse(self, shown: int) -> Any:
+        return shown
+
+    def _show(self, value: Any) -> None:
         with QtCore.QSignalBlocker(self.widget):
             self.widget.setValue(int(value))
+
+
+class WideSpinBox(QtWidgets.QAbstractSpinBox):
+    """A spin box on Python integers from ``low`` to ``high``, any size (QSpinBox is 32-bit).
+
+    Like a QSpinBox without keyboard tracking: ``valueChanged`` fires on a step, on
+    ``setValue`` and when typing is finished (Enter or focus out); text that is not an integer
+    in range is put back to the last value.
+    """
+
+    valueChanged = QtCore.Signal(object)
+
+    def __init__(self, low: int, high: int, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        if low > high:
+            raise ValueError(f"empty range {low}..{high}")
+        self._low, self._high = int(low), int(high)
+        self._value = min(max(0, self._low), self._high)
+        self.lineEdit().setText(str(self._value))
+        self.editingFinished.connect(self._commit)
+
+    def minimum(self) -> int:
+        return self._low
+
+    def maximum(self) -> int:
+        return self._high
+
+    def value(self) -> int:
+        return self._value
+
+    def setValue(self, value: int) -> None:
+        value = min(max(int(value), self._low), self._high)
+        self.lineEdit().setText(str(value))
+        if value != self._value:
+            self._value = value
+            self.valueChanged.emit(value)
+
+    def _commit(self) -> None:
+        try:
+            typed = int(self.lineEdit().text().strip())
+        except ValueError:
+            typed = self._value
+        self.setValue(typed)
+
+    def stepBy(self, steps: int) -> None:
+        self._commit()
+        self.setValue(self._value + steps)
+        self.selectAll()
+
+    def stepEnabled(self) -> QtWidgets.QAbstractSpinBox.StepEnabledFlag:
+        flags = QtWidgets.QAbstractSpinBox.StepNone
+        if self._value > self._low:
+            flags |= QtWidgets.QAbstractSpinBox.StepDownEnabled
+        if self._value < self._high:
+            flags |= QtWidgets.QAbstractSpinBox.StepUpEnabled
+        return flags
+
+    def validate(self, text: str, pos: int) -> object:
+        stripped = text.strip()
+        if stripped in ("", "-", "+"):
+            return QtGui.QValidator.Intermediate, text, pos
+        try:
+            number = int(stripped)
+        except ValueError:
+            return QtGui.QValidator.Invalid, text, pos
+        ok = self._low <= number <= self._high
+        return (QtGui.QValidator.Acceptable if ok else QtGui.QValidator.Intermediate), text, pos
+
+    def fixup(self, text: str) -> str:
+        return str(self._value)
+
+    def sizeHint(self) -> QtCore.QSize:
+        hint = super().sizeHint()
+        metrics = self.fontMetrics()
+        digits = max(metrics.horizontalAdvance(str(v)) for v in (self._low, self._high))
+        return QtCore.QSize(max(hint.width(), digits + 40), hint.height())
 
 
 class _ChoiceField(ParamField):
@@ -114,10 +233,13 @@ class _ChoiceField(ParamField):
         self.widget.addItems(list(options))
         self.widget.currentTextChanged.connect(lambda _: self.edited.emit())
 
-    def value(self) -> Any:
+    def _shown(self) -> str:
         return self.widget.currentText()
 
-    def set_value(self, value: Any) -> None:
+    def _parse(self, shown: str) -> Any:
+        return shown
+
+    def _show(self, value: Any) -> None:
         with QtCore.QSignalBlocker(self.widget):
             index = self.widget.findText(str(value))
             if index < 0:
@@ -131,10 +253,13 @@ class _BoolField(ParamField):
         super().__init__(param, QtWidgets.QCheckBox())
         self.widget.toggled.connect(lambda _: self.edited.emit())
 
-    def value(self) -> Any:
+    def _shown(self) -> bool:
         return self.widget.isChecked()
 
-    def set_value(self, value: Any) -> None:
+    def _parse(self, shown: bool) -> Any:
+        return shown
+
+    def _show(self, value: Any) -> None:
         with QtCore.QSignalBlocker(self.widget):
             self.widget.setChecked(bool(value))
 
@@ -144,11 +269,15 @@ class _TextField(ParamField):
         super().__init__(param, QtWidgets.QLineEdit())
         self.widget.textEdited.connect(lambda _: self.edited.emit())
 
-    def value(self) -> Any:
+    def _shown(self) -> str:
         return self.widget.text()
 
-    def set_value(self, value: Any) -> None:
+    def _parse(self, shown: str) -> Any:
+        return shown
+
+    def _show(self, value: Any) -> None:
         self.widget.setText("" if value is None else str(value))
+        self.widget.setCursorPosition(0)
 
 
 class _ExpressionListField(ParamField):
@@ -168,13 +297,16 @@ class _ExpressionListField(ParamField):
         self.widget.setMinimumWidth(220)
         self.widget.textChanged.connect(self.edited.emit)
 
-    def value(self) -> Any:
-        lines = [line.strip() for line in self.widget.toPlainText().splitlines()]
+    def _shown(self) -> str:
+        return self.widget.toPlainText()
+
+    def _parse(self, shown: str) -> Any:
+        lines = [line.strip() for line in shown.splitlines()]
         while lines and not lines[-1]:
             lines.pop()  # a trailing newline is not an empty component
         return "; ".join(lines)
 
-    def set_value(self, value: Any) -> None:
+    def _show(self, value: Any) -> None:
         parts = value if isinstance(value, (list, tuple)) else str(value).split(";")
         with QtCore.QSignalBlocker(self.widget):
             self.widget.setPlainText("\n".join(str(p).strip() for p in parts))
@@ -194,8 +326,11 @@ class _ArrayField(ParamField):
         self.widget.setPlaceholderText("e.g. [[0.0, 1.0], [2.0, 3.0]]")
         self.widget.textEdited.connect(lambda _: self.edited.emit())
 
-    def value(self) -> Any:
-        text = self.widget.text().strip()
+    def _shown(self) -> str:
+        return self.widget.text()
+
+    def _parse(self, shown: str) -> Any:
+        text = shown.strip()
         if not text:
             return None
         try:
@@ -203,14 +338,16 @@ class _ArrayField(ParamField):
         except tomllib.TOMLDecodeError:
             return text  # the config names the key and says a list is expected
 
-    def set_value(self, value: Any) -> None:
+    def _show(self, value: Any) -> None:
         self.widget.setText("" if value is None else _literal(value))
+        self.widget.setCursorPosition(0)
 
 
 def _literal(value: Any) -> str:
+    """A TOML literal of nested lists; floats by repr, which TOML reads back exactly."""
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_literal(v) for v in value) + "]"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return _number_text(value)
 
 
 _FIELD_TYPES: dict[type, Callable[[Param], ParamField]] = {

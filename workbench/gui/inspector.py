@@ -37,6 +37,7 @@ from workbench.core.sde import LinearSDE, build_sde
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.trajectories import image_mosaic, time_colormap
 from workbench.gui.workers import Task
+from workbench.io.printable import printable
 from workbench.io.trajectories import TrajectoryFile
 
 __all__ = [
@@ -88,8 +89,8 @@ def _storage(tf: TrajectoryFile, node: dict[str, Any]) -> tuple[str, str]:
 
 
 def _attr_text(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 2000 else text[:2000] + " …"
+    """A value for the tooltip: lines kept, other control codes escaped, at most 2000 chars."""
+    return printable(value, 2000, keep_lines=True)
 
 
 def _finite_range(values: np.ndarray) -> tuple[float, float]:
@@ -170,6 +171,7 @@ class SummaryView(_View):
         ):
             value = QtWidgets.QLabel()
             value.setObjectName(f"summary_{key}")
+            value.setTextFormat(QtCore.Qt.PlainText)  # a file's "<b>" is text, not markup
             value.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
             self.fields[key] = value
             self.form.addRow(label + ":", value)
@@ -200,7 +202,7 @@ class SummaryView(_View):
             "software": tf.software or "—",
         }
         for key, text in values.items():
-            self.fields[key].setText(text)
+            self.fields[key].setText(printable(text))
         try:
             self.config.setPlainText(tf.config_text)
         except WorkbenchError as exc:
@@ -1155,7 +1157,7 @@ class FileView(QtWidgets.QWidget):
             else:
                 parent_name = name.rsplit("/", 1)[0] or "/"
                 parent = items.get(parent_name)
-                label = name.rsplit("/", 1)[1]
+                label = printable(name.rsplit("/", 1)[1])
                 if node["kind"] == "dataset":
                     shape = " x ".join(str(s) for s in node.get("shape", [])) or "scalar"
                     chunks, comp = _storage(self.tf, node)
@@ -1191,8 +1193,9 @@ class FileView(QtWidgets.QWidget):
         attrs = {} if node is None else node.get("attrs", {})
         self.attrs.setRowCount(len(attrs))
         for r, (key, value) in enumerate(attrs.items()):
-            self.attrs.setItem(r, 0, QtWidgets.QTableWidgetItem(str(key)))
-            cell = QtWidgets.QTableWidgetItem(_attr_text(value).splitlines()[0] if value else "")
+            # names and values are the writer's: escaped (and shortened) as `inspect` shows them
+            self.attrs.setItem(r, 0, QtWidgets.QTableWidgetItem(printable(key)))
+            cell = QtWidgets.QTableWidgetItem(printable(value) if value else "")
             cell.setToolTip(_attr_text(value))
             self.attrs.setItem(r, 1, cell)
         self.attrs.resizeColumnToContents(0)

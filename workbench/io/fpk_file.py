@@ -165,18 +165,20 @@ def solve_config_to_file(
         resolution_check,
         solve_fpk,
     )
-    from workbench.core.sde import build_sde
+    from workbench.core.sde import build_sde, check_times
 
     # checked before the solve, which may take minutes, and again when the file is moved in
     out = check_destination(out, False, force_hint=_EXISTS_HINT)
+    sde = build_sde(config.sde.kind, dict(config.sde.params))
+    T = float(getattr(sde, "T", 1.0))
+    if times is not None:  # refused now, not after minutes of solving towards a time past T
+        times = check_times(times, T, "--times: time")
     dataset = build_dataset(config.data.name, dict(config.data.params))
     if dataset.dim > 2:
         raise WorkbenchError(
             f"the Fokker–Planck solver works in 1-D and 2-D; data set {dataset.name!r} "
             f"has {dataset.dim} dimensions"
         )
-    sde = build_sde(config.sde.kind, dict(config.sde.params))
-    T = float(getattr(sde, "T", 1.0))
     ts = tuple(times) if times is not None else tuple(t * T for t in DEFAULT_TIMES)
     n = grid or (256 if dataset.dim == 1 else 128)
     normalizer = dataset.normalizer()

@@ -28,6 +28,11 @@ Choices a reader of the files may care about:
 - File locking is off on both sides, so an inspector can follow a file while it is written
   (in the same process or another); a second writer is still kept out, because a new file is
   created exclusively and a replacement is written under a temporary name.
+  Instead the writer holds an exclusive ``flock`` on the file while it writes and flushes a
+  row, and ``inspect`` holds a shared one while it reads (:func:`writes_paused`): without
+  SWMR a reader that overlaps a flush can find chunk indexes pointing at re-used space. A
+  read torn by some other writer is retried (:func:`read_while_written`), and reported as a
+  file being written, not as a corrupt one.
 - ``x`` is chunked one row deep, (1, c, dim) with c particles making ~32 KiB: a row is written
   as whole chunks (no chunk is ever re-compressed when the next row arrives), a time slice reads
   a handful of chunks, and one particle's path reads one small chunk per row. Chunks several
@@ -44,11 +49,13 @@ Choices a reader of the files may care about:
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +69,14 @@ from torch import Tensor
 from workbench.config import ExperimentConfig, parse_config
 from workbench.core.data import Normalizer
 from workbench.errors import WorkbenchError
+from workbench.io.live import (
+    SETTLE_S,
+    FileBeingWrittenError,
+    fcntl,
+    file_signature,
+    lock_handle,
+    writes_paused,
+)
 from workbench.io.nexus import creator, write_entry
 from workbench.io.paths import check_destination, replace_into
 from workbench.io.safety import check_external
@@ -73,9 +88,12 @@ __all__ = [
     "DIRECTIONS",
     "MAX_PENDING_BYTES",
     "CHUNK_BYTES",
+    "FileBeingWrittenError",
     "TrajectoryFile",
     "TrajectoryWriter",
     "chunk_shape",
+    "read_while_written",
+    "writes_paused",
 ]
 
 FORMAT = "sde-workbench/trajectories"
@@ -228,6 +246,7 @@ class TrajectoryWriter:
             direction=direction,
             compression=compression,
         )
+        self._lock_fd = lock_handle(self._target)
         self._x = self._file["trajectories/x"]
         self._t = self._file["trajectories/t"]
         self._step = self._file["trajectories/step"]
@@ -377,7 +396,28 @@ class TrajectoryWriter:
                     self._pending_bytes -= row.nbytes
                     self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Exclusive while the file is changed: readers holding writes_paused see no tear."""
+        fd = self._lock_fd
+        locked = False
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                locked = True
+            except OSError:
+                pass
+        try:
+            yield
+        finally:
+            if locked:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
     def _write_row(self, step: int, t: float, row: np.ndarray) -> None:
+        with self._writing():
+            self._write_row_unlocked(step, t, row)
+
+    def _write_row_unlocked(self, step: int, t: float, row: np.ndarray) -> None:
         """Append one row and flush; x first and step last, so a row with a step is whole."""
         k = self._written
         self._x.resize(k + 1, axis=0)
@@ -392,10 +432,11 @@ class TrajectoryWriter:
     def _roll_back(self) -> None:
         """After a failed row, shrink every dataset back to the rows flushed before it."""
         try:
-            for ds in (self._x, self._t, self._step):
-                if ds.shape[0] > self._written:
-                    ds.resize(self._written, axis=0)
-            self._file.flush()
+            with self._writing():
+                for ds in (self._x, self._t, self._step):
+                    if ds.shape[0] > self._written:
+                        ds.resize(self._written, axis=0)
+                self._file.flush()
         except Exception:
             pass  # the disk is failing: the last good flush stands
 
@@ -510,13 +551,14 @@ class TrajectoryWriter:
             self._finish(complete=False)
             self._raise_if_failed()
         try:
-            f = self._file
-            f.create_dataset("samples", data=final, dtype=np.float32)
-            if log_p is not None:
-                f.create_dataset("logp", data=log_p, dtype=np.float64)
-            f["trajectories"].attrs["nfe"] = np.int64(0 if nfe is None else int(nfe))
-            f.attrs["complete"] = np.bool_(True)
-            f.flush()
+            with self._writing():
+                f = self._file
+                f.create_dataset("samples", data=final, dtype=np.float32)
+                if log_p is not None:
+                    f.create_dataset("logp", data=log_p, dtype=np.float64)
+                f["trajectories"].attrs["nfe"] = np.int64(0 if nfe is None else int(nfe))
+                f.attrs["complete"] = np.bool_(True)
+                f.flush()
         except OSError as exc:
             self._finish(complete=False)
             kept = "is unchanged" if self._replacing else "keeps its rows but is incomplete"
@@ -530,9 +572,14 @@ class TrajectoryWriter:
         """Close the HDF5 file; put a finished replacement in place, or drop an unfinished one."""
         self._closed = True
         try:
-            self._file.close()
+            with self._writing():
+                self._file.close()
         except Exception:
             complete = False
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
         if not self._replacing:
             return
         if not complete:
@@ -632,6 +679,40 @@ def _check_declared(ds: h5py.Dataset, name: str, fail: Callable[[str], Workbench
         )
 
 
+# Tries of read_while_written, and the pause after the first failure (doubling, at most 0.5 s).
+LIVE_READ_ATTEMPTS = 12
+_LIVE_READ_PAUSE_S = 0.02
+
+
+def read_while_written(
+    path: str | os.PathLike[str],
+    fn: Callable[[TrajectoryFile], _T],
+    *,
+    attempts: int = LIVE_READ_ATTEMPTS,
+    **options: Any,
+) -> _T:
+    """``fn(TrajectoryFile(path, **options))``, opened again while another process's writes
+    tear the read (FileBeingWrittenError); a damaged file still fails at once.
+
+    After ``attempts`` torn reads in a row the error says the file is being written, never
+    that it is corrupt.
+    """
+    pause = _LIVE_READ_PAUSE_S
+    for attempt in range(attempts):
+        try:
+            with writes_paused(path), TrajectoryFile(path, **options) as tf:
+                return fn(tf)
+        except FileBeingWrittenError:
+            if attempt == attempts - 1:
+                break
+            time.sleep(pause)
+            pause = min(2 * pause, 0.5)
+    raise FileBeingWrittenError(
+        f"{path} is being written by another process and changed during each of {attempts} "
+        "reads; try again, or wait until the writer has finished"
+    )
+
+
 class TrajectoryFile:
     """A trajectory file opened read-only; every defect is a one-line WorkbenchError.
 
@@ -664,8 +745,31 @@ class TrajectoryFile:
     def _fail(self, message: str) -> WorkbenchError:
         return WorkbenchError(f"{self.path}: {message}")
 
+    def _changed(self) -> bool:
+        """Whether the file changed on disk since this handle began to open it.
+
+        Asked only after a failure. A flush that was under way when the read began may still
+        be landing, so an unchanged file is looked at once more a moment later (a damaged,
+        idle file costs that moment, once).
+        """
+        if file_signature(self.path) != self._opened_as:
+            return True
+        time.sleep(SETTLE_S)
+        return file_signature(self.path) != self._opened_as
+
+    def _torn(self, what: str, exc: BaseException | str) -> WorkbenchError | None:
+        """The error for a read that failed while the file was being written, else None."""
+        if not self._changed():
+            return None
+        why = exc if isinstance(exc, str) else _reason(exc)
+        return FileBeingWrittenError(
+            f"{self.path} changed while {what} was read (another process is writing it): {why}"
+        )
+
     def _open(self) -> None:
         path = self.path
+        # taken before HDF5 reads anything: a writer's flush after this point shows as a change
+        self._opened_as = file_signature(path)
         if not path.exists():
             raise WorkbenchError(f"no such file: {path}")
         if path.is_dir():
@@ -690,19 +794,22 @@ class TrajectoryFile:
                 rdcc_nslots=_READ_CACHE_SLOTS,
             )
         except OSError as exc:
-            raise WorkbenchError(
+            raise self._torn("its structure", exc) or WorkbenchError(
                 f"{path} cannot be opened: the HDF5 file is truncated or corrupt ({_reason(exc)})"
             ) from None
         self._file = f
         try:
             check_external(f, path, allow=self.allow_external)
             self._check()
-        except WorkbenchError:
+        except FileBeingWrittenError:
             self.close()
             raise
+        except WorkbenchError as exc:
+            self.close()
+            raise self._torn("its layout", str(exc)) or exc from None
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
             self.close()
-            raise WorkbenchError(
+            raise self._torn("its layout", exc) or WorkbenchError(
                 f"{path} cannot be read: the HDF5 file is truncated or corrupt ({_reason(exc)})"
             ) from None
 
@@ -827,7 +934,7 @@ class TrajectoryFile:
         try:
             return fn()
         except (OSError, RuntimeError, KeyError) as exc:
-            raise WorkbenchError(
+            raise self._torn(what, exc) or WorkbenchError(
                 f"cannot read {what} from {self.path}: the file is truncated or corrupt "
                 f"({_reason(exc)})"
             ) from None
