@@ -739,7 +739,7 @@ class FileData(ArrayDataSet):
         Param(
             "allow_external",
             Bool(),
-            None,
+            False,
             "true: read an .h5 whose data lie in files outside its folder (external links, "
             "external raw storage, virtual datasets); refused by default",
         ),
