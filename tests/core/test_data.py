@@ -634,7 +634,10 @@ def test_hdf5_key_problems(tmp_path):
 
 def test_file_config_is_validated_without_reading(tmp_path):
     missing = str(tmp_path / "later.npy")
-    assert validate_data_params("file", {"path": missing}) == {"path": missing, "allow_external": False}
+    assert validate_data_params("file", {"path": missing}) == {
+        "path": missing,
+        "allow_external": False,
+    }
     with pytest.raises(ConfigError) as info:
         validate_data_params("file", {})
     assert info.value.key == "path"
