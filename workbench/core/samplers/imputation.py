@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -108,7 +108,8 @@ class ImputationSampler(Sampler):
 
     def with_score_model(self, score_model: nn.Module | ScoreFn) -> Sampler:
         other = copy.copy(self)
-        other.base = self.base.with_score_model(score_model)
+        # a copy of a PCSampler is a PCSampler
+        other.base = cast(PCSampler, self.base.with_score_model(score_model))
         other.score_model = score_model
         return other
 

@@ -118,6 +118,6 @@ def _run_chunks(
         step = max(r.step for r in lasts)
         yield SamplerStep(step, lasts[0].t, torch.cat([r.x for r in lasts]))
         return
-    for rows in zip(*runs, strict=True):
+    for same_step in zip(*runs, strict=True):
         sampler.nfe = max(c.nfe for c in chunks)
-        yield SamplerStep(rows[0].step, rows[0].t, torch.cat([r.x for r in rows]))
+        yield SamplerStep(same_step[0].step, same_step[0].t, torch.cat([r.x for r in same_step]))
