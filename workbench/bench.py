@@ -51,10 +51,6 @@ class BenchRow:
     bf16_ms: float | None = None
 
     @property
-    def best_ms(self) -> float:
-        return min(v for v in (self.workbench_ms, self.fast_ms, self.bf16_ms) if v is not None)
-
-    @property
     def speedup(self) -> float:
         """plain / the workbench's best fp32 path (> 1: the workbench is faster)."""
         fp32 = min(v for v in (self.workbench_ms, self.fast_ms) if v is not None)

@@ -1,7 +1,10 @@
 """Name -> class registries: how a config's ``kind`` or ``name`` finds its class.
 
-Adding an SDE, a data set, a network or a sampler is adding one decorated class; nothing else
-lists them.
+Adding an SDE or a data set is adding one decorated class: ``workbench.config`` takes its
+choices for ``sde.kind`` and ``data.name`` from :data:`SDES` and :data:`DATASETS`. The other
+registries (networks, losses, samplers, predictors, correctors, time grids, ODE integrators)
+are, for now, also listed by name in ``workbench/config.py``'s ``Choice`` tuples, so a new
+entry there needs its name added to the config too.
 """
 
 from __future__ import annotations

@@ -88,9 +88,6 @@ class RunFollower(QtCore.QObject):
     def stop(self) -> None:
         self._timer.stop()
 
-    def is_active(self) -> bool:
-        return self._timer.isActive()
-
     # ------------------------------------------------------------------------------- polling
     def poll(self) -> int:
         """One check of the folder; returns the number of new metric rows."""

@@ -288,9 +288,6 @@ class _View:
         """Show row k (the dots, the marker, the images)."""
         raise NotImplementedError
 
-    def plot_item(self) -> pg.PlotItem:
-        raise NotImplementedError
-
 
 class _Paths(_View):
     """Paths coloured by time in TIME_BANDS items; dots at the row shown; final samples."""
@@ -427,9 +424,6 @@ class _Paths(_View):
             f"{self.n_paths} paths ({what}), coloured by t; dots: the particles at t = {t_row:.3f}"
         )
 
-    def plot_item(self) -> pg.PlotItem:
-        return self.plot
-
 
 class _Images(_View):
     """A GRID_SIDE² grid of the first images at the row shown."""
@@ -463,9 +457,6 @@ class _Images(_View):
             f"the first {self.n_paths} images at t = {float(b.times[k]):.3f}: grey levels "
             "[-1, 1] in model units"
         )
-
-    def plot_item(self) -> pg.PlotItem:
-        return self.plot
 
 
 # ------------------------------------------------------------------------------------ the tab
@@ -696,10 +687,6 @@ class TrajectoryTab(PlotTab):
         return self.timer.isActive()
 
     # -- play ---------------------------------------------------------------------------------
-    def play(self) -> None:
-        if not self.play_button.isChecked():
-            self.play_button.setChecked(True)  # toggled -> _play_toggled(True)
-
     def stop(self) -> None:
         if self.play_button.isChecked():
             self.play_button.setChecked(False)
