@@ -842,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     # also after the command (`train exp.toml -q`); SUPPRESS keeps a -q given before it
-    common = argparse.ArgumentParser(add_help=False)
+    common = ChoiceParser(add_help=False)
     common.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP
     )
