@@ -52,12 +52,10 @@ class Choices:
     ) -> None:
         self._load = names
         self._accepts = accepts
-        self._names: tuple[str, ...] | None = None
 
     def names(self) -> tuple[str, ...]:
-        if self._names is None:
-            self._names = tuple(self._load())
-        return self._names
+        # asked each time, not kept: an entry registered later (a plug-in) is a choice too
+        return tuple(self._load())
 
     def __contains__(self, value: object) -> bool:
         if self._accepts is not None:
@@ -145,8 +143,8 @@ def choice_actions(parser: argparse.ArgumentParser) -> Iterator[tuple[list[str],
 # output: --quiet and --json
 # ---------------------------------------------------------------------------------------------
 QUIET_HELP = (
-    "no progress and no informational lines (what was written, notes); the output asked for "
-    "(nll's figures, inspect, --list, --json) and warnings and errors still print"
+    "no progress or informational lines; errors, warnings and the output asked for "
+    "(nll's figures, inspect, --json) still print"
 )
 
 
