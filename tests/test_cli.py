@@ -106,9 +106,10 @@ def test_init_unknown_preset_is_a_usage_error(
 ) -> None:
     out = tmp_path / "exp.toml"
     assert main(["init", str(out), "--preset", "moonz"]) == 2
-    err = one_line_error(capsys)
-    assert err.startswith("sde-workbench init: unknown preset 'moonz'")
-    assert "did you mean 'moons'?" in err
+    err = capsys.readouterr().err
+    assert err.startswith("usage: sde-workbench init")
+    assert "argument --preset: invalid choice: 'moonz'" in err
+    assert "did you mean 'moons'?" in err and all(name in err for name in PRESETS)
     assert not out.exists()
 
 

@@ -27,6 +27,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from workbench import __version__
+from workbench.cli_support import (
+    DEVICE_CHOICES,
+    FORMAT_CHOICES,
+    PRESET_CHOICES,
+    QUIET_HELP,
+    SAMPLER_CHOICES,
+    ChoiceParser,
+    fraction_progress,
+    info,
+    json_option,
+    print_json,
+    progress_bar,
+    wants_json,
+)
 from workbench.errors import ConfigError, WorkbenchError
 
 if TYPE_CHECKING:
@@ -75,15 +89,6 @@ _positive = _int_at_least(1)
 _non_negative = _int_at_least(0)
 
 
-def _device(text: str) -> str:
-    from workbench.config import Device
-
-    try:
-        return Device()(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _float(text: str) -> float:
     try:
         value = float(text)
@@ -124,6 +129,17 @@ def _load_experiment(path: str | Path) -> ExperimentConfig:
         if exc.key:  # name the file; syntax errors already do
             raise WorkbenchError(f"{path}: {exc}") from None
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# output: --quiet and --json
+# ---------------------------------------------------------------------------------------------
+def _failed(args: argparse.Namespace, reason: str, status: int = 1, *, error: bool = True) -> int:
+    """Report a failure: one line on stderr and, with --json, the JSON object on stdout."""
+    print(f"{PROG}: error: {reason}" if error else f"{PROG}: {reason}", file=sys.stderr)
+    if wants_json(args):
+        print_json({"ok": False, "error": reason})
+    return status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,8 +271,9 @@ def _args_init(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
         default="default",
+        choices=PRESET_CHOICES,
         metavar="NAME",
-        help="the experiment to start from (default: %(default)s; see --list)",
+        help="the experiment to start from (default: %(default)s; see --list for what each is)",
     )
     p.add_argument("--force", action="store_true", help="overwrite OUT.toml if it exists")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
@@ -286,19 +303,25 @@ def cmd_init(args: argparse.Namespace) -> int:
     out = check_destination(args.out, args.force)
     save_config(cfg, out, overwrite=args.force)
     preset = PRESETS[args.preset]
-    print(f"wrote {out} (preset {args.preset}: {preset.description})")
+    info(args, f"wrote {out} (preset {args.preset}: {preset.description})")
     if preset.needs_file:
-        print(f"note: this experiment reads {preset.needs_file}; edit data.path in {out}")
+        info(args, f"note: this experiment reads {preset.needs_file}; edit data.path in {out}")
     return 0
 
 
 def _args_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="CONFIG", help="an experiment .toml or a run folder")
+    json_option(p)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load_experiment(args.config)
-    print(f"ok: {cfg.describe()}")
+    if wants_json(args):
+        from workbench.config import config_to_dict
+
+        summary = {"config": args.config, "summary": cfg.describe()}
+        print_json({"ok": True, **summary, "experiment": config_to_dict(cfg)})
+    info(args, f"ok: {cfg.describe()}")
     return 0
 
 
@@ -307,7 +330,10 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to write")
     p.add_argument("--steps", type=_positive, metavar="N", help="override train.steps")
     p.add_argument(
-        "--device", type=_device, metavar="D", help="override train.device: auto, cpu, cuda[:N]"
+        "--device",
+        choices=DEVICE_CHOICES,
+        metavar="D",
+        help="override train.device: %(choices)s (N the GPU index)",
     )
     p.add_argument("--seed", type=_non_negative, metavar="S", help="override train.seed")
     p.add_argument(
@@ -315,13 +341,14 @@ def _args_train(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in RUN from its checkpoint (CONFIG must match its config.toml)",
     )
+    json_option(p)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import signal
+    import time
 
     from workbench.io.runs import train_in_folder
-    from workbench.terminal import TerminalProgress
 
     cfg = _load_experiment(args.config)
     if args.seed is not None:
@@ -334,7 +361,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_from_cli(
             cfg, args.out, resume=args.resume, steps=args.steps, device=args.device, prog=PROG
         )
-    bar = TerminalProgress("train")
+    bar = progress_bar(args, "train")
+    started, last = time.perf_counter(), {"loss": math.nan}
     stop = {"asked": False}
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -345,6 +373,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{PROG} train: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
 
     def on_progress(p: object) -> None:
+        last["loss"] = p.loss  # type: ignore[attr-defined]
         bar.update(p.step, p.total, p.steps_per_s, loss=p.loss, lr=p.lr)  # type: ignore[attr-defined]
 
     previous = signal.signal(signal.SIGINT, on_sigint)
@@ -363,7 +392,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.close()
     if result.status == "diverged":
         raise WorkbenchError(result.message)
-    print(f"{result.message}; run folder: {args.out}")
+    if wants_json(args):
+        from workbench.io.runs import RunFolder
+
+        print_json(
+            {
+                "ok": result.status == "done",
+                "status": result.status,
+                "steps": result.step,
+                "loss": last["loss"],
+                "seconds": time.perf_counter() - started,
+                "run": args.out,
+                "checkpoint": RunFolder(Path(args.out)).checkpoint_path,
+                "message": result.message,
+            }
+        )
+    info(args, f"{result.message}; run folder: {args.out}")
     return 130 if result.status == "cancelled" else 0
 
 
@@ -371,7 +415,12 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="RUN|CONFIG", help="a trained run folder or an experiment")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="the trajectory file to write")
     p.add_argument("--n", type=_positive, metavar="N", help="override sample.n")
-    p.add_argument("--sampler", metavar="S", help="override sample.sampler (em, pc, ode)")
+    p.add_argument(
+        "--sampler",
+        choices=SAMPLER_CHOICES,
+        metavar="S",
+        help="override sample.sampler: %(choices)s",
+    )
     p.add_argument("--steps", type=_positive, metavar="K", help="override sample.steps")
     p.add_argument(
         "--record-every",
@@ -381,7 +430,10 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=_non_negative, metavar="S", help="override sample.seed")
     p.add_argument(
-        "--device", type=_device, metavar="D", help="where to sample: auto, cpu, cuda[:N]"
+        "--device",
+        choices=DEVICE_CHOICES,
+        metavar="D",
+        help="where to sample: %(choices)s (N the GPU index)",
     )
     p.add_argument("--force", action="store_true", help="overwrite FILE.h5 if it exists")
     p.add_argument(
@@ -390,12 +442,12 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
         help="under torchrun: one file per rank and FILE.h5 joining them as virtual datasets "
         "(default: rank 0 gathers every particle into FILE.h5)",
     )
+    json_option(p)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from workbench.io.paths import check_destination
     from workbench.io.sampling import load_model, sample_to_file
-    from workbench.terminal import TerminalProgress
 
     # before the model is loaded: a destination that will be refused costs nothing
     check_destination(args.out, args.force)
@@ -420,7 +472,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return sample_from_cli(
             args.source, config, model, dataset, args.out, shards=args.shards, overwrite=args.force
         )
-    bar = TerminalProgress("sample")
+    bar = progress_bar(args, "sample")
     start = {"t": None}
 
     def progress(done: int, total: int) -> None:
@@ -446,6 +498,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
             )
     finally:
         bar.close()
+    if wants_json(args):
+        print_json(_sample_result(config, result))
     if result.status == "cancelled":
         kept = (
             f"{args.out} is unchanged (the unfinished replacement was dropped)"
@@ -454,28 +508,51 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
         print(f"{PROG} sample: stopped; {kept}", file=sys.stderr)
         return 130
-    print(
+    info(
+        args,
         f"wrote {result.path}: {config.sample.n} samples, {result.rows} rows, "
-        f"{result.nfe} score evaluations, {result.seconds:.2f} s"
+        f"{result.nfe} score evaluations, {result.seconds:.2f} s",
     )
     return 0
+
+
+def _sample_result(config: ExperimentConfig, result: Any) -> dict[str, Any]:
+    """``sample --json``: the :class:`~workbench.io.sampling.SamplingResult` and the settings
+    that made it."""
+    s = config.sample
+    return {
+        "ok": result.status == "done",
+        "status": result.status,
+        "path": result.path,
+        "n": s.n,
+        "rows": result.rows,
+        "nfe": result.nfe,
+        "seconds": result.seconds,
+        "sampler": s.sampler,
+        "steps": s.steps,
+    }
 
 
 def _args_nll(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="RUN|CONFIG", help="a trained run folder or an experiment")
     p.add_argument("--n", type=_positive, metavar="N", help="number of data points to evaluate")
+    json_option(p)
 
 
 def cmd_nll(args: argparse.Namespace) -> int:
     from workbench.io.evaluation import data_nll
-    from workbench.terminal import TerminalProgress
 
-    bar = TerminalProgress("nll")
+    bar = progress_bar(args, "nll")
     n = args.n or 2000
     try:
-        report = data_nll(args.source, n, progress=lambda f: bar.update(int(1000 * f), 1000, 0.0))
+        report = data_nll(args.source, n, progress=fraction_progress(bar))
     finally:
         bar.close()
+    if wants_json(args):
+        import dataclasses
+
+        print_json({"ok": True, **dataclasses.asdict(report)})
+        return 0
     print(
         f"NLL of {report.n} data points (data units): {report.nats_per_dim:.4f} "
         f"± {report.stderr_nats_per_dim:.4f} nats/dim, {report.bits_per_dim:.4f} bits/dim "
@@ -496,22 +573,18 @@ def _args_fpk(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--times", type=_times, metavar="T1,T2,...", help="the times to store, comma separated"
     )
+    json_option(p)
 
 
 def cmd_fpk(args: argparse.Namespace) -> int:
     import time
 
     from workbench.io.fpk_file import solve_config_to_file
-    from workbench.terminal import TerminalProgress
 
     config = _load_experiment(args.config)
-    bar = TerminalProgress("fpk")
+    bar = progress_bar(args, "fpk")
     start = time.perf_counter()
-
-    def progress(fraction: float) -> None:
-        done = int(1000 * fraction)
-        elapsed = time.perf_counter() - start
-        bar.update(done, 1000, done / elapsed if elapsed > 0 else 0.0)
+    progress = fraction_progress(bar)
 
     try:
         result = solve_config_to_file(
@@ -524,9 +597,25 @@ def cmd_fpk(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     grid = "x".join([str(result.grid)] * result.dim)
-    print(
+    seconds = time.perf_counter() - start
+    if wants_json(args):
+        print_json(
+            {
+                "ok": True,
+                "path": result.path,
+                "dim": result.dim,
+                "grid": [result.grid] * result.dim,
+                "times": result.times,
+                "mass_error": result.mass_error,
+                "clipped": result.clipped,
+                "seconds": seconds,
+                "warnings": result.warnings,
+            }
+        )
+    info(
+        args,
         f"wrote {result.path}: p_t on a {grid} grid at {len(result.times)} times, "
-        f"mass error {result.mass_error:.2g}, {time.perf_counter() - start:.2f} s"
+        f"mass error {result.mass_error:.2g}, {seconds:.2f} s",
     )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -582,8 +671,9 @@ def _args_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="PATH", help="the file to write")
     p.add_argument(
         "--format",
-        choices=("npy", "npz", "csv", "h5", "png"),
-        help="output format (default: from the extension of --out)",
+        choices=FORMAT_CHOICES,
+        metavar="FMT",
+        help="output format: %(choices)s (default: from the extension of --out)",
     )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--step", type=int, metavar="K", help="export the row of solver step K")
@@ -612,13 +702,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         denormalise=not args.raw,
         force=args.force,
     )
-    print(result.describe())
+    info(args, result.describe())
     return 0
 
 
 def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--device", type=_device, metavar="D", help="auto, cpu, cuda or cuda:N (default: auto)"
+        "--device",
+        choices=DEVICE_CHOICES,
+        metavar="D",
+        help="%(choices)s (N the GPU index; default: auto)",
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a rough figure)")
@@ -741,7 +834,7 @@ class _VersionAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ChoiceParser(
         prog=PROG,
         description="SDE Workbench: score-based generative modelling with stochastic "
         "differential equations. With no command it opens the GUI.",
@@ -753,9 +846,17 @@ def build_parser() -> argparse.ArgumentParser:
         action=_VersionAction,
         help="show the version and those of torch, Qt, numpy, h5py and CUDA, and exit",
     )
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    # also after the command (`train exp.toml -q`); SUPPRESS keeps a -q given before it
+    common = ChoiceParser(add_help=False)
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.help + ".")
+        p = sub.add_parser(
+            name, help=command.help, description=command.help + ".", parents=[common]
+        )
         command.arguments(p)
     return parser
 
@@ -796,12 +897,11 @@ def main(argv: list[str] | None = None) -> int:
             return _interrupted_status()
         return status
     except WorkbenchError as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return _failed(args, _one_line(exc))
     except KeyboardInterrupt:
         terminated = _interrupted_status() == EXIT_TERMINATED
-        print(f"{PROG}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
-        return _interrupted_status()
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        return _failed(args, what, _interrupted_status(), error=False)
     except BrokenPipeError:
         # the reader went away (``... | head``): not an error of ours; keep Python from
         # complaining again when it flushes stdout at exit
@@ -813,8 +913,7 @@ def main(argv: list[str] | None = None) -> int:
         message = _out_of_memory(args.command, exc)
         if message is None:
             raise
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 1
+        return _failed(args, message)
 
 
 def entry() -> None:

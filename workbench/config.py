@@ -131,6 +131,9 @@ class FrozenMap(Mapping[str, Any]):
 class Device:
     """A torch device name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
 
+    #: the accepted forms, as a list of choices shows them (the command line's ``--device``)
+    FORMS: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N")
+
     def describe(self) -> str:
         return "'auto', 'cpu', 'cuda' or 'cuda:N' (N the GPU index)"
 
