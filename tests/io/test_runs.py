@@ -93,7 +93,9 @@ def test_refusals(tmp_path: Path) -> None:
     train_in_folder(config(**{"train.steps": 10}), run)
     with pytest.raises(WorkbenchError, match="already holds a run"):
         train_in_folder(config(), run)
-    with pytest.raises(WorkbenchError, match=r"different model\.hidden"):
+    with pytest.raises(
+        WorkbenchError, match=r"differs from the run in .* in model\.hidden \(16 vs 32\)"
+    ):
         train_in_folder(config(**{"model.hidden": 16}), run, resume=True)
     with pytest.raises(WorkbenchError, match="does not exist"):
         train_in_folder(None, tmp_path / "nowhere", resume=True)

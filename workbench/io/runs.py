@@ -254,7 +254,10 @@ _ABSENT = object()
 
 def _show(value: Any) -> str:
     text = "unset" if value is _ABSENT else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    if len(text) <= 60:
+        return text
+    # a long path differs in its end (the file's name), a long list in its start
+    return "'..." + text[-50:] if isinstance(value, str) else text[:50] + "..."
 
 
 def config_differences(
@@ -389,8 +392,8 @@ class MissingData(DataSet):
     to draw points (what needs the data themselves says so in one line)."""
 
     def __init__(self, name: str, normalizer: Normalizer, why: str) -> None:
-        super().__init__()
         self._name = name
+        super().__init__()
         self._shape = tuple(normalizer.sample_shape or ())
         self._normalizer = normalizer
         self.why = why
