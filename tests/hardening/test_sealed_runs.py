@@ -358,3 +358,35 @@ def test_an_old_checkpoint_without_the_stored_data_still_samples(
     )
     assert main(["sample", str(run), "--out", str(tmp_path / "s.h5")]) == 0
     assert torch.isfinite(torch.as_tensor(h5py.File(tmp_path / "s.h5", "r")["samples"][()])).all()
+
+
+def test_a_torchrun_job_is_refused_by_a_folder_in_use(tmp_path: Path) -> None:
+    """Rank 0 takes the lock before it joins the group: a held folder ends the job at once,
+    with the holder named, and nothing of the folder changes."""
+    exp = tmp_path / "exp.toml"
+    save_config(small(), exp)
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", SDE_WORKBENCH_DIST_TIMEOUT="20", PYTHONPATH=str(ROOT))
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--monitor-interval",
+        "0.2",
+        "-m",
+        "workbench",
+        "train",
+        str(exp),
+        "--out",
+        str(run),
+    ]
+    with RunLock(run, "a test holder"):
+        proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"in use by pid {os.getpid()}" in proc.stderr.decode()
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]
