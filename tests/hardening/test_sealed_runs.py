@@ -390,3 +390,32 @@ def test_a_torchrun_job_is_refused_by_a_folder_in_use(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert f"in use by pid {os.getpid()}" in proc.stderr.decode()
     assert sorted(p.name for p in run.iterdir()) == [".lock"]
+
+
+def test_the_gui_refuses_an_edited_run_folder_and_samples_with_the_stored_normaliser(
+    qtbot, tmp_path: Path
+) -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtCore
+
+    from workbench.core.data import Normalizer
+    from workbench.gui.main_window import MainWindow
+
+    run, _ = file_run(tmp_path)
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat)
+    window = MainWindow(settings=settings, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(window)
+    try:
+        assert window.open_path(run)
+        stored = Normalizer.from_attrs(load_checkpoint(run / "checkpoint.pt")["data"]["normalizer"])
+        assert window._run_dataset(window.config).normalizer() == stored
+        # an experiment changed in the form is no longer the run's: its own normaliser
+        changed = window.config.with_overrides({"sde.kind": "ve"})
+        assert window._run_dataset(changed) is None
+
+        edit(run, **{"sde.kind": "ve", "model.hidden": 8})
+        assert not window.open_path(run)
+        assert "sde.kind ('ve' vs 'vp')" in window.errors[-1]
+        assert "model.hidden (8 vs 16)" in window.errors[-1]
+    finally:
+        window.close()

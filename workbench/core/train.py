@@ -253,7 +253,8 @@ class Trainer:
         (``dataset=dataset.with_normalizer(...)``): weights trained in one set of units would
         otherwise be trained on in another. Older checkpoints without one are not checked.
         """
-        stored = (state.get("data") or {}).get("normalizer") if isinstance(state, dict) else None
+        data = state.get("data") if isinstance(state, dict) else None
+        stored = data.get("normalizer") if isinstance(data, dict) else None
         if stored is not None:
             try:
                 same = Normalizer.from_attrs(stored) == self.normalizer

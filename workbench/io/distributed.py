@@ -331,19 +331,28 @@ def train_distributed_in_folder(
     if not resume and config is None:
         raise WorkbenchError("a new run needs a config")
     job = _job_id()
+    checked = _prepare_folder(
+        config, folder, resume=resume, steps=steps, device=device, world_size=env.world_size
+    )
     lock = None
     if env.is_main:
-        # rank 0 locks before it checks, so two jobs cannot both find the folder free; a
-        # refusal ends rank 0 at once, and torchrun then stops the others
+        # rank 0 locks, then checks again under the lock, so two jobs cannot both find the
+        # folder free; a refusal ends rank 0 at once, and torchrun then stops the others
         make_run_folder(folder.path, resume)
         lock = RunLock(folder.path, f"torchrun rank 0 of {env.world_size}", job=job).acquire()
     try:
-        if not env.is_main and folder.path.is_dir():
+        if env.is_main:
+            checked = _prepare_folder(
+                config,
+                folder,
+                resume=resume,
+                steps=steps,
+                device=device,
+                world_size=env.world_size,
+            )
+        elif folder.path.is_dir():
             _check_not_held_by_another_job(folder.path, job)
-        config, checkpoint = _prepare_folder(
-            config, folder, resume=resume, steps=steps, device=device, world_size=env.world_size
-        )
-        return _train_rank(config, checkpoint, folder, env, on_progress, cancel)
+        return _train_rank(*checked, folder, env, on_progress, cancel)
     finally:
         if lock is not None:
             lock.release()
