@@ -6,14 +6,17 @@ releases it without help. While held, the file says who holds it as JSON (pid, h
 time, what is training), so a refused second writer can name the holder in one line.
 
 A lock file whose lock is free but which still names a holder was left by a process that died
-without cleaning up (a clean release empties the file). On the same host that holder is gone
+without cleaning up (a clean release deletes the file). On the same host that holder is gone
 (its pid no longer runs, or no longer holds the lock): the lock is taken over with a note. A
 holder on another host cannot be checked from here; on a file system whose locks do not reach
 across hosts it may still be running, so that lock is refused and the message says how to
 clear it by hand.
 
-The file is emptied, never deleted, on release: deleting a lock file lets a process that opened
-the old file lock it while another locks the new one, which is two writers.
+The file is deleted on release, while still locked, so a finished run folder holds no lock
+file. A process that opened the file just before, and locks it just after, holds the lock of a
+file no longer in the folder while a third could create and lock a new one: two writers. So a
+lock counts only when the locked descriptor is still the file at the path (same device and
+inode); otherwise it is dropped and taken again.
 """
 
 from __future__ import annotations
@@ -115,6 +118,16 @@ class RunLock:
         """Take the lock at once or raise :class:`RunLockedError` naming the holder."""
         if self._fd is not None:
             return self
+        for _ in range(100):  # each retry means another process just released it: rare
+            fd = self._lock_the_file_at_the_path()
+            if fd is not None:
+                self._fd = fd
+                return self
+        raise RunLockedError(f"{self.folder} is being locked and released too fast to take")
+
+    def _lock_the_file_at_the_path(self) -> int | None:
+        """The locked descriptor of the lock file, or None when the file was replaced or
+        removed between opening and locking it (take it again)."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -133,13 +146,15 @@ class RunLock:
                     f"{self.folder} is in use by {describe_holder(_read_fd(fd))}; wait for it "
                     "to finish or stop it, or train into another --out"
                 ) from None
+            if not _same_file(fd, self.path):
+                os.close(fd)
+                return None
             self._check_stale(_read_fd(fd))
             self._write(fd)
         except BaseException:
             os.close(fd)  # closing drops the flock too
             raise
-        self._fd = fd
-        return self
+        return fd
 
     def _check_stale(self, holder: dict[str, Any] | None) -> None:
         """The lock was free: a holder still named in the file died without cleaning up."""
@@ -152,11 +167,9 @@ class RunLock:
                 f"checked from {here}; if it is no longer running, delete {self.path}"
             )
         pid = holder.get("pid")
-        gone = (
-            "is no longer running"
-            if not (isinstance(pid, int) and _pid_alive(pid))
-            else ("no longer holds it")
-        )
+        alive = isinstance(pid, int) and _pid_alive(pid)
+        # an alive pid that does not hold the lock is another process under a reused number
+        gone = "no longer holds it" if alive else "is no longer running"
         self.took_over = holder
         note = (
             f"note: took over the lock of {self.folder}: it was left by "
@@ -182,14 +195,15 @@ class RunLock:
         os.fsync(fd)
 
     def release(self) -> None:
-        """Empty the file (a clean end: nothing stale left) and drop the lock."""
+        """Delete the file while still holding it (a clean end), then drop the lock."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
-            os.ftruncate(fd, 0)
+            if _same_file(fd, self.path):
+                self.path.unlink()
         except OSError:
-            pass  # the lock still goes with the descriptor; a stale note at worst
+            pass  # the lock still goes with the descriptor; a stale-lock note at worst
         finally:
             os.close(fd)
 
@@ -203,6 +217,14 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _read_fd(fd: int) -> dict[str, Any] | None:
