@@ -110,3 +110,40 @@ def test_only_plain_types_are_written(tmp_path: Path) -> None:
     with pytest.raises(pickle.UnpicklingError):
         torch.save({"x": RunsCode(tmp_path / "m")}, tmp_path / "bad.pt")
         torch.load(tmp_path / "bad.pt", weights_only=True)
+
+
+def test_the_checkpoint_holds_the_normaliser_and_the_data_fingerprint(tmp_path: Path) -> None:
+    import hashlib
+
+    import numpy as np
+
+    from workbench.core.data import Normalizer
+
+    data = tmp_path / "points.npy"
+    np.save(data, np.random.default_rng(0).normal(5.0, 2.0, size=(300, 3)))
+    trainer = tiny_trainer(**{"data.name": "file", "data.path": str(data), "data.n": 300})
+    state = load_checkpoint(save_checkpoint(trainer.state_dict(), tmp_path / "c.pt"))
+    stored = state["data"]
+    assert Normalizer.from_attrs(stored["normalizer"]) == trainer.normalizer
+    assert stored["normalizer"]["mode"] == "standardise"
+    fingerprint = stored["fingerprint"]
+    assert fingerprint["name"] == "file" and fingerprint["path"] == str(data)
+    assert fingerprint["size"] == data.stat().st_size
+    assert fingerprint["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+
+    builtin = tiny_trainer(**{"data.name": "moons", "data.noise": 0.05}).state_dict()["data"]
+    assert builtin["fingerprint"] == {"name": "moons", "params": {"noise": 0.05}}
+
+
+def test_a_trainer_refuses_a_checkpoint_of_another_normaliser(tmp_path: Path) -> None:
+    from workbench.core.data import Normalizer
+
+    state = tiny_trainer().state_dict()
+    other = Normalizer.from_attrs(state["data"]["normalizer"])
+    state["data"]["normalizer"] = Normalizer(other.shift, other.scale * 2, other.mode).to_attrs()
+    with pytest.raises(WorkbenchError, match="another normalisation"):
+        tiny_trainer().load_state_dict(state)
+    # built with the stored one (as a resume builds it), it loads
+    trainer = tiny_trainer()
+    twin = trainer.dataset.with_normalizer(Normalizer.from_attrs(state["data"]["normalizer"]))
+    Trainer(trainer.config, dataset=twin).load_state_dict(state)

@@ -93,7 +93,9 @@ def test_refusals(tmp_path: Path) -> None:
     train_in_folder(config(**{"train.steps": 10}), run)
     with pytest.raises(WorkbenchError, match="already holds a run"):
         train_in_folder(config(), run)
-    with pytest.raises(WorkbenchError, match=r"different model\.hidden"):
+    with pytest.raises(
+        WorkbenchError, match=r"differs from the run in .* in model\.hidden \(16 vs 32\)"
+    ):
         train_in_folder(config(**{"model.hidden": 16}), run, resume=True)
     with pytest.raises(WorkbenchError, match="does not exist"):
         train_in_folder(None, tmp_path / "nowhere", resume=True)
@@ -101,3 +103,56 @@ def test_refusals(tmp_path: Path) -> None:
     (tmp_path / "empty" / "config.toml").write_text('[data]\nname = "8gaussians"\n')
     with pytest.raises(WorkbenchError, match="no checkpoint"):
         train_in_folder(None, tmp_path / "empty", resume=True)
+
+
+def test_config_differences_names_every_key_and_spares_the_safe_ones() -> None:
+    from workbench.io.runs import EDITABLE_KEYS, config_differences
+
+    trained = config()
+    edited = trained.with_overrides(
+        {
+            "sde.kind": "ve",
+            "model.hidden": 16,
+            "loss.kind": "ssm",
+            "train.steps": 999,
+            "train.lr": 1e-4,
+            "train.device": "auto",
+            "sample.n": 7,
+            "train.batch_size": 64,
+        }
+    )
+    keys = [key for key, _, _ in config_differences(edited, trained)]
+    # every sde key differs when the kind does (the VE SDE has its own keys)
+    assert "sde.kind" in keys and "model.hidden" in keys and "loss.kind" in keys
+    assert not any(k.startswith(("sample.", "train.")) for k in keys)
+    on_resume = [key for key, _, _ in config_differences(edited, trained, resume=True)]
+    assert sorted(on_resume) == sorted([*keys, "train.batch_size"])  # the optimiser's batches
+    assert "steps" in EDITABLE_KEYS["train"] and EDITABLE_KEYS["sample"] == ("*",)
+
+
+def test_resume_uses_the_checkpoints_normaliser_not_a_recomputed_one(tmp_path: Path) -> None:
+    import numpy as np
+
+    from workbench.core.data import Normalizer
+    from workbench.io.checkpoints import load_checkpoint, save_checkpoint
+
+    data = tmp_path / "points.npy"
+    np.save(data, np.random.default_rng(1).normal(3.0, 4.0, size=(256, 2)))
+    cfg = config(**{"data.name": "file", "data.path": str(data), "data.n": 256, "train.steps": 10})
+    run = tmp_path / "run"
+    train_in_folder(cfg, run)
+    # a normaliser the data would never give: only the checkpoint can be its source
+    state = load_checkpoint(run / "checkpoint.pt")
+    old = Normalizer.from_attrs(state["data"]["normalizer"])
+    planted = Normalizer(old.shift + 1.0, old.scale * 3.0, old.mode, old.sample_shape)
+    state["data"]["normalizer"] = planted.to_attrs()
+    save_checkpoint(
+        {k: v for k, v in state.items() if k not in ("format", "format_version")},
+        run / "checkpoint.pt",
+    )
+    seen = []
+    train_in_folder(None, run, resume=True, steps=20, on_trainer=lambda t: seen.append(t))
+    assert seen[0].normalizer == planted
+    assert Normalizer.from_attrs(load_checkpoint(run / "checkpoint.pt")["data"]["normalizer"]) == (
+        planted
+    )

@@ -18,6 +18,8 @@ never imports h5py).
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -59,6 +61,7 @@ __all__ = [
     "build_dataset",
     "check_fits_in_memory",
     "file_error",
+    "file_fingerprint",
     "load_array",
     "register_array_reader",
     "validate_data_params",
@@ -349,9 +352,46 @@ class DataSet(ABC):
             reference.mean(0), reference.std(0, correction=0), self.sample_shape
         )
 
+    def with_normalizer(self, normalizer: Normalizer) -> DataSet:
+        """A shallow copy that maps to model units by ``normalizer`` instead of its own.
+
+        A trained model means its stored normaliser: sampling or resuming a run must use the
+        one it was trained with, not one recomputed from data that may have changed since.
+        """
+        twin = copy.copy(self)
+        twin._normalizer = normalizer
+        return twin
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies these data, as plain values: the set's name and settings (a file
+        data set adds the file's size and SHA-256, see :func:`file_fingerprint`)."""
+        return {"name": self.name, "params": _plain(self.settings)}
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
         return f"{type(self).__name__}({args})"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """``{"path", "size", "sha256"}`` of a data file: its bytes, so a file replaced under the
+    same name (a changed normalisation, other points) is told apart from the one trained on.
+    Read in 1 MiB blocks; OSError is left to the caller."""
+    path = Path(path).expanduser()
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return {"path": str(path), "size": size, "sha256": digest.hexdigest()}
 
 
 def _flatten_points(x: Tensor, sample_shape: tuple[int, ...]) -> Tensor:
@@ -766,6 +806,13 @@ class FileData(ArrayDataSet):
         values, self.is_image = as_samples(array, self.path)
         check_range(values, self.path)
         self.values = torch.as_tensor(values)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The name and settings plus the file's size and SHA-256 (:func:`file_fingerprint`)."""
+        try:
+            return {**super().fingerprint(), **file_fingerprint(self.path)}
+        except OSError as exc:
+            raise file_error(self.path, f"cannot be read: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from workbench.core.data import DataSet, build_dataset
+from workbench.core.data import DataSet, Normalizer, build_dataset
 from workbench.core.fast import resolve_fast_path
 from workbench.core.losses import build_loss
 from workbench.core.nets import build_score_model
@@ -178,6 +178,9 @@ class Trainer:
                 f"{tc.batch_size} is larger than the data set ({self.data.shape[0]} points)",
             )
 
+        # what the checkpoint records about the data, taken once, right after they were read
+        self.data_fingerprint = self.dataset.fingerprint()
+
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1)
         self.fast_path = resolve_fast_path(tc.fast_path, self.device, "train.fast_path")
         # the whole-step graph only for this class's own step (a subclass's step may talk to
@@ -210,13 +213,24 @@ class Trainer:
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume exactly; tensors and plain values only."""
+        """Everything needed to resume exactly; tensors and plain values only.
+
+        Besides the weights it holds what the model means: the experiment (``config``, TOML),
+        and under ``data`` the normaliser the model's units are defined by (``normalizer``,
+        :meth:`Normalizer.to_attrs`) and the training data's ``fingerprint``
+        (:meth:`DataSet.fingerprint`), so a run can be sampled without its data and a changed
+        data file is noticed.
+        """
         from workbench.config import to_toml  # config imports core; import here avoids a cycle
 
         return {
             "step": self.step,
             "wall_time": self.wall_time,
             "config": to_toml(self.config),
+            "data": {
+                "normalizer": self.normalizer.to_attrs(),
+                "fingerprint": self.data_fingerprint,
+            },
             "model": self.model.state_dict(),
             "ema": self.ema_model.state_dict(),
             "optimizer": self._optimizer_state(),
@@ -233,7 +247,24 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; a different network is a clear error."""
+        """Restore a :meth:`state_dict`; a different network or normaliser is a clear error.
+
+        A checkpoint that stores its normaliser must be resumed by a trainer built with it
+        (``dataset=dataset.with_normalizer(...)``): weights trained in one set of units would
+        otherwise be trained on in another. Older checkpoints without one are not checked.
+        """
+        data = state.get("data") if isinstance(state, dict) else None
+        stored = data.get("normalizer") if isinstance(data, dict) else None
+        if stored is not None:
+            try:
+                same = Normalizer.from_attrs(stored) == self.normalizer
+            except (ValueError, KeyError, TypeError) as exc:
+                raise WorkbenchError(f"the checkpoint's normaliser is damaged: {exc}") from None
+            if not same:
+                raise WorkbenchError(
+                    "the checkpoint was trained with another normalisation of the data than "
+                    "this trainer's; resume it with its stored normaliser"
+                )
         try:
             self.model.load_state_dict(state["model"])
             self.ema_model.load_state_dict(state["ema"])

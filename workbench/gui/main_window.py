@@ -114,6 +114,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.task: Task | None = None
         self.run_dir: Path | None = None
         self._training_config: ExperimentConfig | None = None
+        # the opened or trained run's checkpoint: (folder, stored experiment, stored normaliser)
+        self._run_meaning: tuple[Path, Any, Any] | None = None
         self.experiment_path: Path | None = None
         self.errors: list[str] = []  # every error shown, for the log and for tests
         # Answers the "work is running, quit?" question; tests replace it.
@@ -625,12 +627,17 @@ class MainWindow(QtWidgets.QMainWindow):
                 cancel=ctx.cancelled,
                 on_eval=on_eval,
                 eval_every=max(1, config.train.log_every),
+                on_note=lambda note: ctx.report(("note", note)),
+                what="SDE Workbench GUI training",
             )
 
         self._start_task("training", work, self._training_progress, self._training_done)
 
     def _training_progress(self, payload: tuple[str, Any]) -> None:
         kind, value = payload
+        if kind == "note":
+            self.log(value)
+            return
         if kind == "model":
             if getattr(self.state, "config", None) == self._training_config:
                 self.set_model(value)
@@ -688,10 +695,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def load_run_model(self, run_dir: Path) -> None:
         from workbench.io.checkpoints import load_checkpoint
+        from workbench.io.runs import stored_experiment, stored_normalizer
 
         try:
             state = load_checkpoint(run_dir / "checkpoint.pt")
             self._load_model_state(state["ema"])
+            self._run_meaning = (run_dir, stored_experiment(state), stored_normalizer(state))
         except (WorkbenchError, KeyError) as exc:
             self.show_error(f"could not load the model of {run_dir}: {exc}")
 
@@ -717,6 +726,8 @@ class MainWindow(QtWidgets.QMainWindow):
             out = run_dir / f"samples-{config.sample.sampler}-{stamp}-{k}.h5"
         self.log(f"sampling {config.sample.n} points with {config.sample.sampler} into {out}")
 
+        dataset = self._run_dataset(config)
+
         def work(ctx: TaskContext) -> Any:
             return sample_to_file(
                 config,
@@ -724,9 +735,26 @@ class MainWindow(QtWidgets.QMainWindow):
                 out,
                 progress=lambda done, total: ctx.report((done, total)),
                 cancel=ctx.cancelled,
+                dataset=dataset,
             )
 
         self._start_task("sampling", work, self._sampling_progress, self._sampling_done)
+
+    def _run_dataset(self, config: ExperimentConfig) -> Any:
+        """The data set to sample with: the run's, in its stored normaliser's units, while the
+        model is the opened or trained run's and the experiment still means what it did; else
+        None (sample_to_file builds it from the config)."""
+        from workbench.io.runs import config_differences
+
+        meaning = self._run_meaning
+        if meaning is None or self.state is None or config.model.kind == "analytic":
+            return None
+        run_dir, trained, normalizer = meaning
+        if run_dir != self.run_dir or normalizer is None or trained is None:
+            return None
+        if config_differences(config, trained):
+            return None
+        return self.state.dataset.with_normalizer(normalizer)
 
     def _sampling_progress(self, payload: tuple[int, int]) -> None:
         done, total = payload
@@ -824,7 +852,13 @@ class MainWindow(QtWidgets.QMainWindow):
         from workbench.io.runs import RunFolder
 
         folder = RunFolder.open(path)
-        self.set_config(folder.load_config())
+        config = folder.load_config()
+        if folder.has_checkpoint():
+            # a config.toml edited against its checkpoint is refused here, as by the CLI
+            from workbench.io.runs import check_edits
+
+            check_edits(str(folder.config_path), config, folder.load_checkpoint())
+        self.set_config(config)
         self.run_dir = folder.path
         metrics = folder.read_metrics()
         if metrics["step"]:

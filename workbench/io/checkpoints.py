@@ -1,4 +1,5 @@
-"""checkpoint.pt: model, EMA, optimiser, step, RNG state and the experiment config.
+"""checkpoint.pt: model, EMA, optimiser, step, RNG state, the experiment config, and what the
+model means of its data (``data``: the normaliser and a fingerprint of the training data).
 
 A checkpoint holds only tensors, numbers, strings and containers of them, so it loads with
 ``torch.load(weights_only=True)``: a file from elsewhere that smuggles pickled objects (which
@@ -125,6 +126,8 @@ def _check_layout(state: dict[str, Any], path: Path) -> None:
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in part.items()
         ):
             raise WorkbenchError(f"{path} is damaged: its {key!r} is not a map of named tensors")
+    if "data" in state and not isinstance(state["data"], dict):
+        raise WorkbenchError(f"{path} is damaged: its stored data description is not a map")
     if "optimizer" in state and not isinstance(state["optimizer"], dict):
         raise WorkbenchError(f"{path} is damaged: its 'optimizer' state is not a map")
     if "generator" in state and not isinstance(state["generator"], torch.Tensor):

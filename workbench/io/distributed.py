@@ -21,7 +21,9 @@ for those losses the runs agree in distribution, not bit for bit; DSM, the defau
 Nothing in the state depends on N (the generator is global), so a run resumes with any number
 of processes, or with none.
 
-Rank 0 alone writes ``config.toml``, ``metrics.csv`` and ``checkpoint.pt``; every rank reads
+Rank 0 alone writes ``config.toml``, ``metrics.csv`` and ``checkpoint.pt``, and holds the run
+folder's lock (:mod:`workbench.io.lock`) for the whole job, so a second writer is refused; the
+other ranks check, before joining, that the folder is not held by another job. Every rank reads
 the run folder (it must be on a file system they all see, as it is on one machine). A rank that
 dies breaks the others' collectives: Gloo reports the closed connection at once, NCCL and any
 other silent hang end at the process group's timeout (``SDE_WORKBENCH_DIST_TIMEOUT`` seconds,
@@ -55,7 +57,14 @@ from workbench.config import ExperimentConfig, save_config
 from workbench.core.train import Progress, Trainer, TrainResult, resolve_device
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.io.checkpoints import save_checkpoint
-from workbench.io.runs import MetricsWriter, RunFolder, run_config
+from workbench.io.lock import RunLock, RunLockedError, describe_holder, read_holder
+from workbench.io.runs import (
+    MetricsWriter,
+    RunFolder,
+    make_run_folder,
+    prepare_run,
+    run_dataset,
+)
 
 __all__ = [
     "DistEnv",
@@ -175,8 +184,10 @@ class DistributedTrainer(Trainer):
     the same decisions (diverged, cancelled) at the same step.
     """
 
-    def __init__(self, config: ExperimentConfig, device: torch.device, env: DistEnv) -> None:
-        super().__init__(config, device=device)
+    def __init__(
+        self, config: ExperimentConfig, device: torch.device, env: DistEnv, dataset: Any = None
+    ) -> None:
+        super().__init__(config, device=device, dataset=dataset)
         self.env = env
         _check_split(config.train.batch_size, env.world_size)
         self.local_batch = config.train.batch_size // env.world_size
@@ -233,12 +244,61 @@ def _prepare_folder(
     steps: int | None,
     device: str | None,
     world_size: int,
-) -> ExperimentConfig:
-    """The config to train, checked against the folder as train_in_folder checks it (every rank
-    checks, so a bad request fails everywhere at once instead of hanging the others)."""
-    _, config = run_config(config, folder.path, resume=resume, steps=steps, device=device)
+) -> tuple[ExperimentConfig, dict[str, Any] | None]:
+    """The config to train (and the checkpoint to resume), checked against the folder as
+    train_in_folder checks it (every rank checks, so a bad request fails everywhere at once
+    instead of hanging the others)."""
+    _, config, checkpoint = prepare_run(
+        config, folder.path, resume=resume, steps=steps, device=device
+    )
     _check_split(config.train.batch_size, world_size)
-    return config
+    return config, checkpoint
+
+
+def _job_id() -> str:
+    """This torchrun job, as every one of its ranks sees it (the rendezvous id and endpoint)."""
+    env = os.environ
+    return (
+        f"{env.get('TORCHELASTIC_RUN_ID', 'none')}@{env.get('MASTER_ADDR', '?')}:"
+        f"{env.get('MASTER_PORT', '?')}"
+    )
+
+
+def _check_not_held_by_another_job(folder: Path, job: str, patience_s: float = 2.0) -> None:
+    """On a rank other than 0: refuse at once when another job holds the folder's lock.
+
+    Probes the lock without taking it. When it is held, the holder it names must be this job's
+    rank 0; rank 0 may have locked the file but not yet written its name over a dead holder's,
+    so a stranger's name is read again for ``patience_s`` before it counts.
+    """
+    import fcntl
+    import time
+
+    path = folder / ".lock"
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # no lock file: nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            holder = read_holder(folder)
+            if holder is not None and holder.get("job") == job:
+                return
+            if time.monotonic() > deadline:
+                raise RunLockedError(
+                    f"{folder} is in use by {describe_holder(holder)}; wait for it to finish "
+                    "or stop it, or train into another --out"
+                ) from None
+            time.sleep(0.05)
+            continue
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+        finally:
+            os.close(fd)
 
 
 def _check_split(batch: int, world_size: int) -> None:
@@ -268,21 +328,52 @@ def train_distributed_in_folder(
     """
     env = env or DistEnv.from_environ()
     folder = RunFolder(Path(out))
-    config = _prepare_folder(
+    if not resume and config is None:
+        raise WorkbenchError("a new run needs a config")
+    job = _job_id()
+    checked = _prepare_folder(
         config, folder, resume=resume, steps=steps, device=device, world_size=env.world_size
     )
+    lock = None
+    if env.is_main:
+        # rank 0 locks, then checks again under the lock, so two jobs cannot both find the
+        # folder free; a refusal ends rank 0 at once, and torchrun then stops the others
+        make_run_folder(folder.path, resume)
+        lock = RunLock(folder.path, f"torchrun rank 0 of {env.world_size}", job=job).acquire()
+    try:
+        if env.is_main:
+            checked = _prepare_folder(
+                config,
+                folder,
+                resume=resume,
+                steps=steps,
+                device=device,
+                world_size=env.world_size,
+            )
+        elif folder.path.is_dir():
+            _check_not_held_by_another_job(folder.path, job)
+        return _train_rank(*checked, folder, env, on_progress, cancel)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_rank(
+    config: ExperimentConfig,
+    checkpoint: dict[str, Any] | None,
+    folder: RunFolder,
+    env: DistEnv,
+    on_progress: Callable[[Progress], None] | None,
+    cancel: Callable[[], bool] | None,
+) -> TrainResult:
     with process_group(config.train.device, env) as dev:
         try:
-            if env.is_main:
-                try:
-                    folder.path.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise WorkbenchError(
-                        f"cannot create run folder {folder.path}: {exc.strerror}"
-                    ) from exc
-            trainer = DistributedTrainer(config, dev, env)
-            if resume:
-                trainer.load_state_dict(folder.load_checkpoint())
+            dataset = (
+                None if checkpoint is None else run_dataset(config, checkpoint, need_data=True)
+            )
+            trainer = DistributedTrainer(config, dev, env, dataset=dataset)
+            if checkpoint is not None:
+                trainer.load_state_dict(checkpoint)
             metrics = None
             if env.is_main:
                 save_config(config, folder.config_path)
@@ -296,7 +387,7 @@ def train_distributed_in_folder(
                     if on_progress is not None:
                         on_progress(p)
 
-            def checkpoint(t: Trainer) -> None:
+            def save_now(t: Trainer) -> None:
                 if env.is_main:
                     save_checkpoint(t.state_dict(), folder.checkpoint_path)
 
@@ -304,13 +395,13 @@ def train_distributed_in_folder(
                 result = trainer.run(
                     on_progress=progress,
                     cancel=lambda: trainer.cancel_all,
-                    on_checkpoint=checkpoint,
+                    on_checkpoint=save_now,
                 )
             finally:
                 if metrics is not None:
                     metrics.close()
             if result.status in ("done", "cancelled"):
-                checkpoint(trainer)
+                save_now(trainer)
             dist.barrier()  # no rank leaves (and tears the group down) before the checkpoint
         except (dist.DistError, RuntimeError) as exc:
             if (

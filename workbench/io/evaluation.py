@@ -3,7 +3,8 @@
 Fresh data points are drawn from the config's data set, mapped to model units, integrated
 through the probability-flow ODE (:mod:`workbench.core.likelihood`), and mapped back: the
 normalisation's Jacobian is added so the figure is in data units, comparable with the exact
-log-density of the data where that is known.
+log-density of the data where that is known. A trained run is evaluated in the units it was
+trained in: the normaliser stored in its checkpoint, not one recomputed from the data now.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 
 from workbench.config import ExperimentConfig
 from workbench.core.likelihood import data_units_logp, log_likelihood
+from workbench.errors import WorkbenchError
+from workbench.io.runs import MissingData
 from workbench.io.safety import OutOfMemoryError, out_of_memory_where, release_device_memory
 from workbench.io.sampling import load_model, sde_for_sampling
 
@@ -71,6 +74,10 @@ def _data_nll(
     progress: Callable[[float], None] | None,
 ) -> NLLReport:
     config, model, dataset = load_model(source, device)
+    if isinstance(dataset, MissingData):
+        raise WorkbenchError(
+            f"nll evaluates fresh points of the training data, but {dataset.why}; put it back"
+        )
     # a custom SDE's prior p_T comes from simulating the training set, as when sampling
     sde = sde_for_sampling(config, dataset)
     normalizer = dataset.normalizer()

@@ -1,5 +1,12 @@
 """Run folders: ``config.toml``, ``checkpoint.pt``, ``metrics.csv`` and sampled trajectories.
 
+A run folder is a sealed record. One process at a time trains into it (:mod:`workbench.io.lock`,
+``.lock``). Its checkpoint holds what the model means: the experiment, the data normaliser and a
+fingerprint of the training data; sampling and resuming use the stored normaliser, so a run
+samples without its data file. Its ``config.toml`` may be edited only in keys that leave the
+model's meaning alone (:data:`EDITABLE_KEYS`); any other edit, and a data file changed since
+training, is refused with one line naming each difference (:func:`check_edits`).
+
 ``metrics.csv`` is appended and flushed row by row as training goes, so a killed run keeps its
 curve. On resume, rows past the checkpoint's step (written after the last checkpoint, before a
 crash) are dropped first, so the curve continues with neither a gap nor a duplicate.
@@ -16,11 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.config import ExperimentConfig, config_to_dict, load_config, save_config
+from workbench.config import (
+    SECTION_PARAMS,
+    ExperimentConfig,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from workbench.core.data import DataSet, Normalizer, build_dataset, file_fingerprint
 from workbench.core.train import Progress, Trainer, TrainResult
-from workbench.errors import WorkbenchError
+from workbench.errors import DataError, WorkbenchError
 from workbench.guards import read_regular_bytes
 from workbench.io.checkpoints import load_checkpoint, save_checkpoint
+from workbench.io.lock import RunLock
 from workbench.io.safety import (
     RAM,
     OutOfMemoryError,
@@ -29,10 +44,19 @@ from workbench.io.safety import (
 )
 
 __all__ = [
+    "EDITABLE_KEYS",
     "METRICS_COLUMNS",
+    "TRAINING_ONLY_KEYS",
+    "MissingData",
+    "check_edits",
+    "config_differences",
+    "run_dataset",
+    "stored_normalizer",
     "MetricsWriter",
     "RunFolder",
+    "make_run_folder",
     "metrics_rows",
+    "prepare_run",
     "read_metrics",
     "run_config",
     "train_in_folder",
@@ -212,48 +236,281 @@ class RunFolder:
         return read_metrics(self.metrics_path)
 
 
-def _first_difference(a: ExperimentConfig, b: ExperimentConfig, ignore: set[str]) -> str | None:
-    da, db = config_to_dict(a), config_to_dict(b)
-    for section in da:
-        for key in sorted(set(da[section]) | set(db.get(section, {}))):
-            dotted = f"{section}.{key}"
-            if dotted in ignore or section == "sample":
+# ---------------------------------------------------------------------------------------------
+# edits: which keys of a run's config.toml may differ from its checkpoint
+# ---------------------------------------------------------------------------------------------
+#: The keys a run's config.toml may change after training, by section ("*": all of it): how
+#: long, where and how fast to train (the learning-rate schedule applies to the steps after
+#: the checkpoint), how often to log and checkpoint, and how to sample. Every other key (all of
+#: [data], [sde], [model], [loss], train.seed) is part of what the model means.
+EDITABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "train": (
+        "steps",
+        "device",
+        "lr",
+        "warmup",
+        "schedule",
+        "checkpoint_every",
+        "log_every",
+        "fast_path",
+    ),
+    "sample": ("*",),
+}
+
+#: Keys that shape only the training still to come (the optimiser and its batches): free when a
+#: run is sampled or evaluated, checked when it is resumed.
+TRAINING_ONLY_KEYS: dict[str, tuple[str, ...]] = {
+    "train": ("batch_size", "ema", "optimizer", "weight_decay", "grad_clip", "precision"),
+}
+
+
+def _check_key_tables() -> None:
+    # a key renamed in workbench.config must not silently fall out of (or into) these tables
+    for table in (EDITABLE_KEYS, TRAINING_ONLY_KEYS):
+        for section, keys in table.items():
+            declared = {p.name for p in SECTION_PARAMS[section]}
+            unknown = [k for k in keys if k != "*" and k not in declared]
+            if unknown:
+                raise RuntimeError(f"run-folder key tables name unknown [{section}] {unknown}")
+
+
+_check_key_tables()
+
+
+def _free(section: str, key: str, resume: bool) -> bool:
+    tables = (EDITABLE_KEYS,) if resume else (EDITABLE_KEYS, TRAINING_ONLY_KEYS)
+    return any("*" in table.get(section, ()) or key in table.get(section, ()) for table in tables)
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    text = "unset" if value is _ABSENT else repr(value)
+    if len(text) <= 60:
+        return text
+    # a long path differs in its end (the file's name), a long list in its start
+    return "'..." + text[-50:] if isinstance(value, str) else text[:50] + "..."
+
+
+def config_differences(
+    current: ExperimentConfig | dict[str, Any],
+    trained: ExperimentConfig | dict[str, Any],
+    *,
+    resume: bool = False,
+) -> list[tuple[str, Any, Any]]:
+    """Every key where ``current`` and ``trained`` differ in what the model means, as
+    ``(dotted key, current value, trained value)`` (a missing key's value is unset), in
+    section order. ``resume`` checks the optimiser's keys too (:data:`TRAINING_ONLY_KEYS`).
+
+    Either side may be a config or its dict (a checkpoint's stored TOML, parsed): comparing
+    dicts needs no validation, so a checkpoint from an older schema is still compared, key by
+    key, instead of failing to load.
+    """
+    a = config_to_dict(current) if isinstance(current, ExperimentConfig) else current
+    b = config_to_dict(trained) if isinstance(trained, ExperimentConfig) else trained
+    found: list[tuple[str, Any, Any]] = []
+    for section in list(a) + [s for s in b if s not in a]:
+        sa, sb = a.get(section, {}), b.get(section, {})
+        if not isinstance(sa, dict) or not isinstance(sb, dict):
+            if sa != sb:
+                found.append((section, sa, sb))
+            continue
+        for key in list(sa) + [k for k in sb if k not in sa]:
+            if _free(section, key, resume):
                 continue
-            if da[section].get(key) != db.get(section, {}).get(key):
-                return dotted
+            va, vb = sa.get(key, _ABSENT), sb.get(key, _ABSENT)
+            if va != vb:
+                found.append((f"{section}.{key}", va, vb))
+    return found
+
+
+def _describe(found: list[tuple[str, Any, Any]]) -> str:
+    return ", ".join(f"{key} ({_show(va)} vs {_show(vb)})" for key, va, vb in found)
+
+
+def stored_experiment(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The experiment a checkpoint was trained with, as the dict of its stored TOML."""
+    import tomllib
+
+    text = checkpoint.get("config")
+    if not isinstance(text, str):
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkbenchError(f"the checkpoint's stored experiment is damaged: {exc}") from None
+
+
+def stored_normalizer(checkpoint: dict[str, Any]) -> Normalizer | None:
+    """The normaliser a checkpoint's model was trained with; None for a checkpoint written
+    before checkpoints stored it (then it is recomputed from the data, as it was then)."""
+    data = checkpoint.get("data")
+    attrs = data.get("normalizer") if isinstance(data, dict) else None
+    if attrs is None:
+        return None
+    try:
+        return Normalizer.from_attrs(attrs)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WorkbenchError(f"the checkpoint's stored normaliser is damaged: {exc}") from None
+
+
+def _stored_fingerprint(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    data = checkpoint.get("data")
+    found = data.get("fingerprint") if isinstance(data, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def _data_path(config: ExperimentConfig) -> Path | None:
+    if config.data.name != "file":
+        return None
+    return Path(str(config.data.params["path"])).expanduser()
+
+
+def _file_change(path: Path, stored: dict[str, Any]) -> str | None:
+    """How the file at ``path`` differs from the fingerprint ``stored`` (None: the same)."""
+    if not isinstance(stored.get("sha256"), str):
+        return None  # nothing to compare with
+    try:
+        if path.stat().st_size != stored.get("size"):
+            return f"size {path.stat().st_size} vs {stored.get('size')} bytes"
+        now = file_fingerprint(path)
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
+    if now["sha256"] != stored["sha256"]:
+        return "same size, different sha256"
     return None
 
 
-def run_config(
+def check_edits(
+    where: str,
+    config: ExperimentConfig,
+    checkpoint: dict[str, Any],
+    *,
+    resume: bool = False,
+) -> None:
+    """Refuse, in one line naming each difference, a config that disagrees with the
+    checkpoint's stored experiment in what the model means, or a data file that changed since
+    training (its size or SHA-256 differ from the stored fingerprint).
+
+    ``where`` names the config (``runs/a/config.toml``). A data file that is gone is not a
+    difference: the run samples with its stored normaliser. A data.path edited to name another
+    file with the same bytes (the data were moved) passes. Old checkpoints without a stored
+    experiment or fingerprint are checked as far as they go.
+    """
+    trained = stored_experiment(checkpoint)
+    found = [] if trained is None else config_differences(config, trained, resume=resume)
+    fingerprint = _stored_fingerprint(checkpoint)
+    path = _data_path(config)
+    problems: list[str] = []
+    if path is not None and fingerprint is not None and path.exists():
+        change = _file_change(path, fingerprint)
+        if change is None:
+            found = [d for d in found if d[0] != "data.path"]  # moved, not changed
+        elif str(path) == str(fingerprint.get("path", path)) or not any(
+            d[0] == "data.path" for d in found
+        ):
+            problems.append(f"data file {path} changed since training ({change})")
+    if found:
+        problems.insert(0, f"{where} differs from its checkpoint in {_describe(found)}")
+    if problems:
+        raise WorkbenchError(
+            "; ".join(problems) + "; undo the change, or train a new run in another folder"
+        )
+
+
+class MissingData(DataSet):
+    """Stands in for a run's training data when its data file is gone: it knows the shape
+    and the stored normaliser, which is all that sampling a trained model needs, and refuses
+    to draw points (what needs the data themselves says so in one line)."""
+
+    def __init__(self, name: str, normalizer: Normalizer, why: str) -> None:
+        self._name = name
+        super().__init__()
+        self._shape = tuple(normalizer.sample_shape or ())
+        self._normalizer = normalizer
+        self.why = why
+        self.is_image = len(self._shape) == 3
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    def _sample(self, n: int, generator: Any) -> Any:
+        raise DataError(f"{self.why}: the run's training data are needed here; put it back")
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"name": self._name, "missing": self.why}
+
+
+def run_dataset(
+    config: ExperimentConfig, checkpoint: dict[str, Any], *, need_data: bool = False
+) -> DataSet:
+    """The data set of a trained run, mapping to model units by the checkpoint's stored
+    normaliser. A data file that is gone gives :class:`MissingData` (unless ``need_data``:
+    training needs the points); a checkpoint without a stored normaliser (written before they
+    were stored) recomputes it from the data, as it always did, so it needs them."""
+    normalizer = stored_normalizer(checkpoint)
+    path = _data_path(config)
+    if normalizer is not None and path is not None and not path.exists() and not need_data:
+        return MissingData(config.data.name, normalizer, f"data file {str(path)!r} is gone")
+    dataset = build_dataset(config.data.name, dict(config.data.params))
+    if normalizer is None:
+        return dataset
+    if tuple(dataset.sample_shape) != tuple(normalizer.sample_shape or ()):
+        raise WorkbenchError(
+            f"the data now have samples of shape {tuple(dataset.sample_shape)}, the checkpoint "
+            f"was trained on {tuple(normalizer.sample_shape or ())}"
+        )
+    return dataset.with_normalizer(normalizer)
+
+
+# ---------------------------------------------------------------------------------------------
+# training into a folder
+# ---------------------------------------------------------------------------------------------
+def _adopt_editable(saved: ExperimentConfig, given: ExperimentConfig) -> ExperimentConfig:
+    """``saved`` with the editable keys (:data:`EDITABLE_KEYS`) as ``given`` has them."""
+    tree, mine = config_to_dict(given), config_to_dict(saved)
+    overrides = {
+        f"{section}.{key}": value
+        for section, keys in tree.items()
+        for key, value in keys.items()
+        if _free(section, key, resume=True) and mine.get(section, {}).get(key) != value
+    }
+    return saved.with_overrides(overrides) if overrides else saved
+
+
+def prepare_run(
     config: ExperimentConfig | None,
     out: str | os.PathLike[str],
     *,
-    resume: bool = False,
-    steps: int | None = None,
-    device: str | None = None,
-) -> tuple[RunFolder, ExperimentConfig]:
-    """The folder and the config a training into ``out`` runs with, checked, nothing written.
-
-    A new run refuses a folder that already holds a checkpoint; ``resume`` takes the folder's
-    own config, and a ``config`` given with it must match except for ``train.steps`` and
-    ``train.device``. ``steps``/``device`` override the result. Shared by one-process and
-    distributed training, where every rank checks before any joins the group.
-    """
+    resume: bool,
+    steps: int | None,
+    device: str | None,
+) -> tuple[RunFolder, ExperimentConfig, dict[str, Any] | None]:
+    """:func:`run_config`, plus the checkpoint it read (None for a new run)."""
     folder = RunFolder(Path(out))
+    checkpoint = None
     if resume:
         folder = RunFolder.open(out)
         if not folder.has_checkpoint():
             raise WorkbenchError(f"nothing to resume in {folder.path}: it has no checkpoint.pt")
         saved = folder.load_config()
         if config is not None:
-            diff = _first_difference(config, saved, {"train.steps", "train.device"})
-            if diff is not None:
+            found = config_differences(config, saved, resume=True)
+            if found:
                 raise WorkbenchError(
-                    f"{folder.path} was trained with a different {diff}; resume it with its own "
-                    "config.toml or start a new run in another folder"
+                    f"the given config differs from the run in {folder.path} in "
+                    f"{_describe(found)}; resume with the run's own config.toml, or start a "
+                    "new run in another folder"
                 )
-            saved = saved.with_overrides({"train.steps": config.train.steps})
+            saved = _adopt_editable(saved, config)
         config = saved
+        checkpoint = folder.load_checkpoint()
     else:
         if config is None:
             raise WorkbenchError("a new run needs a config")
@@ -269,7 +526,41 @@ def run_config(
         overrides["train.device"] = device
     if overrides:
         config = config.with_overrides(overrides)
+    if checkpoint is not None:
+        check_edits(str(folder.config_path), config, checkpoint, resume=True)
+    return folder, config, checkpoint
+
+
+def run_config(
+    config: ExperimentConfig | None,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    steps: int | None = None,
+    device: str | None = None,
+) -> tuple[RunFolder, ExperimentConfig]:
+    """The folder and the config a training into ``out`` runs with, checked, nothing written.
+
+    A new run refuses a folder that already holds a checkpoint; ``resume`` takes the folder's
+    own config, which must agree with its checkpoint (:func:`check_edits`, the optimiser's
+    keys included), and a ``config`` given with it must match that one except for the
+    editable keys (:data:`EDITABLE_KEYS`), which it then sets. ``steps``/``device`` override
+    the result. Shared by one-process and distributed training, where every rank checks before
+    any joins the group.
+    """
+    folder, config, _ = prepare_run(config, out, resume=resume, steps=steps, device=device)
     return folder, config
+
+
+def make_run_folder(path: Path, resume: bool) -> None:
+    """The folder exists after this (a new run makes it); a lock needs a place to live."""
+    if resume:
+        RunFolder.open(path)  # the clear error of a folder that is not there
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot create run folder {path}: {exc.strerror}") from exc
 
 
 def train_in_folder(
@@ -284,24 +575,58 @@ def train_in_folder(
     on_trainer: Callable[[Trainer], None] | None = None,
     on_eval: Callable[[int, Any], None] | None = None,
     eval_every: int = 0,
+    on_note: Callable[[str], None] | None = None,
+    what: str = "sde-workbench train",
 ) -> TrainResult:
     """Train ``config`` into the run folder ``out``, or resume the run there.
 
-    A new run refuses a folder that already holds a checkpoint. ``resume`` continues from the
-    checkpoint with the folder's own config; a ``config`` given with it must match that one
-    except for ``train.steps``/``train.device`` (the target and where to run may change).
-    The checkpoint is written every ``train.checkpoint_every`` steps, at the end, and on a
-    cancel; after a non-finite loss nothing is written, so the last good one stays.
-    """
-    folder, config = run_config(config, out, resume=resume, steps=steps, device=device)
-    try:
-        folder.path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WorkbenchError(f"cannot create run folder {folder.path}: {exc.strerror}") from exc
+    The folder is locked for the whole training (:class:`~workbench.io.lock.RunLock`): a
+    second writer is refused at once, naming this one; ``what`` is how this one is named, and
+    ``on_note`` receives the note about a stale lock taken over (default: stderr). The checks
+    run under the lock, so two new runs cannot both find the folder free.
 
-    trainer = _new_trainer(config)
-    if resume:
-        trainer.load_state_dict(folder.load_checkpoint())
+    A new run refuses a folder that already holds a checkpoint. ``resume`` continues from the
+    checkpoint with the folder's own config (see :func:`run_config`) and the checkpoint's
+    stored normaliser. The checkpoint is written every ``train.checkpoint_every`` steps, at
+    the end, and on a cancel; after a non-finite loss nothing is written, so the last good one
+    stays.
+    """
+    if not resume and config is None:
+        raise WorkbenchError("a new run needs a config")
+    path = Path(out)
+    make_run_folder(path, resume)
+    with RunLock(path, what, on_note=on_note):
+        folder, config, checkpoint = prepare_run(
+            config, path, resume=resume, steps=steps, device=device
+        )
+        return _train_locked(
+            folder,
+            config,
+            checkpoint,
+            on_progress=on_progress,
+            cancel=cancel,
+            on_trainer=on_trainer,
+            on_eval=on_eval,
+            eval_every=eval_every,
+        )
+
+
+def _train_locked(
+    folder: RunFolder,
+    config: ExperimentConfig,
+    checkpoint: dict[str, Any] | None,
+    *,
+    on_progress: Callable[[Progress], None] | None,
+    cancel: Callable[[], bool] | None,
+    on_trainer: Callable[[Trainer], None] | None,
+    on_eval: Callable[[int, Any], None] | None,
+    eval_every: int,
+) -> TrainResult:
+    if checkpoint is not None:
+        trainer = _new_trainer(config, run_dataset(config, checkpoint, need_data=True))
+        trainer.load_state_dict(checkpoint)
+    else:
+        trainer = _new_trainer(config)
     save_config(config, folder.config_path)
     if on_trainer is not None:
         on_trainer(trainer)
@@ -312,14 +637,14 @@ def train_in_folder(
         if on_progress is not None:
             on_progress(p)
 
-    def checkpoint(t: Trainer) -> None:
+    def checkpoint_now(t: Trainer) -> None:
         save_checkpoint(t.state_dict(), folder.checkpoint_path)
 
     try:
         result = trainer.run(
             on_progress=progress,
             cancel=cancel,
-            on_checkpoint=checkpoint,
+            on_checkpoint=checkpoint_now,
             on_eval=on_eval,
             eval_every=eval_every,
         )
@@ -340,7 +665,7 @@ def train_in_folder(
     finally:
         metrics.close()
     if result.status in ("done", "cancelled"):
-        checkpoint(trainer)
+        checkpoint_now(trainer)
     return result
 
 
@@ -349,13 +674,13 @@ def train_in_folder(
 _DATA_BYTES_PER_VALUE = 24
 
 
-def _new_trainer(config: ExperimentConfig) -> Trainer:
-    """``Trainer(config)``; running out of memory while it draws the ``data.n`` training points
-    or builds the model is an OutOfMemoryError naming the one to make smaller: ``data.n``
-    when the points alone would take more than half the memory available, else
-    ``model.hidden``."""
+def _new_trainer(config: ExperimentConfig, dataset: DataSet | None = None) -> Trainer:
+    """``Trainer(config, dataset=dataset)``; running out of memory while it draws the
+    ``data.n`` training points or builds the model is an OutOfMemoryError naming the one to
+    make smaller: ``data.n`` when the points alone would take more than half the memory
+    available, else ``model.hidden``."""
     try:
-        return Trainer(config)
+        return Trainer(config, dataset=dataset)
     except Exception as exc:
         where = out_of_memory_where(exc)
         if where is None:

@@ -28,7 +28,7 @@ from workbench.core.simulation import terminal_bank
 from workbench.core.train import resolve_device
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.io.recorder import RowRecorder
-from workbench.io.runs import RunFolder
+from workbench.io.runs import MissingData, RunFolder, check_edits, run_dataset
 from workbench.io.safety import (
     RAM,
     OutOfMemoryError,
@@ -80,6 +80,11 @@ def sde_for_sampling(config: ExperimentConfig, dataset: DataSet) -> SDE:
     sde = build_sde(config.sde.kind, dict(config.sde.params))
     if not hasattr(sde, "set_terminal_bank"):
         return sde
+    if isinstance(dataset, MissingData):
+        raise WorkbenchError(
+            f"the {config.sde.kind!r} SDE has no closed-form prior: p_T is simulated from the "
+            f"training data, but {dataset.why}; put it back to sample this run"
+        )
     seed = config.train.seed
     x = dataset.sample(config.data.n, torch.Generator().manual_seed(seed), dtype=torch.float32)
     x0 = dataset.normalizer().to_model(x.to(torch.float64))[:TERMINAL_BANK_SIZE]
@@ -127,6 +132,12 @@ def load_model(
 
     ``source`` is a run folder (its checkpoint's EMA weights are used) or a config whose
     ``model.kind`` is ``analytic`` (nothing to train).
+
+    A run folder's config.toml must agree with its checkpoint in what the model means, and its
+    data file must be the one trained on (:func:`~workbench.io.runs.check_edits`); the data
+    set returned maps to model units by the checkpoint's stored normaliser, and stands in for
+    a data file that is gone (:func:`~workbench.io.runs.run_dataset`). A checkpoint from
+    before normalisers were stored recomputes it from the data, as it always did.
     """
     from workbench.config import load_config
 
@@ -142,6 +153,7 @@ def load_model(
                 if not folder.has_checkpoint():
                     raise WorkbenchError(f"{path} has no checkpoint.pt yet: train it first")
                 checkpoint = folder.load_checkpoint()
+                check_edits(str(folder.config_path), config, checkpoint)
         else:
             config = load_config(path)
     if checkpoint is None and config.model.kind != "analytic":
@@ -149,7 +161,10 @@ def load_model(
             f"a config with model.kind = {config.model.kind!r} has no weights: sample from a "
             "trained run folder, or set model.kind = 'analytic' (Gaussian-mixture data)"
         )
-    dataset = build_dataset(config.data.name, dict(config.data.params))
+    if checkpoint is not None:
+        dataset = run_dataset(config, checkpoint)
+    else:
+        dataset = build_dataset(config.data.name, dict(config.data.params))
     normalizer = dataset.normalizer()
     sde = build_sde(config.sde.kind, dict(config.sde.params))
     params = {p.name: getattr(config.model, p.name) for p in config.model.PARAMS}
@@ -248,7 +263,8 @@ def _sample_to_file(
     """
     sc = config.sample
     dev = resolve_device(sc_device(config) if device is None else str(device))
-    dataset = dataset or build_dataset(config.data.name, dict(config.data.params))
+    if dataset is None:  # a run's own data set (load_model) carries its stored normaliser
+        dataset = build_dataset(config.data.name, dict(config.data.params))
     normalizer = dataset.normalizer()
     sde = sde_for_sampling(config, dataset)
     model = model.to(dev)
