@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
 
+from workbench.bench import benchmark_open_and_slider
 from workbench.config import parse_config
-from workbench.gui.inspector import (
-    INCOMPLETE_TEXT,
-    FileView,
-    InspectorWindow,
-    benchmark_open_and_slider,
-)
+from workbench.gui.inspector import INCOMPLETE_TEXT, FileView, InspectorWindow
 from workbench.io.export import export_samples
 from workbench.io.sampling import load_model, sample_to_file
 from workbench.io.trajectories import TrajectoryWriter

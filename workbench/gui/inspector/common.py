@@ -1,0 +1,60 @@
+"""What the inspector's views share: the banners, one-line messages, and the lazy view."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6 import QtCore, QtWidgets
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.gui.inspector.file_view import FileView
+
+HIST_BINS = 120  # most bins per axis (fewer for few samples: about sqrt(n) / 1.5)
+
+_YELLOW = "background:#fff3bf; color:#5c4400; border:1px solid #e0c060; padding:6px;"
+_RED = "background:#ffe3e3; color:#8a1010; border:1px solid #e08080; padding:6px;"
+
+
+def _banner(name: str, style: str) -> QtWidgets.QLabel:
+    label = QtWidgets.QLabel()
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setStyleSheet(style)
+    label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+    label.hide()
+    return label
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _attr_text(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 2000 else text[:2000] + " …"
+
+
+class _View(QtWidgets.QWidget):
+    """One lazy view: ``draw()`` runs only while the view is shown (and again when stale)."""
+
+    title = ""
+    follows_slider = False
+
+    def __init__(self, fv: FileView) -> None:
+        super().__init__()
+        self.fv = fv
+        self.stale = True
+        self.draws = 0
+
+    def draw(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def redraw(self) -> None:
+        self.stale = False
+        self.draws += 1
+        try:
+            self.draw()
+        except WorkbenchError as exc:
+            self.fv.show_read_error(str(exc))
