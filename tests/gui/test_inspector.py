@@ -47,15 +47,6 @@ def traj(sampled: Path, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def inspector(qtbot) -> InspectorWindow:
-    w = InspectorWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-
-
 def writer(path: Path, n: int = 50, shape: tuple[int, ...] = (2,)) -> TrajectoryWriter:
     return TrajectoryWriter(
         path, n_samples=n, sample_shape=shape, config_toml='[data]\nname = "moons"\n', sampler="em"
