@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6 import QtCore, QtWidgets
 
 from workbench.errors import WorkbenchError
+from workbench.gui.plots.base import LazyRedraw
 
 if TYPE_CHECKING:
     from workbench.gui.inspector.file_view import FileView
@@ -36,23 +37,30 @@ def _attr_text(value: Any) -> str:
     return text if len(text) <= 2000 else text[:2000] + " …"
 
 
-class _View(QtWidgets.QWidget):
-    """One lazy view: ``draw()`` runs only while the view is shown (and again when stale)."""
+class _View(LazyRedraw):
+    """One lazy view of a file: ``draw()`` runs only while the view is its file's current tab,
+    once per change (a new row, a refresh). Nothing is read from the file before that.
+
+    The laziness is :class:`~workbench.gui.plots.base.LazyRedraw`'s, with "is the current tab"
+    for "is seen": a file is opened, and its views drawn, before its window is shown.
+    """
 
     title = ""
-    follows_slider = False
+    follows_slider = False  # the slider's row changes what it shows
 
     def __init__(self, fv: FileView) -> None:
         super().__init__()
         self.fv = fv
-        self.stale = True
         self.draws = 0
+        self._redraw_owed = True  # not drawn yet
 
     def draw(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def redraw(self) -> None:
-        self.stale = False
+    def _drawable(self) -> bool:
+        return self.fv.views.currentWidget() is self
+
+    def _redraw(self) -> None:
         self.draws += 1
         try:
             self.draw()

@@ -99,9 +99,7 @@ class CompareView(_View):
         return [self.against.itemText(i) for i in range(self.against.count())]
 
     def _choice_changed(self, _index: int) -> None:
-        self.stale = True
-        if self.isVisible():
-            self.redraw()
+        self.schedule_redraw()
 
     # drawing -----------------------------------------------------------------------------
     def _fail(self, message: str) -> None:

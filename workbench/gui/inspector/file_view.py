@@ -181,8 +181,7 @@ class FileView(QtWidgets.QWidget):
         self.slider.blockSignals(False)
         self._update_time_label()
         for view in self.view_list:
-            view.stale = True
-        self._draw_current()
+            view.schedule_redraw()  # the current one draws now, the others once shown
 
     def _fill_tree(self) -> None:
         self.tree.clear()
@@ -265,13 +264,12 @@ class FileView(QtWidgets.QWidget):
         self._update_time_label()
         for view in self.view_list:
             if view.follows_slider:
-                view.stale = True
-        self._draw_current()
+                view.schedule_redraw()
 
     def _draw_current(self) -> None:
         view = self.views.currentWidget()
-        if isinstance(view, _View) and view.stale and self.tf is not None:
-            view.redraw()
+        if isinstance(view, _View):
+            view.flush_redraw()
 
     def show_view(self, title: str) -> _View:
         for i, view in enumerate(self.view_list):

@@ -48,9 +48,7 @@ class PathsView(_View):
             box.valueChanged.connect(self._subset_changed)
 
     def _subset_changed(self, _value: int) -> None:
-        self.stale = True
-        if self.isVisible():
-            self.redraw()
+        self.schedule_redraw()
 
     def draw(self) -> None:
         tf = self.fv.tf
