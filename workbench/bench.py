@@ -3,15 +3,18 @@
 Each row times one piece of work both ways on the same device, with the same network class,
 the same maths and the same batch, so the ratio says what the workbench's machinery costs or
 saves. Speed targets live here, not in the tests (timings on shared CI machines are noise).
+:func:`benchmark_open_and_slider` times the trajectory inspector the same way.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +30,7 @@ __all__ = [
     "bench_recording",
     "bench_sampling",
     "bench_training",
+    "benchmark_open_and_slider",
     "format_table",
     "run_bench",
 ]
@@ -367,3 +371,53 @@ def format_table(report: dict) -> str:
         "('-': not run here); ratio = plain / the workbench's best fp32 time, > 1 is faster"
     )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ the inspector
+def benchmark_open_and_slider(path: str | os.PathLike[str], moves: int = 20) -> dict[str, float]:
+    """Seconds to open ``path`` in a fresh inspector, to draw the samples view first, and the
+    median of ``moves`` slider moves (each reads a row, histograms it and redraws).
+
+    Qt is imported here, not at the top: ``sde-workbench bench`` runs without a display."""
+    import numpy as np
+    from PySide6 import QtWidgets
+
+    from workbench.errors import WorkbenchError
+    from workbench.gui.inspector import InspectorWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    window = InspectorWindow()
+    window.show()
+    try:
+        start = time.perf_counter()
+        ok = window.open(path)
+        app.processEvents()
+        open_s = time.perf_counter() - start
+        if not ok:
+            raise WorkbenchError(window.last_error or f"cannot open {path}")
+        view = window.current()
+        assert view is not None
+        start = time.perf_counter()
+        view.show_view("Samples")
+        app.processEvents()
+        first_s = time.perf_counter() - start
+        n = view.tf.n_saved
+        rows = np.linspace(0, n - 1, moves + 1).round().astype(int)[1:][::-1]
+        times = []
+        for k in rows:
+            start = time.perf_counter()
+            view.slider.setValue(int(k))
+            app.processEvents()
+            times.append(time.perf_counter() - start)
+        return {
+            "open_s": open_s,
+            "first_draw_s": first_s,
+            "slider_median_s": float(np.median(times)),
+            "slider_max_s": float(max(times)),
+            "rows": float(n),
+            "n_samples": float(view.tf.n_samples),
+            "file_bytes": float(Path(path).stat().st_size),
+        }
+    finally:
+        window.close()
+        window.deleteLater()

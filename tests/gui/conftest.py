@@ -15,6 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6 import QtCore
 
+from workbench.gui.inspector import InspectorWindow
 from workbench.gui.main_window import MainWindow
 
 
@@ -33,6 +34,16 @@ def window(qtbot, tmp_path: Path, settings: QtCore.QSettings) -> Iterator[MainWi
     if w.task is not None:
         w.task.cancel()
         w.task.wait()
+    w.close()
+
+
+@pytest.fixture
+def inspector(qtbot) -> Iterator[InspectorWindow]:
+    """A shown inspector window on its own (the main window opens its own one)."""
+    w = InspectorWindow()
+    qtbot.addWidget(w)
+    w.show()
+    yield w
     w.close()
 
 

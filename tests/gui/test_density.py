@@ -92,9 +92,9 @@ def test_forward_histogram_follows_the_slider_and_matches_the_truth(window: Main
     # a hidden tab only draws when shown again
     window.tab_widget.setCurrentWidget(window.tabs_by_name["loss"])
     slide(window, 300)
-    assert tab._dirty
+    assert tab.redraw_pending
     window.tab_widget.setCurrentWidget(tab)
-    assert not tab._dirty and "t = 0.300" in tab.readout.text()
+    assert not tab.redraw_pending and "t = 0.300" in tab.readout.text()
 
 
 def test_reverse_panel_shows_the_trajectory_row(window: MainWindow, tmp_path: Path) -> None:

@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
 
+from workbench.bench import benchmark_open_and_slider
 from workbench.config import parse_config
-from workbench.gui.inspector import (
-    INCOMPLETE_TEXT,
-    FileView,
-    InspectorWindow,
-    benchmark_open_and_slider,
-)
+from workbench.gui.inspector import INCOMPLETE_TEXT, FileView, InspectorWindow
 from workbench.io.export import export_samples
 from workbench.io.sampling import load_model, sample_to_file
 from workbench.io.trajectories import TrajectoryWriter
@@ -49,15 +45,6 @@ def traj(sampled: Path, tmp_path: Path) -> Path:
     path = tmp_path / "traj.h5"
     shutil.copy(sampled, path)
     return path
-
-
-@pytest.fixture
-def inspector(qtbot) -> InspectorWindow:
-    w = InspectorWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
 
 
 def writer(path: Path, n: int = 50, shape: tuple[int, ...] = (2,)) -> TrajectoryWriter:

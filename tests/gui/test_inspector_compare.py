@@ -53,15 +53,6 @@ def shifted(good: Path) -> Path:
     return out
 
 
-@pytest.fixture
-def inspector(qtbot) -> InspectorWindow:
-    w = InspectorWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-
-
 def compared(qtbot, view: FileView) -> dict:
     cv = view.show_view("Compare")
     qtbot.waitUntil(lambda: cv.result is not None or cv.error is not None, timeout=60_000)

@@ -15,15 +15,6 @@ from workbench.gui.inspector import FPKView, InspectorWindow
 from workbench.io.fpk_file import read_fpk, solve_config_to_file
 
 
-@pytest.fixture
-def inspector(qtbot) -> InspectorWindow:
-    w = InspectorWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-
-
 @pytest.mark.parametrize(("data", "grid"), [("gmm1d", 64), ("8gaussians", 32)])
 def test_fpk_file_shows_p_t_with_a_time_slider(
     inspector: InspectorWindow, tmp_path: Path, data: str, grid: int

@@ -7,7 +7,7 @@ values, lets the config judge them, and sends the verdict back to the field it n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -16,6 +16,9 @@ from PySide6 import QtCore, QtWidgets
 
 from workbench.config import ExperimentConfig, section_params
 from workbench.gui.forms import SectionForm
+
+if TYPE_CHECKING:
+    from workbench.gui.state import ExperimentState
 
 __all__ = [
     "DataPanel",
@@ -79,7 +82,7 @@ class Panel(QtWidgets.QWidget):
             found = form.mark(name if sec == section else None, message) or found
         return found
 
-    def update_state(self, state: Any) -> None:
+    def update_state(self, state: ExperimentState) -> None:
         """A new valid experiment (override for read-outs)."""
 
 
@@ -129,7 +132,7 @@ class DataPanel(_KindSwitchingPanel):
         self.layout_.addWidget(self.preview)
         self.image = pg.ImageItem()
 
-    def update_state(self, state: Any) -> None:
+    def update_state(self, state: ExperimentState) -> None:
         """A scatter of 2000 points (2-D), a histogram (1-D) or a grid of images."""
         item = self.preview.getPlotItem()
         item.clear()
@@ -186,7 +189,7 @@ class NetworkPanel(Panel):
         self.count.setObjectName("parameterCount")
         self.layout_.addWidget(self.count)
 
-    def update_state(self, state: Any) -> None:
+    def update_state(self, state: ExperimentState) -> None:
         from workbench.core.nets import build_score_model, count_parameters
         from workbench.errors import WorkbenchError
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6 import QtCore
 
@@ -28,6 +28,9 @@ from workbench.core.reference import (
 from workbench.core.sde import LinearSDE
 from workbench.errors import WorkbenchError
 from workbench.gui.workers import Task, TaskContext
+
+if TYPE_CHECKING:
+    from workbench.gui.state import ExperimentState
 
 __all__ = ["ReferenceManager", "describe"]
 
@@ -68,7 +71,7 @@ class ReferenceManager(QtCore.QObject):
         super().__init__(parent)
         self.grid_n = grid_n  # None: DEFAULT_GRID by dimension
         self.kind = "auto"
-        self.state: Any = None
+        self.state: ExperimentState | None = None
         self.reference: Reference | None = None
         self.cache: OrderedDict[tuple, Reference] = OrderedDict()
         self.error: str | None = None
@@ -76,7 +79,7 @@ class ReferenceManager(QtCore.QObject):
         self.solves = 0  # how many FPK solves were started (for tests: the cache works)
 
     # -- choice -------------------------------------------------------------------------
-    def default_kind(self, state: Any) -> str:
+    def default_kind(self, state: ExperimentState) -> str:
         """analytic where it exists; FPK where nothing else can (a non-linear SDE); else none."""
         if unavailable_reason("analytic", state) is None:
             return "analytic"
@@ -95,7 +98,7 @@ class ReferenceManager(QtCore.QObject):
         self.kind = kind
         self._update()
 
-    def set_experiment(self, state: Any) -> None:
+    def set_experiment(self, state: ExperimentState | None) -> None:
         old = self.state
         self.state = state
         if old is not None and state is not None and process_key(old) == process_key(state):
@@ -108,8 +111,10 @@ class ReferenceManager(QtCore.QObject):
         self._update()
 
     def _key(self, kind: str) -> tuple:
-        grid = self.grid_n or DEFAULT_GRID.get(self.state.dim, 0)
-        return (kind, *process_key(self.state), grid if kind == "fpk" else 0)
+        state = self.state
+        assert state is not None, "a reference is keyed only for an experiment"
+        grid = self.grid_n or DEFAULT_GRID.get(state.dim, 0)
+        return (kind, *process_key(state), grid if kind == "fpk" else 0)
 
     def _update(self) -> None:
         kind = self.effective_kind()

@@ -1,9 +1,10 @@
-"""The interface every centre tab implements, and plot export shared by all of them."""
+"""The interface every centre tab implements, lazy redrawing (shared with the inspector's
+views), and plot export shared by all of them."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
 import pyqtgraph.exporters as pg_exporters
@@ -12,16 +13,86 @@ from PySide6 import QtCore, QtGui, QtSvg, QtWidgets
 from workbench.core.reference import process_key
 from workbench.errors import WorkbenchError
 
-__all__ = ["PlotTab", "ReferencePlotTab", "export_plot_item"]
+if TYPE_CHECKING:
+    from workbench.gui.state import ExperimentState
+
+__all__ = ["LazyRedraw", "PlotTab", "ReferencePlotTab", "export_plot_item"]
 
 
-class PlotTab(QtWidgets.QWidget):
-    """A centre tab. Subclasses override the ``set_*`` hooks they care about."""
+class LazyRedraw(QtWidgets.QWidget):
+    """A widget that draws only while it can be seen, once per burst of changes.
+
+    The contract: a subclass implements ``_redraw()`` (draw what it shows from its current
+    state) and calls ``schedule_redraw()`` whenever that state changed. While ``_drawable()``
+    (by default: the widget is visible) the redraw runs now or, with ``redraw_interval_ms`` > 0,
+    on a timer, at most once per interval however many requests came in between. Out of sight
+    a request is only remembered (``redraw_pending``) and runs once, when the widget is shown
+    (``showEvent``) or when ``flush_redraw()`` asks for it (before reading what is drawn, for
+    an export). ``redraw()`` draws now, whether owed or not.
+
+    Why: a hidden tab redrawing on every slider move or training step costs the visible one
+    its frame rate, and a burst of changes (a slider dragged, losses streaming in) needs one
+    redraw, not one each.
+    """
+
+    redraw_interval_ms = 0  # > 0: redraw at most once per this many ms (a throttle)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._redraw_owed = False
+        self._redraw_timer: QtCore.QTimer | None = None
+
+    def _redraw(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _drawable(self) -> bool:
+        """Whether a redraw asked for now is seen now (otherwise it waits)."""
+        return self.isVisible()
+
+    @property
+    def redraw_pending(self) -> bool:
+        """A redraw is owed: something changed since the last one."""
+        return self._redraw_owed
+
+    def schedule_redraw(self) -> None:
+        """What is shown changed: redraw now, on the next throttle tick, or once shown."""
+        self._redraw_owed = True
+        if not self._drawable():
+            return
+        if self.redraw_interval_ms <= 0:
+            self.redraw()
+            return
+        if self._redraw_timer is None:
+            self._redraw_timer = QtCore.QTimer(self)
+            self._redraw_timer.setSingleShot(True)
+            self._redraw_timer.setInterval(self.redraw_interval_ms)
+            self._redraw_timer.timeout.connect(self.flush_redraw)
+        if not self._redraw_timer.isActive():
+            self._redraw_timer.start()
+
+    def flush_redraw(self) -> None:
+        """Run an owed redraw now, seen or not."""
+        if self.redraw_pending:
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Draw now."""
+        self._redraw_owed = False
+        self._redraw()
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        self.flush_redraw()
+
+
+class PlotTab(LazyRedraw):
+    """A centre tab. Subclasses override the ``set_*`` hooks they care about; a tab that draws
+    lazily implements ``_redraw()`` and calls ``schedule_redraw()`` (:class:`LazyRedraw`)."""
 
     title = ""
 
-    def set_experiment(self, state: Any) -> None:
-        """A new valid experiment (``ExperimentState``)."""
+    def set_experiment(self, state: ExperimentState) -> None:
+        """A new valid experiment."""
 
     def set_time(self, t: float) -> None:
         """The time slider moved."""
@@ -78,17 +149,17 @@ class ReferencePlotTab(PlotTab):
     differs from the experiment's) is never drawn.
     """
 
-    state: Any = None
+    state: ExperimentState | None = None
     view: Any = None
     reference: Any = None
 
     def _rebuild(self) -> None:
         raise NotImplementedError
 
-    def _fits(self, reference: Any, state: Any) -> bool:
+    def _fits(self, reference: Any, state: ExperimentState | None) -> bool:
         return reference is not None and state is not None and reference.key == process_key(state)
 
-    def _drop_stale_reference(self, state: Any) -> None:
+    def _drop_stale_reference(self, state: ExperimentState) -> None:
         if self.reference is not None and not self._fits(self.reference, state):
             self.reference = None
 

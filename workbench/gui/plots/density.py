@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -47,6 +47,9 @@ from workbench.core.reference import reference_grid
 from workbench.core.sde import LinearSDE
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.gui.plots.base import ReferencePlotTab
+
+if TYPE_CHECKING:
+    from workbench.gui.state import ExperimentState
 
 __all__ = [
     "DensityTab",
@@ -75,7 +78,7 @@ NO_REFERENCE = (
 )
 
 
-def reverse_points(trajectory: Any, k: int, state: Any) -> np.ndarray:
+def reverse_points(trajectory: Any, k: int, state: ExperimentState) -> np.ndarray:
     """Row ``k`` of a trajectory file as (n, dim) points in the experiment's model units."""
     row = np.asarray(trajectory.row(k), dtype=np.float64).reshape(-1, state.dim)
     file_norm = getattr(trajectory, "normalizer", None)
@@ -92,7 +95,7 @@ def nearest_row(trajectory: Any, t: float) -> int:
     return int(trajectory.index_of_time(t))
 
 
-def trajectory_problem(trajectory: Any, state: Any) -> str | None:
+def trajectory_problem(trajectory: Any, state: ExperimentState) -> str | None:
     """Why a trajectory cannot be shown with this experiment, or None."""
     if trajectory is None:
         return None
@@ -159,7 +162,7 @@ class _View:
     def __init__(
         self,
         layout: pg.GraphicsLayoutWidget,
-        state: Any,
+        state: ExperimentState,
         cloud: Any,
         reference: Any = None,
     ) -> None:
@@ -208,7 +211,11 @@ class _Planar(_View):
     """2-D data: forward histogram | reverse histogram | exact p_t, one colour scale."""
 
     def __init__(
-        self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: Any, reference: Any = None
+        self,
+        layout: pg.GraphicsLayoutWidget,
+        state: ExperimentState,
+        cloud: Any,
+        reference: Any = None,
     ) -> None:
         super().__init__(layout, state, cloud, reference)
         self.plots: dict[str, pg.PlotItem] = {}
@@ -340,7 +347,11 @@ class _Line(_View):
     """1-D data: time-by-x heat maps (forward, exact, reverse) and the densities at t."""
 
     def __init__(
-        self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: Any, reference: Any = None
+        self,
+        layout: pg.GraphicsLayoutWidget,
+        state: ExperimentState,
+        cloud: Any,
+        reference: Any = None,
     ) -> None:
         super().__init__(layout, state, cloud, reference)
         T = float(state.sde.T)
@@ -517,7 +528,11 @@ class _Images(_View):
     """Image data: GRID_SIDE² forward-noised images at t, and the trajectory's images at t."""
 
     def __init__(
-        self, layout: pg.GraphicsLayoutWidget, state: Any, cloud: Any, reference: Any = None
+        self,
+        layout: pg.GraphicsLayoutWidget,
+        state: ExperimentState,
+        cloud: Any,
+        reference: Any = None,
     ) -> None:
         super().__init__(layout, state, cloud, reference)
         self.shape = tuple(state.dataset.sample_shape)
@@ -590,7 +605,7 @@ class _Images(_View):
 
 
 # ------------------------------------------------------------------------------------ the tab
-def same_process(old: Any, new: Any) -> bool:
+def same_process(old: ExperimentState | None, new: ExperimentState | None) -> bool:
     """Whether two experiments have the same data and SDE, hence the same p_t for every t."""
     if old is None or new is None:
         return False
@@ -609,14 +624,13 @@ class DensityTab(ReferencePlotTab):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("densityPlot")
-        self.state: Any = None
+        self.state: ExperimentState | None = None
         self.trajectory: Any = None
         self.t = 0.0
         self.cloud: ForwardCloud | None = None
         self.reference: Any = None
         self.view: _View | None = None
         self.last_redraw_ms = float("nan")
-        self._dirty = False
 
         self._build_canvas("density")
         layout = QtWidgets.QVBoxLayout(self)
@@ -625,18 +639,20 @@ class DensityTab(ReferencePlotTab):
         self._show_message("no experiment yet")
 
     # -- the PlotTab hooks --------------------------------------------------------------------
-    def set_experiment(self, state: Any) -> None:
+    def set_experiment(self, state: ExperimentState) -> None:
         previous, self.state = self.state, state
         if self.view is not None and same_process(previous, state):
             # only training, network or sampling settings changed: p_t is the same
             self.view.state = state
-            self._schedule()
+            self.schedule_redraw()
             return
         self._drop_stale_reference(state)
         self._rebuild()
 
     def _rebuild(self) -> None:
         state, reference = self.state, self.reference
+        if state is None:  # no experiment yet: nothing to build
+            return
         self.layout_widget.clear()
         self.view = None
         reuse, self.cloud = self.cloud, None
@@ -670,43 +686,27 @@ class DensityTab(ReferencePlotTab):
             self.view = kind(self.layout_widget, state, cloud, reference)
         self.view.set_trajectory(self.trajectory)
         self.stack.setCurrentWidget(self.layout_widget)
-        self._schedule()
+        self.schedule_redraw()
 
     def set_time(self, t: float) -> None:
         self.t = float(t)
-        self._schedule()
+        self.schedule_redraw()
 
     def set_trajectory(self, trajectory: Any) -> None:
         self.trajectory = trajectory
         if self.view is not None:
             self.view.set_trajectory(trajectory)
-            self._schedule()
+            self.schedule_redraw()
 
     def export_item(self) -> Any:
         if self.view is None:
             return None
-        self._flush()
+        self.flush_redraw()
         return self.layout_widget.scene()
 
-    # -- drawing ------------------------------------------------------------------------------
-    def _schedule(self) -> None:
-        """Draw now when shown; a hidden tab only remembers to draw when it is shown."""
-        if self.isVisible():
-            self.redraw()
-        else:
-            self._dirty = True
-
-    def _flush(self) -> None:
-        if self._dirty:
-            self.redraw()
-
-    def showEvent(self, event: QtGui.QShowEvent) -> None:
-        super().showEvent(event)
-        self._flush()
-
-    def redraw(self) -> None:
+    # -- drawing (only while shown: LazyRedraw) -----------------------------------------------
+    def _redraw(self) -> None:
         """Draw the current view at the current t (synchronously; a few ms to ~30 ms)."""
-        self._dirty = False
         if self.view is None:
             return
         start = time.perf_counter()

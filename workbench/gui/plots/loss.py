@@ -73,7 +73,11 @@ class LossRun:
 
 
 class LossTab(PlotTab):
+    """Training loss curves, raw and smoothed, of this run and earlier ones."""
+
     title = "Loss"
+    # Losses stream in many times a second: redraw at most ~30 times a second.
+    redraw_interval_ms = 33
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -81,7 +85,6 @@ class LossTab(PlotTab):
         self.runs: list[LossRun] = []
         self._curves: list[tuple[pg.PlotDataItem, pg.PlotDataItem]] = []
         self._smoothed: list[np.ndarray] = []
-        self._dirty = False
 
         self.plot = pg.PlotWidget(background="w")
         self.plot.setObjectName("lossPlotWidget")
@@ -124,20 +127,16 @@ class LossTab(PlotTab):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.readout)
 
-        self.smoothing.valueChanged.connect(self._mark_dirty)
+        self.smoothing.valueChanged.connect(self.schedule_redraw)
         self.log_y.toggled.connect(self._apply_axes)
         self.x_axis.currentIndexChanged.connect(self._apply_axes)
         self.plot.scene().sigMouseMoved.connect(self._hover)
-        self._timer = QtCore.QTimer(self)
-        self._timer.setInterval(33)  # at most ~30 redraws a second
-        self._timer.timeout.connect(self._redraw)
-        self._timer.start()
         self._apply_axes()
 
     # -- data ---------------------------------------------------------------------------------
     def start_run(self, name: str) -> int:
         """A new curve; earlier runs stay, dimmed, for comparison."""
-        self._flush()
+        self.flush_redraw()
         self.runs.append(LossRun(name))
         colour = _COLOURS[(len(self.runs) - 1) % len(_COLOURS)]
         raw = self.item.plot(pen=pg.mkPen(colour + "40", width=1))
@@ -150,7 +149,7 @@ class LossTab(PlotTab):
         if not self.runs:
             self.start_run("run")
         self.runs[-1].extend(list(steps), list(walls), list(losses))
-        self._dirty = True
+        self.schedule_redraw()
 
     def add_run(
         self, name: str, steps: list[float], walls: list[float], losses: list[float]
@@ -166,29 +165,23 @@ class LossTab(PlotTab):
             self.legend.removeItem(sm)
         self._curves = self._curves[-1:] if self.runs else []
         self.runs = keep
-        self._dirty = True
-
-    def _flush(self) -> None:
-        if self._dirty:
-            self._redraw()
+        self.schedule_redraw()
 
     # -- drawing ------------------------------------------------------------------------------
-    def _mark_dirty(self) -> None:
-        self._dirty = True
+    def _drawable(self) -> bool:
+        # Drawn hidden too (on the throttle): readers of the curves, and the soak test, see
+        # every logged point within a tick whichever tab is in front.
+        return True
 
     def _apply_axes(self) -> None:
         self.item.setLogMode(x=False, y=self.log_y.isChecked())
         self.item.setLabel("bottom", "step" if self.x_axis.currentIndex() == 0 else "wall time (s)")
-        self._dirty = True
-        self._redraw()
+        self.redraw()
 
     def _x(self, run: LossRun) -> np.ndarray:
         return run.steps if self.x_axis.currentIndex() == 0 else run.wall
 
     def _redraw(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
         weight = self.smoothing.value() / 100.0
         self.smoothing_label.setText(f"{weight:.2f}")
         self._smoothed = []
@@ -210,7 +203,7 @@ class LossTab(PlotTab):
         run = self.runs[-1]
         x = self._x(run)
         i = int(np.clip(np.searchsorted(x, point.x()), 0, run.n - 1))
-        self._redraw()
+        self.flush_redraw()
         cached = self._smoothed[-1] if self._smoothed else run.loss
         sm = cached[i] if i < cached.size else float("nan")
         self.readout.setText(
@@ -219,5 +212,5 @@ class LossTab(PlotTab):
         )
 
     def export_item(self) -> pg.PlotItem:
-        self._redraw()
+        self.flush_redraw()
         return self.item

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -11,6 +11,9 @@ from PySide6 import QtCore, QtWidgets
 
 from workbench.core.sde import LinearSDE
 from workbench.gui.plots.base import PlotTab
+
+if TYPE_CHECKING:
+    from workbench.gui.state import ExperimentState
 
 __all__ = ["ScheduleTab"]
 
@@ -46,7 +49,7 @@ class ScheduleTab(PlotTab):
         layout.addWidget(self.view)
         self.values: dict[str, np.ndarray] = {}
 
-    def set_experiment(self, state: Any) -> None:
+    def set_experiment(self, state: ExperimentState) -> None:
         sde = state.sde
         t = torch.linspace(1e-3, sde.T, 400, dtype=torch.float64)
         self.values = {"t": t.numpy(), "g2": (sde.diffusion(t) ** 2).numpy()}

@@ -25,7 +25,7 @@ it when its window closes (an event filter on the window), and a main window may
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -37,6 +37,9 @@ from workbench.core.sde import LinearSDE
 from workbench.gui.plots.base import ReferencePlotTab
 from workbench.gui.plots.density import equal_columns, message_item, same_process
 from workbench.gui.workers import Task
+
+if TYPE_CHECKING:
+    from workbench.gui.state import ExperimentState
 
 __all__ = ["ScoreFieldTab"]
 
@@ -60,7 +63,9 @@ def _light_map() -> pg.ColorMap:
 
 
 class _Field2D:
-    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, reference: Any) -> None:
+    def __init__(
+        self, layout: pg.GraphicsLayoutWidget, state: ExperimentState, reference: Any
+    ) -> None:
         self.layout = layout
         self.truth = reference
         scaled = isinstance(state.sde, LinearSDE)
@@ -178,7 +183,9 @@ class _Field2D:
 
 
 class _Field1D:
-    def __init__(self, layout: pg.GraphicsLayoutWidget, state: Any, reference: Any) -> None:
+    def __init__(
+        self, layout: pg.GraphicsLayoutWidget, state: ExperimentState, reference: Any
+    ) -> None:
         self.truth = reference
         self.plot = layout.addPlot(row=0, col=0, title="score at t")
         self.plot.setLabel("left", "score ∂/∂x log p_t")
@@ -258,7 +265,7 @@ class ScoreFieldTab(ReferencePlotTab):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("scoreFieldPlot")
-        self.state: Any = None
+        self.state: ExperimentState | None = None
         self.model: Any = None
         self.t = 0.0
         self.cloud: ForwardCloud | None = None
@@ -266,8 +273,7 @@ class ScoreFieldTab(ReferencePlotTab):
         self.view: _Field1D | _Field2D | None = None
         self.error: str | None = None
         self._task: Task | None = None
-        self._pending = False
-        self._dirty = False
+        self._queued = False  # a refresh asked for while one runs: started when it ends
         self._watched: QtWidgets.QWidget | None = None
 
         self._build_canvas("scoreField")
@@ -277,7 +283,7 @@ class ScoreFieldTab(ReferencePlotTab):
         self._show_message("no experiment yet")
 
     # -- the PlotTab hooks --------------------------------------------------------------------
-    def set_experiment(self, state: Any) -> None:
+    def set_experiment(self, state: ExperimentState) -> None:
         previous, self.state = self.state, state
         if self.view is not None and same_process(previous, state):
             # only training, network or sampling settings changed: the true field is the same
@@ -288,6 +294,8 @@ class ScoreFieldTab(ReferencePlotTab):
 
     def _rebuild(self) -> None:
         state = self.state
+        if state is None:  # no experiment yet: nothing to build
+            return
         self.layout_widget.clear()
         self.view = None
         reuse, self.cloud = self.cloud, None
@@ -323,23 +331,24 @@ class ScoreFieldTab(ReferencePlotTab):
     # -- the worker ---------------------------------------------------------------------------
     def request(self) -> None:
         """Refresh the field: now, after the running refresh, or when the tab is shown."""
+        self.schedule_redraw()
+
+    def _redraw(self) -> None:
+        """Start computing the field (LazyRedraw calls this only while the tab is shown), or
+        queue it behind the one running."""
         if self.view is None:
             return
-        if not self.isVisible():
-            self._dirty = True
-            return
         if self._task is not None:
-            self._pending = True
+            self._queued = True
             return
         self._start()
 
     def is_idle(self) -> bool:
         """No refresh running or waiting (a hidden tab's deferred refresh does not count)."""
-        return self._task is None and not self._pending
+        return self._task is None and not self._queued
 
     def _start(self) -> None:
-        self._dirty = False
-        self._pending = False
+        self._queued = False
         req = FieldRequest(self.state, self.model, self.t, self.cloud, self.reference)
         task = Task("score field", lambda ctx: compute_field(req), self)
         task.done.connect(self._done)
@@ -368,12 +377,12 @@ class ScoreFieldTab(ReferencePlotTab):
         task.deleteLater()
         if task is self._task:
             self._task = None
-            if self._pending:
+            if self._queued:
                 self._start()
 
     def shutdown(self) -> None:
         """Drop any waiting refresh and join the running one (call before the tab goes away)."""
-        self._pending = False
+        self._queued = False
         task = self._task
         self._task = None
         if task is not None:
@@ -382,15 +391,13 @@ class ScoreFieldTab(ReferencePlotTab):
 
     # -- visibility and teardown --------------------------------------------------------------
     def showEvent(self, event: QtGui.QShowEvent) -> None:
-        super().showEvent(event)
         window = self.window()
         if window is not self and window is not self._watched:
             if self._watched is not None:
                 self._watched.removeEventFilter(self)
             window.installEventFilter(self)
             self._watched = window
-        if self._dirty:
-            self.request()
+        super().showEvent(event)  # and a refresh asked for while hidden (LazyRedraw)
 
     def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
         if watched is self._watched and event.type() == QtCore.QEvent.Close:

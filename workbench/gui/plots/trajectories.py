@@ -30,7 +30,7 @@ import collections
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -38,6 +38,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.base import PlotTab
+
+if TYPE_CHECKING:
+    from workbench.gui.state import ExperimentState
 
 __all__ = [
     "TrajectoryTab",
@@ -470,7 +473,7 @@ class TrajectoryTab(PlotTab):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("trajectoryPlot")
-        self.state: Any = None
+        self.state: ExperimentState | None = None
         self.trajectory: Any = None
         self.block: PathBlock | None = None
         self.view: _View | None = None
@@ -478,7 +481,6 @@ class TrajectoryTab(PlotTab):
         self.t = 0.0
         self.last_redraw_ms = float("nan")
         self._loaded = True  # the current trajectory (none yet) has been read, or has failed
-        self._dirty = False
         self._play_t = 0.0
         self.play_seconds = PLAY_SECONDS  # how long Play takes from T to 0
 
@@ -516,12 +518,12 @@ class TrajectoryTab(PlotTab):
         self._update_controls()
 
     # -- the PlotTab hooks --------------------------------------------------------------------
-    def set_experiment(self, state: Any) -> None:
+    def set_experiment(self, state: ExperimentState) -> None:
         self.state = state  # the view shows the file as it is; the experiment is not needed
 
     def set_time(self, t: float) -> None:
         self.t = float(t)
-        self._schedule()
+        self.schedule_redraw()
 
     def set_trajectory(self, trajectory: Any) -> None:
         self.trajectory = trajectory
@@ -536,12 +538,12 @@ class TrajectoryTab(PlotTab):
             self._show_message(HINT)
             self._update_controls()
             return
-        self._schedule()
+        self.schedule_redraw()
 
     def export_item(self) -> Any:
         """The layout (plot and colour bar): its own rectangle, not the scene's items' bounds,
         which paths running far outside a zoomed view would make huge."""
-        self._flush()
+        self.flush_redraw()
         if self.view is None:
             return None
         self.layout_widget.ci.layout.activate()  # a view built since the last event loop turn
@@ -561,20 +563,10 @@ class TrajectoryTab(PlotTab):
         self._show_message(f"cannot show this trajectory: {self.problem}")
         self._update_controls()
 
-    def _schedule(self) -> None:
-        """Draw now when shown; a hidden tab only remembers to draw when it is shown."""
-        if self.isVisible():
-            self.redraw()
-        else:
-            self._dirty = True
-
-    def _flush(self) -> None:
-        if self._dirty or not self._loaded:
-            self.redraw()
-
-    def showEvent(self, event: QtGui.QShowEvent) -> None:
-        super().showEvent(event)
-        self._flush()
+    @property
+    def redraw_pending(self) -> bool:
+        """Also while a new trajectory waits to be read (LazyRedraw draws only when shown)."""
+        return super().redraw_pending or not self._loaded
 
     def _load(self) -> None:
         """Read the current trajectory's block once and build its view."""
@@ -604,9 +596,8 @@ class TrajectoryTab(PlotTab):
             shape = ()
         return GRID_SIDE**2 if _is_image(shape) else self.subset.value()
 
-    def redraw(self) -> None:
+    def _redraw(self) -> None:
         """Show the row nearest the current t (reading the trajectory first if needed)."""
-        self._dirty = False
         if not self._loaded:
             self._load()
         if self.view is None or self.block is None:

@@ -1,0 +1,332 @@
+"""One open file: its HDF5 tree and attributes, and for a trajectory file the slider and
+the lazy views."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+from workbench.errors import WorkbenchError
+from workbench.gui.inspector.common import _RED, _YELLOW, _attr_text, _banner, _one_line, _View
+from workbench.gui.inspector.compare import CompareView
+from workbench.gui.inspector.export_dialog import ExportDialog
+from workbench.gui.inspector.fpk_view import FPKView
+from workbench.gui.inspector.images import ImagesView
+from workbench.gui.inspector.logp import LogpView
+from workbench.gui.inspector.paths import PathsView
+from workbench.gui.inspector.samples import SamplesView
+from workbench.gui.inspector.stats import StatsView
+from workbench.gui.inspector.summary import SummaryView
+from workbench.io.printable import printable
+from workbench.io.trajectories import TrajectoryFile
+
+PLAY_INTERVAL_MS = 80
+
+INCOMPLETE_TEXT = (
+    "This file is incomplete: its writer stopped before closing it; rows flushed so far are shown."
+)
+
+
+def _storage(tf: TrajectoryFile, node: dict[str, Any]) -> tuple[str, str]:
+    """Chunking and compression of a dataset node, as text."""
+    chunks, comp = node.get("chunks"), node.get("compression")
+    chunk_text = "contiguous" if chunks is None else " x ".join(str(c) for c in chunks)
+    return chunk_text, comp or "none"
+
+
+class FileView(QtWidgets.QWidget):
+    """One open file: its tree and attributes, and for our format the summary and views."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        parent: QtWidgets.QWidget | None = None,
+        *,
+        allow_external: bool = False,
+    ):
+        super().__init__(parent)
+        self.setObjectName("inspectorFileView")
+        self.path = Path(path)
+        # raises WorkbenchError; external references outside the folder only if allowed
+        self.tf = TrajectoryFile(self.path, foreign_ok=True, allow_external=allow_external)
+        self.is_trajectory = bool(self.tf.is_trajectory_file)
+        self.nodes: list[dict[str, Any]] = []
+        self.export_dialog: ExportDialog | None = None
+        self.confirm_overwrite: Callable[[Path], bool] | None = None
+
+        self.incomplete_banner = _banner("incompleteBanner", _YELLOW)
+        self.incomplete_banner.setText(INCOMPLETE_TEXT)
+        self.error_banner = _banner("readErrorBanner", _RED)
+
+        # left: tree + attributes
+        self.tree = QtWidgets.QTreeWidget()
+        self.tree.setObjectName("inspectorTree")
+        self.tree.setHeaderLabels(["Name", "Shape", "Dtype", "Chunks", "Compression"])
+        self.tree.setAlternatingRowColors(True)
+        self.tree.currentItemChanged.connect(self._node_selected)
+        self.attrs = QtWidgets.QTableWidget(0, 2)
+        self.attrs.setObjectName("inspectorAttributes")
+        self.attrs.setHorizontalHeaderLabels(["Attribute", "Value"])
+        self.attrs.horizontalHeader().setStretchLastSection(True)
+        self.attrs.verticalHeader().hide()
+        self.attrs.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.attrs.setWordWrap(False)
+        self.attrs.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        left = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        left.addWidget(self.tree)
+        left.addWidget(self.attrs)
+        left.setSizes([400, 250])
+
+        # right: controls + views
+        right = QtWidgets.QWidget()
+        rlay = QtWidgets.QVBoxLayout(right)
+        rlay.setContentsMargins(0, 0, 0, 0)
+        self.views = QtWidgets.QTabWidget()
+        self.views.setObjectName("inspectorViews")
+        self.view_list: list[_View] = []
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.slider.setObjectName("inspectorTimeSlider")
+        self.play_button = QtWidgets.QPushButton("Play")
+        self.play_button.setObjectName("inspectorPlayButton")
+        self.play_button.setCheckable(True)
+        self.time_label = QtWidgets.QLabel()
+        self.time_label.setObjectName("inspectorTimeLabel")
+        self.time_label.setMinimumWidth(220)
+        self.export_button = QtWidgets.QPushButton("Export samples…")
+        self.export_button.setObjectName("inspectorExportButton")
+        controls = QtWidgets.QHBoxLayout()
+        controls.addWidget(self.play_button)
+        controls.addWidget(QtWidgets.QLabel("Row:"))
+        controls.addWidget(self.slider, 1)
+        controls.addWidget(self.time_label)
+        controls.addWidget(self.export_button)
+        self.controls = QtWidgets.QWidget()
+        self.controls.setLayout(controls)
+        rlay.addWidget(self.controls)
+        rlay.addWidget(self.views, 1)
+
+        if self.is_trajectory:
+            self.summary_view = SummaryView(self)
+            self.samples_view = SamplesView(self)
+            self._add_view(self.summary_view)
+            self._add_view(self.samples_view)
+            self.paths_view = PathsView(self)
+            self._add_view(self.paths_view)
+            self.stats_view = StatsView(self)
+            self._add_view(self.stats_view)
+            self.images_view = ImagesView(self) if len(self.tf.sample_shape) >= 2 else None
+            if self.images_view is not None:
+                self._add_view(self.images_view)
+            self.logp_view = LogpView(self) if self.tf.has_logp else None
+            if self.logp_view is not None:
+                self._add_view(self.logp_view)
+            self.compare_view = CompareView(self)
+            self._add_view(self.compare_view)
+        else:
+            self.controls.hide()
+            self.fpk_view: FPKView | None = None
+            from workbench.io.fpk_file import has_fpk
+
+            if has_fpk(self.path):
+                self.fpk_view = FPKView(self.path)
+                self.views.addTab(self.fpk_view, "Fokker–Planck p_t")
+            note = QtWidgets.QLabel(
+                "Not an SDE Workbench trajectory file: browse its groups, datasets and "
+                "attributes in the tree."
+            )
+            note.setObjectName("foreignNote")
+            note.setWordWrap(True)
+            note.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
+            self.views.addTab(note, "About")
+        self.views.currentChanged.connect(lambda _: self._draw_current())
+
+        splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([430, 900])
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.incomplete_banner)
+        layout.addWidget(self.error_banner)
+        layout.addWidget(splitter, 1)
+
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(PLAY_INTERVAL_MS)
+        self._timer.timeout.connect(self._advance)
+        self.play_button.toggled.connect(self._play)
+        self.slider.valueChanged.connect(self._row_changed)
+        self.export_button.clicked.connect(self.open_export_dialog)
+        self._load()
+
+    # ------------------------------------------------------------------ building and loading
+    def _add_view(self, view: _View) -> None:
+        self.view_list.append(view)
+        self.views.addTab(view, view.title)
+
+    def _load(self) -> None:
+        """Fill the tree and the slider from the (re-)opened file; views become stale."""
+        self._fill_tree()
+        self.incomplete_banner.setVisible(self.is_trajectory and not self.tf.complete)
+        if not self.is_trajectory:
+            return
+        n = self.tf.n_saved
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, n - 1))
+        self.slider.setEnabled(n > 0)
+        self.play_button.setEnabled(n > 1)
+        self.slider.blockSignals(False)
+        self._update_time_label()
+        for view in self.view_list:
+            view.schedule_redraw()  # the current one draws now, the others once shown
+
+    def _fill_tree(self) -> None:
+        self.tree.clear()
+        try:
+            self.nodes = self.tf.nodes()
+        except WorkbenchError as exc:
+            self.nodes = []
+            self.show_read_error(str(exc))
+            return
+        items: dict[str, QtWidgets.QTreeWidgetItem] = {}
+        for node in self.nodes:
+            name = node["name"]
+            if name == "/":
+                item = QtWidgets.QTreeWidgetItem([self.path.name + " (/)", "", "group", "", ""])
+                self.tree.addTopLevelItem(item)
+            else:
+                parent_name = name.rsplit("/", 1)[0] or "/"
+                parent = items.get(parent_name)
+                label = printable(name.rsplit("/", 1)[1])
+                if node["kind"] == "dataset":
+                    shape = " x ".join(str(s) for s in node.get("shape", [])) or "scalar"
+                    chunks, comp = _storage(self.tf, node)
+                    cols = [label, shape, node.get("dtype", ""), chunks, comp]
+                else:
+                    cols = [label, "", "group", "", ""]
+                item = QtWidgets.QTreeWidgetItem(cols)
+                (parent.addChild(item) if parent is not None else self.tree.addTopLevelItem(item))
+            item.setData(0, QtCore.Qt.UserRole, name)
+            items[name] = item
+        self.tree.expandAll()
+        for c in range(5):
+            self.tree.resizeColumnToContents(c)
+        if self.tree.topLevelItemCount():
+            self.tree.setCurrentItem(self.tree.topLevelItem(0))
+
+    def tree_paths(self) -> dict[str, QtWidgets.QTreeWidgetItem]:
+        """Every tree item by its HDF5 path."""
+        out = {}
+        it = QtWidgets.QTreeWidgetItemIterator(self.tree)
+        while it.value():
+            item = it.value()
+            out[item.data(0, QtCore.Qt.UserRole)] = item
+            it += 1
+        return out
+
+    def _node_selected(self, item: QtWidgets.QTreeWidgetItem | None, _prev: Any = None) -> None:
+        self.attrs.setRowCount(0)
+        if item is None:
+            return
+        name = item.data(0, QtCore.Qt.UserRole)
+        node = next((n for n in self.nodes if n["name"] == name), None)
+        attrs = {} if node is None else node.get("attrs", {})
+        self.attrs.setRowCount(len(attrs))
+        for r, (key, value) in enumerate(attrs.items()):
+            # names and values are the writer's: escaped (and shortened) as `inspect` shows them
+            self.attrs.setItem(r, 0, QtWidgets.QTableWidgetItem(printable(key)))
+            cell = QtWidgets.QTableWidgetItem(printable(value) if value else "")
+            cell.setToolTip(_attr_text(value))
+            self.attrs.setItem(r, 1, cell)
+        self.attrs.resizeColumnToContents(0)
+
+    def attributes_shown(self) -> dict[str, str]:
+        return {
+            self.attrs.item(r, 0).text(): self.attrs.item(r, 1).toolTip()
+            for r in range(self.attrs.rowCount())
+        }
+
+    # ------------------------------------------------------------------ slider and views
+    def row_index(self) -> int | None:
+        return self.slider.value() if self.is_trajectory and self.tf.n_saved > 0 else None
+
+    def _update_time_label(self) -> None:
+        k = self.row_index()
+        if k is None:
+            self.time_label.setText("no rows recorded")
+            return
+        t, step = float(self.tf.times[k]), int(self.tf.steps[k])
+        self.time_label.setText(f"row {k + 1}/{self.tf.n_saved}  t = {t:.4g}  step {step}")
+
+    def _row_changed(self, _value: int) -> None:
+        self._update_time_label()
+        for view in self.view_list:
+            if view.follows_slider:
+                view.schedule_redraw()
+
+    def _draw_current(self) -> None:
+        view = self.views.currentWidget()
+        if isinstance(view, _View):
+            view.flush_redraw()
+
+    def show_view(self, title: str) -> _View:
+        for i, view in enumerate(self.view_list):
+            if view.title == title:
+                self.views.setCurrentIndex(i)
+                self._draw_current()
+                return view
+        raise KeyError(title)
+
+    def _play(self, on: bool) -> None:
+        self.play_button.setText("Pause" if on else "Play")
+        if on:
+            if self.slider.value() >= self.slider.maximum():
+                self.slider.setValue(0)
+            self._timer.start()
+        else:
+            self._timer.stop()
+
+    def _advance(self) -> None:
+        if self.slider.value() >= self.slider.maximum():
+            self.play_button.setChecked(False)
+        else:
+            self.slider.setValue(self.slider.value() + 1)
+
+    def show_read_error(self, message: str) -> None:
+        self.error_banner.setText(_one_line(message))
+        self.error_banner.show()
+
+    # ------------------------------------------------------------------ refresh, export, close
+    def refresh(self) -> None:
+        """Re-open the file (F5): new rows of a file being written, its completion."""
+        self.play_button.setChecked(False)
+        at_end = self.slider.value() >= self.slider.maximum()
+        try:
+            self.tf.refresh()
+        except WorkbenchError as exc:
+            self.show_read_error(str(exc))
+            return
+        self.error_banner.hide()
+        self._load()
+        if at_end and self.is_trajectory:
+            self.slider.setValue(self.slider.maximum())
+
+    def open_export_dialog(self) -> ExportDialog:
+        """The export dialog, shown non-modally (tests set its fields and call accept())."""
+        dlg = ExportDialog(self.tf, self, row=None)
+        if self.confirm_overwrite is not None:
+            dlg.confirm_overwrite = self.confirm_overwrite
+        self.export_dialog = dlg
+        dlg.show()
+        return dlg
+
+    def close_file(self) -> None:
+        """Stop playing, wait for the Compare worker thread, close the file."""
+        self._timer.stop()
+        if self.is_trajectory:
+            self.compare_view.shutdown()
+        self.tf.close()
