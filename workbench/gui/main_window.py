@@ -29,6 +29,7 @@ from workbench.config import (
     to_toml,
 )
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.gui.app import app_icon
 from workbench.gui.panels import (
     DataPanel,
     NetworkPanel,
@@ -60,30 +61,13 @@ def default_runs_dir() -> Path:
     return Path(platformdirs.user_data_dir("sde-workbench", appauthor=False)) / "runs"
 
 
-def app_icon() -> QtGui.QIcon:
-    """The app icon in every hicolor size, from the PNGs shipped in :mod:`workbench.resources`.
-
-    The bytes are read through importlib.resources and handed to Qt as data, because QIcon
-    only opens real files and the package may be loaded from a zip or a frozen archive. An
-    empty icon (a broken install) leaves the window with the platform's default icon.
-    """
-    from workbench import resources
-
-    icon = QtGui.QIcon()
-    for size in resources.ICON_SIZES:
-        try:
-            data = resources.icon_png(size).read_bytes()
-        except OSError:
-            continue
-        pixmap = QtGui.QPixmap()
-        if pixmap.loadFromData(data, "PNG"):
-            icon.addPixmap(pixmap)
-    return icon
-
-
 def _droppable(url: QtCore.QUrl) -> bool:
-    """Whether a dropped URL is a local .h5/.hdf5 file (opened in the inspector)."""
-    return url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in (".h5", ".hdf5")
+    """Whether a dropped URL is something File > Open takes: a local experiment .toml, a run
+    folder (any folder: one that is not a run is refused with its reason) or an .h5/.hdf5."""
+    if not url.isLocalFile():
+        return False
+    path = Path(url.toLocalFile())
+    return path.is_dir() or path.suffix.lower() in (".toml", ".h5", ".hdf5")
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -102,7 +86,6 @@ class MainWindow(QtWidgets.QMainWindow):
     ) -> None:
         super().__init__()
         self.setObjectName("mainWindow")
-        self.setWindowTitle("SDE Workbench")
         self.setWindowIcon(app_icon())
         self.settings = settings or QtCore.QSettings("sde-workbench", "SDE Workbench")
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -115,6 +98,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_dir: Path | None = None
         self._training_config: ExperimentConfig | None = None
         self.experiment_path: Path | None = None
+        # the .toml or run folder the title names, and the config it holds: edits away from
+        # it are the unsaved changes the title's [*] marks
+        self.document: Path | None = None
+        self._clean_config: ExperimentConfig | None = None
         self.errors: list[str] = []  # every error shown, for the log and for tests
         # Answers the "work is running, quit?" question; tests replace it.
         self.confirm = self._ask_user
@@ -137,6 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
             config = self._restored_config() or config
             self._restore_layout()
         self.set_config(config)
+        self._set_document(None)
         if not restore or self.settings.value("geometry") is None:
             self.resize(1400, 900)
 
@@ -162,20 +150,13 @@ class MainWindow(QtWidgets.QMainWindow):
             scroll.setWidgetResizable(True)
             scroll.setWidget(panel)
             toolbox.addItem(scroll, title)
-            panel.edited.connect(self._debounce_start)
+            panel.edited.connect(self._edited)
         self.toolbox = toolbox
         dock = QtWidgets.QDockWidget("Experiment", self)
         dock.setObjectName("experimentDock")
         dock.setWidget(toolbox)
         dock.setMinimumWidth(330)
         self.addDockWidget(QtCore.Qt.LeftDockWidgetArea, dock)
-
-        self.train_button = self.training_panel.train_button
-        self.stop_button = self.training_panel.stop_button
-        self.sample_button = self.sampling_panel.sample_button
-        self.train_button.clicked.connect(self.start_training)
-        self.stop_button.clicked.connect(self.stop_work)
-        self.sample_button.clicked.connect(self.start_sampling)
 
     def _build_tabs(self) -> None:
         self.loss_tab = LossTab()
@@ -336,7 +317,7 @@ class MainWindow(QtWidgets.QMainWindow):
         menu = self.menuBar().addMenu("&File")
         std = QtGui.QKeySequence.StandardKey
         entries = [
-            ("&New experiment", std.New, self.new_experiment),
+            ("&New experiment", std.New, lambda: self._may_discard() and self.new_experiment()),
             ("&Open…", std.Open, self._open_dialog),
             ("&Save experiment", std.Save, self.save_experiment),
             ("Save experiment &as…", std.SaveAs, self._save_as_dialog),
@@ -363,6 +344,12 @@ class MainWindow(QtWidgets.QMainWindow):
         view = self.menuBar().addMenu("&View")
         view.addAction(self.findChild(QtWidgets.QDockWidget, "experimentDock").toggleViewAction())
         view.addAction(self.log_dock.toggleViewAction())
+        from workbench.gui.actions import build_help_menu, build_run_actions
+
+        build_run_actions(self, before=view.menuAction())
+        view.addAction(self.run_toolbar.toggleViewAction())
+        build_help_menu(self)
+        self.recent_menu.aboutToShow.connect(self._refresh_recent_menu)
         self._refresh_recent_menu()
 
     # ------------------------------------------------------------------------------ the config
@@ -374,8 +361,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self.config = config
         self._apply_valid(config)
 
-    def _debounce_start(self) -> None:
+    def _edited(self) -> None:
+        self.setWindowModified(True)  # judged again against the saved config once validated
         self._debounce.start()
+
+    def _set_document(self, path: Path | None) -> None:
+        """Name ``path`` (None: untitled) in the title; the current config is its saved state."""
+        self.document = path
+        self._clean_config = self.config
+        self.setWindowTitle(f"{path.name if path is not None else 'untitled'}[*] — SDE Workbench")
+        self.setWindowModified(not self.valid)
+
+    def _may_discard(self) -> bool:
+        """Before New, or opening another experiment from a menu or a drop: unsaved edits are
+        lost only if the user says so."""
+        return not self.isWindowModified() or self.confirm(
+            "The experiment has unsaved changes. Discard them?"
+        )
 
     def raw_tree(self) -> dict[str, dict[str, Any]]:
         tree: dict[str, dict[str, Any]] = {}
@@ -391,6 +393,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except ConfigError as exc:
             self._mark(exc.key, exc.message)
             self.valid = False
+            self.setWindowModified(True)
             self._update_buttons()
             self.statusBar().showMessage(f"{exc}", 10000)
             return False
@@ -406,6 +409,7 @@ class MainWindow(QtWidgets.QMainWindow):
         changed = config != getattr(self.state, "config", None)
         self.config = config
         self.valid = True
+        self.setWindowModified(config != self._clean_config)
         if changed or self.state is None:
             try:
                 self.state = ExperimentState.build(config)
@@ -440,9 +444,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_buttons(self) -> None:
         busy = self.task is not None
-        self.train_button.setEnabled(self.valid and not busy)
-        self.sample_button.setEnabled(self.valid and not busy)
-        self.stop_button.setEnabled(busy)
+        # the actions: their toolbar buttons, menu entries and shortcuts follow
+        self.train_action.setEnabled(self.valid and not busy)
+        self.sample_action.setEnabled(self.valid and not busy)
+        self.stop_action.setEnabled(busy)
         for panel in self.panels:
             for form in panel.forms.values():
                 form.setEnabled(not busy)
@@ -766,6 +771,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def new_experiment(self) -> None:
         self.experiment_path = None
         self.set_config(default_config())
+        self._set_document(None)
         self.log("new experiment (the built-in default)")
 
     def open_path(self, path: str | os.PathLike[str]) -> bool:
@@ -784,8 +790,19 @@ class MainWindow(QtWidgets.QMainWindow):
         except (WorkbenchError, ConfigError) as exc:
             self.show_error(str(exc))
             return False
+        if path.is_dir() or path.suffix.lower() not in (".h5", ".hdf5"):
+            self._set_document(path)
         self._add_recent(path)
         return True
+
+    def open_from_user(self, path: str | os.PathLike[str]) -> bool:
+        """open_path for a menu or a drop: an experiment or run replacing unsaved edits asks."""
+        path = Path(path)
+        if (path.is_dir() or path.suffix.lower() not in (".h5", ".hdf5")) and (
+            not self._may_discard()
+        ):
+            return False
+        return self.open_path(path)
 
     def open_trajectory_file(self, path: Path) -> None:
         """Trajectory files open in the inspector where there is one, else in the views."""
@@ -816,7 +833,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def dropEvent(self, event: QtGui.QDropEvent) -> None:
         paths = [u.toLocalFile() for u in event.mimeData().urls() if _droppable(u)]
         for path in paths:
-            self.open_path(path)
+            self.open_from_user(path)
         if paths:
             event.acceptProposedAction()
 
@@ -846,6 +863,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error(f"could not save {target}: {exc}")
             return False
         self.experiment_path = target
+        self._set_document(target)
         self._add_recent(target)
         self.log(f"saved {target}")
         return True
@@ -855,7 +873,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self, "Open", "", "Experiments and trajectories (*.toml *.h5 *.hdf5);;All files (*)"
         )
         if path:
-            self.open_path(path)
+            self.open_from_user(path)
 
     def _open_trajectory_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -916,11 +934,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self._refresh_recent_menu()
 
     def _refresh_recent_menu(self) -> None:
+        """Rebuild Open recent (each time it is shown), forgetting files deleted since."""
+        recent = self.recent_files()
+        kept = [p for p in recent if Path(p).exists()]
+        if kept != recent:
+            self.settings.setValue("recentFiles", kept)
         self.recent_menu.clear()
-        for entry in self.recent_files():
+        for entry in kept:
             action = self.recent_menu.addAction(entry)
-            action.triggered.connect(lambda _=False, p=entry: self.open_path(p))
-        self.recent_menu.setEnabled(bool(self.recent_files()))
+            action.triggered.connect(lambda _=False, p=entry: self.open_from_user(p))
+        self.recent_menu.setEnabled(bool(kept))
 
     def _restored_config(self) -> ExperimentConfig | None:
         text = self.settings.value("lastExperiment")
