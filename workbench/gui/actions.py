@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import importlib.metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -51,7 +51,7 @@ def _action(
         else:
             sequences.extend(QtGui.QKeySequence.keyBindings(key))
     action.setShortcuts(sequences)
-    shown = ", ".join(s.toString(QtGui.QKeySequence.NativeText) for s in sequences)
+    shown = ", ".join(s.toString(QtGui.QKeySequence.SequenceFormat.NativeText) for s in sequences)
     action.setToolTip(f"{tip} ({shown})" if shown else tip)
     action.setStatusTip(tip)
     return action
@@ -93,9 +93,9 @@ def build_run_actions(window: MainWindow, before: QtGui.QAction | None = None) -
 
     toolbar = QtWidgets.QToolBar("Run", window)
     toolbar.setObjectName("runToolBar")
-    toolbar.setToolButtonStyle(QtCore.Qt.ToolButtonTextBesideIcon)
+    toolbar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     toolbar.setMovable(False)
-    window.addToolBar(QtCore.Qt.TopToolBarArea, toolbar)
+    window.addToolBar(QtCore.Qt.ToolBarArea.TopToolBarArea, toolbar)
     menu = QtWidgets.QMenu("&Run", window)
     menu.setObjectName("runMenu")
     for action, name in (
@@ -111,10 +111,11 @@ def build_run_actions(window: MainWindow, before: QtGui.QAction | None = None) -
     else:
         window.menuBar().addMenu(menu)
     window.run_toolbar = toolbar
-    window.run_menu = menu
-    window.train_button = toolbar.widgetForAction(window.train_action)
-    window.stop_button = toolbar.widgetForAction(window.stop_action)
-    window.sample_button = toolbar.widgetForAction(window.sample_action)
+    window.train_button = cast(QtWidgets.QToolButton, toolbar.widgetForAction(window.train_action))
+    window.stop_button = cast(QtWidgets.QToolButton, toolbar.widgetForAction(window.stop_action))
+    window.sample_button = cast(
+        QtWidgets.QToolButton, toolbar.widgetForAction(window.sample_action)
+    )
 
 
 def build_help_menu(window: MainWindow) -> None:
@@ -142,7 +143,6 @@ def build_help_menu(window: MainWindow) -> None:
         menu.addAction(action)
     menu.addSeparator()
     menu.addAction(about)
-    window.help_menu = menu
 
 
 def _plain(text: str) -> str:
@@ -153,7 +153,7 @@ def _plain(text: str) -> str:
 def _menu_actions(menu: QtWidgets.QMenu, path: str) -> list[tuple[str, QtGui.QAction]]:
     found: list[tuple[str, QtGui.QAction]] = []
     for action in menu.actions():
-        sub = action.menu()
+        sub = cast(QtWidgets.QMenu | None, action.menu())
         if sub is not None:
             found += _menu_actions(sub, f"{path} > {_plain(sub.title())}")
         elif not action.isSeparator():
@@ -166,8 +166,9 @@ def shortcut_rows(window: QtWidgets.QMainWindow) -> list[tuple[str, str, str]]:
     itself that has a shortcut, in menu order; keys in the platform's own notation."""
     found: list[tuple[str, QtGui.QAction]] = []
     for entry in window.menuBar().actions():
-        if entry.menu() is not None:
-            found += _menu_actions(entry.menu(), _plain(entry.menu().title()))
+        menu = cast(QtWidgets.QMenu | None, entry.menu())
+        if menu is not None:
+            found += _menu_actions(menu, _plain(menu.title()))
     for toolbar in window.findChildren(QtWidgets.QToolBar):
         found += [(_plain(toolbar.windowTitle()), a) for a in toolbar.actions()]
     found += [("Window", a) for a in window.actions()]
@@ -177,7 +178,9 @@ def shortcut_rows(window: QtWidgets.QMainWindow) -> list[tuple[str, str, str]]:
         if id(action) in seen or not action.shortcuts():
             continue
         seen.add(id(action))
-        keys = ", ".join(s.toString(QtGui.QKeySequence.NativeText) for s in action.shortcuts())
+        keys = ", ".join(
+            s.toString(QtGui.QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts()
+        )
         rows.append((where, _plain(action.text()), keys))
     return rows
 
@@ -187,19 +190,19 @@ def show_shortcuts(window: MainWindow) -> QtWidgets.QDialog:
     dialog = QtWidgets.QDialog(window)
     dialog.setObjectName("shortcutsDialog")
     dialog.setWindowTitle("Keyboard shortcuts — SDE Workbench")
-    dialog.setAttribute(QtCore.Qt.WA_DeleteOnClose)
+    dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
     rows = shortcut_rows(window)
     table = QtWidgets.QTableWidget(len(rows), 3, dialog)
     table.setObjectName("shortcutsTable")
     table.setHorizontalHeaderLabels(["Menu", "Action", "Keys"])
     table.verticalHeader().setVisible(False)
-    table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+    table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
     for i, row in enumerate(rows):
         for j, text in enumerate(row):
             table.setItem(i, j, QtWidgets.QTableWidgetItem(text))
     table.resizeColumnsToContents()
     table.horizontalHeader().setStretchLastSection(True)
-    buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Close)
+    buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
     buttons.rejected.connect(dialog.close)
     layout = QtWidgets.QVBoxLayout(dialog)
     layout.addWidget(table)
@@ -232,9 +235,9 @@ def show_about(window: MainWindow) -> QtWidgets.QMessageBox:
         "differential equations"
     )
     box.setInformativeText(html.escape(about_text(window)).replace("\n", "<br>"))
-    box.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+    box.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
     box.setModal(False)
-    box.setAttribute(QtCore.Qt.WA_DeleteOnClose)
+    box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
     box.show()
     return box
 
@@ -272,10 +275,10 @@ def show_docs(window: MainWindow) -> QtWidgets.QMessageBox:
     box = QtWidgets.QMessageBox(window)
     box.setObjectName("docsBox")
     box.setWindowTitle("Documentation — SDE Workbench")
-    box.setTextFormat(QtCore.Qt.RichText)
+    box.setTextFormat(QtCore.Qt.TextFormat.RichText)
     box.setText("<br>".join(lines))
-    box.setTextInteractionFlags(QtCore.Qt.TextBrowserInteraction)
+    box.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextBrowserInteraction)
     box.setModal(False)
-    box.setAttribute(QtCore.Qt.WA_DeleteOnClose)
+    box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
     box.show()
     return box

@@ -30,6 +30,7 @@ from workbench.config import (
 )
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.gui.app import app_icon
+from workbench.gui.document import DocumentWindow
 from workbench.gui.panels import (
     DataPanel,
     NetworkPanel,
@@ -47,7 +48,6 @@ from workbench.gui.workers import Task, TaskContext
 
 __all__ = ["MainWindow", "default_runs_dir"]
 
-_MAX_RECENT = 10
 _SLIDER_STEPS = 1000
 
 
@@ -61,22 +61,21 @@ def default_runs_dir() -> Path:
     return Path(platformdirs.user_data_dir("sde-workbench", appauthor=False)) / "runs"
 
 
-def _droppable(url: QtCore.QUrl) -> bool:
-    """Whether a dropped URL is something File > Open takes: a local experiment .toml, a run
-    folder (any folder: one that is not a run is refused with its reason) or an .h5/.hdf5."""
-    if not url.isLocalFile():
-        return False
-    path = Path(url.toLocalFile())
-    return path.is_dir() or path.suffix.lower() in (".toml", ".h5", ".hdf5")
-
-
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(DocumentWindow):
     """The workbench. ``MainWindow()`` opens the built-in default experiment."""
 
     experimentChanged = QtCore.Signal(object)  # ExperimentState
     trainingFinished = QtCore.Signal(object)  # TrainResult, or None after a failure
     samplingFinished = QtCore.Signal(object)  # path of the trajectory file, or None
     modelUpdated = QtCore.Signal(object)
+    # the Run toolbar's actions and their buttons (workbench/gui/actions.py)
+    train_action: QtGui.QAction
+    stop_action: QtGui.QAction
+    sample_action: QtGui.QAction
+    train_button: QtWidgets.QToolButton
+    stop_button: QtWidgets.QToolButton
+    sample_button: QtWidgets.QToolButton
+    run_toolbar: QtWidgets.QToolBar
 
     def __init__(
         self,
@@ -98,10 +97,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_dir: Path | None = None
         self._training_config: ExperimentConfig | None = None
         self.experiment_path: Path | None = None
-        # the .toml or run folder the title names, and the config it holds: edits away from
-        # it are the unsaved changes the title's [*] marks
-        self.document: Path | None = None
-        self._clean_config: ExperimentConfig | None = None
         self.errors: list[str] = []  # every error shown, for the log and for tests
         # Answers the "work is running, quit?" question; tests replace it.
         self.confirm = self._ask_user
@@ -317,7 +312,7 @@ class MainWindow(QtWidgets.QMainWindow):
         menu = self.menuBar().addMenu("&File")
         std = QtGui.QKeySequence.StandardKey
         entries = [
-            ("&New experiment", std.New, lambda: self._may_discard() and self.new_experiment()),
+            ("&New experiment", std.New, self._new_from_user),
             ("&Open…", std.Open, self._open_dialog),
             ("&Save experiment", std.Save, self.save_experiment),
             ("Save experiment &as…", std.SaveAs, self._save_as_dialog),
@@ -361,24 +356,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.config = config
         self._apply_valid(config)
 
-    def _edited(self) -> None:
-        self.setWindowModified(True)  # judged again against the saved config once validated
-        self._debounce.start()
-
-    def _set_document(self, path: Path | None) -> None:
-        """Name ``path`` (None: untitled) in the title; the current config is its saved state."""
-        self.document = path
-        self._clean_config = self.config
-        self.setWindowTitle(f"{path.name if path is not None else 'untitled'}[*] — SDE Workbench")
-        self.setWindowModified(not self.valid)
-
-    def _may_discard(self) -> bool:
-        """Before New, or opening another experiment from a menu or a drop: unsaved edits are
-        lost only if the user says so."""
-        return not self.isWindowModified() or self.confirm(
-            "The experiment has unsaved changes. Discard them?"
-        )
-
     def raw_tree(self) -> dict[str, dict[str, Any]]:
         tree: dict[str, dict[str, Any]] = {}
         for panel in self.panels:
@@ -393,7 +370,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except ConfigError as exc:
             self._mark(exc.key, exc.message)
             self.valid = False
-            self.setWindowModified(True)
+            self._judge_modified(None)
             self._update_buttons()
             self.statusBar().showMessage(f"{exc}", 10000)
             return False
@@ -409,7 +386,7 @@ class MainWindow(QtWidgets.QMainWindow):
         changed = config != getattr(self.state, "config", None)
         self.config = config
         self.valid = True
-        self.setWindowModified(config != self._clean_config)
+        self._judge_modified(config)
         if changed or self.state is None:
             try:
                 self.state = ExperimentState.build(config)
@@ -790,19 +767,8 @@ class MainWindow(QtWidgets.QMainWindow):
         except (WorkbenchError, ConfigError) as exc:
             self.show_error(str(exc))
             return False
-        if path.is_dir() or path.suffix.lower() not in (".h5", ".hdf5"):
-            self._set_document(path)
-        self._add_recent(path)
+        self._opened(path)
         return True
-
-    def open_from_user(self, path: str | os.PathLike[str]) -> bool:
-        """open_path for a menu or a drop: an experiment or run replacing unsaved edits asks."""
-        path = Path(path)
-        if (path.is_dir() or path.suffix.lower() not in (".h5", ".hdf5")) and (
-            not self._may_discard()
-        ):
-            return False
-        return self.open_path(path)
 
     def open_trajectory_file(self, path: Path) -> None:
         """Trajectory files open in the inspector where there is one, else in the views."""
@@ -823,19 +789,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.inspector.open(path):
             raise WorkbenchError(self.inspector.last_error or f"cannot open {path}")
         self.log(f"opened {path} in the inspector")
-
-    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
-        if any(_droppable(u) for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dropEvent(self, event: QtGui.QDropEvent) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if _droppable(u)]
-        for path in paths:
-            self.open_from_user(path)
-        if paths:
-            event.acceptProposedAction()
 
     def _open_run_folder(self, path: Path) -> None:
         from workbench.io.runs import RunFolder
@@ -921,30 +874,6 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.show_error(str(exc))
 
     # ------------------------------------------------------------------------------ settings
-    def recent_files(self) -> list[str]:
-        value = self.settings.value("recentFiles", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
-
-    def _add_recent(self, path: Path) -> None:
-        entry = str(path.resolve())
-        recent = [p for p in self.recent_files() if p != entry]
-        self.settings.setValue("recentFiles", [entry, *recent][:_MAX_RECENT])
-        self._refresh_recent_menu()
-
-    def _refresh_recent_menu(self) -> None:
-        """Rebuild Open recent (each time it is shown), forgetting files deleted since."""
-        recent = self.recent_files()
-        kept = [p for p in recent if Path(p).exists()]
-        if kept != recent:
-            self.settings.setValue("recentFiles", kept)
-        self.recent_menu.clear()
-        for entry in kept:
-            action = self.recent_menu.addAction(entry)
-            action.triggered.connect(lambda _=False, p=entry: self.open_from_user(p))
-        self.recent_menu.setEnabled(bool(kept))
-
     def _restored_config(self) -> ExperimentConfig | None:
         text = self.settings.value("lastExperiment")
         if not text:
