@@ -37,7 +37,8 @@ def field(window: MainWindow, panel: str, section: str, key: str):
 def test_every_documented_object_name_exists(window: MainWindow) -> None:
     for name in OBJECT_NAMES:
         assert window.findChild(QtWidgets.QWidget, name) is not None, name
-    assert window.windowTitle() == "SDE Workbench"
+    assert window.windowTitle() == "untitled[*] — SDE Workbench"
+    assert not window.isWindowModified()
     assert window.config.data.name == "8gaussians" and window.train_button.isEnabled()
 
 

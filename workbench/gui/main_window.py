@@ -29,6 +29,8 @@ from workbench.config import (
     to_toml,
 )
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.gui.app import app_icon
+from workbench.gui.document import DocumentWindow
 from workbench.gui.panels import (
     DataPanel,
     NetworkPanel,
@@ -46,7 +48,6 @@ from workbench.gui.workers import Task, TaskContext
 
 __all__ = ["MainWindow", "default_runs_dir"]
 
-_MAX_RECENT = 10
 _SLIDER_STEPS = 1000
 
 
@@ -60,39 +61,21 @@ def default_runs_dir() -> Path:
     return Path(platformdirs.user_data_dir("sde-workbench", appauthor=False)) / "runs"
 
 
-def app_icon() -> QtGui.QIcon:
-    """The app icon in every hicolor size, from the PNGs shipped in :mod:`workbench.resources`.
-
-    The bytes are read through importlib.resources and handed to Qt as data, because QIcon
-    only opens real files and the package may be loaded from a zip or a frozen archive. An
-    empty icon (a broken install) leaves the window with the platform's default icon.
-    """
-    from workbench import resources
-
-    icon = QtGui.QIcon()
-    for size in resources.ICON_SIZES:
-        try:
-            data = resources.icon_png(size).read_bytes()
-        except OSError:
-            continue
-        pixmap = QtGui.QPixmap()
-        if pixmap.loadFromData(data, "PNG"):
-            icon.addPixmap(pixmap)
-    return icon
-
-
-def _droppable(url: QtCore.QUrl) -> bool:
-    """Whether a dropped URL is a local .h5/.hdf5 file (opened in the inspector)."""
-    return url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in (".h5", ".hdf5")
-
-
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(DocumentWindow):
     """The workbench. ``MainWindow()`` opens the built-in default experiment."""
 
     experimentChanged = QtCore.Signal(object)  # ExperimentState
     trainingFinished = QtCore.Signal(object)  # TrainResult, or None after a failure
     samplingFinished = QtCore.Signal(object)  # path of the trajectory file, or None
     modelUpdated = QtCore.Signal(object)
+    # the Run toolbar's actions and their buttons (workbench/gui/actions.py)
+    train_action: QtGui.QAction
+    stop_action: QtGui.QAction
+    sample_action: QtGui.QAction
+    train_button: QtWidgets.QToolButton
+    stop_button: QtWidgets.QToolButton
+    sample_button: QtWidgets.QToolButton
+    run_toolbar: QtWidgets.QToolBar
 
     def __init__(
         self,
@@ -102,7 +85,6 @@ class MainWindow(QtWidgets.QMainWindow):
     ) -> None:
         super().__init__()
         self.setObjectName("mainWindow")
-        self.setWindowTitle("SDE Workbench")
         self.setWindowIcon(app_icon())
         self.settings = settings or QtCore.QSettings("sde-workbench", "SDE Workbench")
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -139,6 +121,7 @@ class MainWindow(QtWidgets.QMainWindow):
             config = self._restored_config() or config
             self._restore_layout()
         self.set_config(config)
+        self._set_document(None)
         if not restore or self.settings.value("geometry") is None:
             self.resize(1400, 900)
 
@@ -164,20 +147,13 @@ class MainWindow(QtWidgets.QMainWindow):
             scroll.setWidgetResizable(True)
             scroll.setWidget(panel)
             toolbox.addItem(scroll, title)
-            panel.edited.connect(self._debounce_start)
+            panel.edited.connect(self._edited)
         self.toolbox = toolbox
         dock = QtWidgets.QDockWidget("Experiment", self)
         dock.setObjectName("experimentDock")
         dock.setWidget(toolbox)
         dock.setMinimumWidth(330)
         self.addDockWidget(QtCore.Qt.LeftDockWidgetArea, dock)
-
-        self.train_button = self.training_panel.train_button
-        self.stop_button = self.training_panel.stop_button
-        self.sample_button = self.sampling_panel.sample_button
-        self.train_button.clicked.connect(self.start_training)
-        self.stop_button.clicked.connect(self.stop_work)
-        self.sample_button.clicked.connect(self.start_sampling)
 
     def _build_tabs(self) -> None:
         self.loss_tab = LossTab()
@@ -338,7 +314,7 @@ class MainWindow(QtWidgets.QMainWindow):
         menu = self.menuBar().addMenu("&File")
         std = QtGui.QKeySequence.StandardKey
         entries = [
-            ("&New experiment", std.New, self.new_experiment),
+            ("&New experiment", std.New, self._new_from_user),
             ("&Open…", std.Open, self._open_dialog),
             ("&Save experiment", std.Save, self.save_experiment),
             ("Save experiment &as…", std.SaveAs, self._save_as_dialog),
@@ -365,6 +341,12 @@ class MainWindow(QtWidgets.QMainWindow):
         view = self.menuBar().addMenu("&View")
         view.addAction(self.findChild(QtWidgets.QDockWidget, "experimentDock").toggleViewAction())
         view.addAction(self.log_dock.toggleViewAction())
+        from workbench.gui.actions import build_help_menu, build_run_actions
+
+        build_run_actions(self, before=view.menuAction())
+        view.addAction(self.run_toolbar.toggleViewAction())
+        build_help_menu(self)
+        self.recent_menu.aboutToShow.connect(self._refresh_recent_menu)
         self._refresh_recent_menu()
 
     # ------------------------------------------------------------------------------ the config
@@ -375,9 +357,6 @@ class MainWindow(QtWidgets.QMainWindow):
             panel.load(config, tree)
         self.config = config
         self._apply_valid(config)
-
-    def _debounce_start(self) -> None:
-        self._debounce.start()
 
     def raw_tree(self) -> dict[str, dict[str, Any]]:
         tree: dict[str, dict[str, Any]] = {}
@@ -393,6 +372,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except ConfigError as exc:
             self._mark(exc.key, exc.message)
             self.valid = False
+            self._judge_modified(None)
             self._update_buttons()
             self.statusBar().showMessage(f"{exc}", 10000)
             return False
@@ -408,6 +388,7 @@ class MainWindow(QtWidgets.QMainWindow):
         changed = config != getattr(self.state, "config", None)
         self.config = config
         self.valid = True
+        self._judge_modified(config)
         if changed or self.state is None:
             try:
                 self.state = ExperimentState.build(config)
@@ -442,9 +423,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_buttons(self) -> None:
         busy = self.task is not None
-        self.train_button.setEnabled(self.valid and not busy)
-        self.sample_button.setEnabled(self.valid and not busy)
-        self.stop_button.setEnabled(busy)
+        # the actions: their toolbar buttons, menu entries and shortcuts follow
+        self.train_action.setEnabled(self.valid and not busy)
+        self.sample_action.setEnabled(self.valid and not busy)
+        self.stop_action.setEnabled(busy)
         for panel in self.panels:
             for form in panel.forms.values():
                 form.setEnabled(not busy)
@@ -794,6 +776,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def new_experiment(self) -> None:
         self.experiment_path = None
         self.set_config(default_config())
+        self._set_document(None)
         self.log("new experiment (the built-in default)")
 
     def open_path(self, path: str | os.PathLike[str]) -> bool:
@@ -812,7 +795,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except (WorkbenchError, ConfigError) as exc:
             self.show_error(str(exc))
             return False
-        self._add_recent(path)
+        self._opened(path)
         return True
 
     def open_trajectory_file(self, path: Path) -> None:
@@ -834,19 +817,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.inspector.open(path):
             raise WorkbenchError(self.inspector.last_error or f"cannot open {path}")
         self.log(f"opened {path} in the inspector")
-
-    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
-        if any(_droppable(u) for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dropEvent(self, event: QtGui.QDropEvent) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if _droppable(u)]
-        for path in paths:
-            self.open_path(path)
-        if paths:
-            event.acceptProposedAction()
 
     def _open_run_folder(self, path: Path) -> None:
         from workbench.io.runs import RunFolder
@@ -880,6 +850,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error(f"could not save {target}: {exc}")
             return False
         self.experiment_path = target
+        self._set_document(target)
         self._add_recent(target)
         self.log(f"saved {target}")
         return True
@@ -889,7 +860,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self, "Open", "", "Experiments and trajectories (*.toml *.h5 *.hdf5);;All files (*)"
         )
         if path:
-            self.open_path(path)
+            self.open_from_user(path)
 
     def _open_trajectory_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -937,25 +908,6 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.show_error(str(exc))
 
     # ------------------------------------------------------------------------------ settings
-    def recent_files(self) -> list[str]:
-        value = self.settings.value("recentFiles", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
-
-    def _add_recent(self, path: Path) -> None:
-        entry = str(path.resolve())
-        recent = [p for p in self.recent_files() if p != entry]
-        self.settings.setValue("recentFiles", [entry, *recent][:_MAX_RECENT])
-        self._refresh_recent_menu()
-
-    def _refresh_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        for entry in self.recent_files():
-            action = self.recent_menu.addAction(entry)
-            action.triggered.connect(lambda _=False, p=entry: self.open_path(p))
-        self.recent_menu.setEnabled(bool(self.recent_files()))
-
     def _restored_config(self) -> ExperimentConfig | None:
         text = self.settings.value("lastExperiment")
         if not text:

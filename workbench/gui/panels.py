@@ -217,22 +217,12 @@ class TrainingPanel(Panel):
         self.device.setObjectName("deviceFound")
         self.device.setWordWrap(True)
         self.layout_.addWidget(self.device)
-        buttons = QtWidgets.QHBoxLayout()
-        self.train_button = QtWidgets.QPushButton("Train")
-        self.train_button.setObjectName("trainButton")
-        self.stop_button = QtWidgets.QPushButton("Stop")
-        self.stop_button.setObjectName("stopButton")
-        self.stop_button.setEnabled(False)
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.stop_button)
-        self.layout_.addLayout(buttons)
 
 
 class SamplingPanel(Panel):
+    """Train, Stop and Sample live on the window's Run toolbar, visible whatever panel is open."""
+
     sections = ("sample",)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("samplingPanel", parent)
-        self.sample_button = QtWidgets.QPushButton("Sample")
-        self.sample_button.setObjectName("sampleButton")
-        self.layout_.addWidget(self.sample_button)
