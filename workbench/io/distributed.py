@@ -55,7 +55,7 @@ from workbench.config import ExperimentConfig, save_config
 from workbench.core.train import Progress, Trainer, TrainResult, resolve_device
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.io.checkpoints import save_checkpoint
-from workbench.io.runs import MetricsWriter, RunFolder, run_config
+from workbench.io.runs import MetricsWriter, RunFolder, checkpoint_state, run_config
 
 __all__ = [
     "DistEnv",
@@ -298,7 +298,7 @@ def train_distributed_in_folder(
 
             def checkpoint(t: Trainer) -> None:
                 if env.is_main:
-                    save_checkpoint(t.state_dict(), folder.checkpoint_path)
+                    save_checkpoint(checkpoint_state(t), folder.checkpoint_path)
 
             try:
                 result = trainer.run(

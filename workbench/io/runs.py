@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.config import ExperimentConfig, config_to_dict, load_config, save_config
+from workbench.config import (
+    ExperimentConfig,
+    config_to_dict,
+    load_config,
+    save_config,
+    to_toml,
+)
 from workbench.core.train import Progress, Trainer, TrainResult
 from workbench.errors import WorkbenchError
 from workbench.guards import read_regular_bytes
@@ -272,6 +278,13 @@ def run_config(
     return folder, config
 
 
+def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
+    """The trainer's state with the experiment as TOML under ``config``, so a checkpoint read
+    on its own still says what it was trained from. The TOML is written here, not by the
+    trainer: core never imports the config."""
+    return {**trainer.state_dict(), "config": to_toml(trainer.config)}
+
+
 def train_in_folder(
     config: ExperimentConfig | None,
     out: str | os.PathLike[str],
@@ -313,7 +326,7 @@ def train_in_folder(
             on_progress(p)
 
     def checkpoint(t: Trainer) -> None:
-        save_checkpoint(t.state_dict(), folder.checkpoint_path)
+        save_checkpoint(checkpoint_state(t), folder.checkpoint_path)
 
     try:
         result = trainer.run(
