@@ -108,7 +108,7 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
 }
 
 #: ``train.optimizer``
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
 }
