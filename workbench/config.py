@@ -3,14 +3,18 @@
 ```toml
 [data]   name = "8gaussians"; n = 100000   # plus the data set's own keys (means, noise, ...)
 [sde]    kind = "vp"                        # plus the SDE's own keys (beta_min, sigma_max, ...)
-[model]  [loss]  [train]  [sample]          # fixed keys, declared below as tuples of Param
+[model]  [loss]  [train]  [sample]          # fixed keys: tuples of Param (below; [loss] in core)
 ```
 
 Every key is declared once as a :class:`~workbench.core.params.Param`: the declaration gives the
 default, the check (with the message saying what is allowed) and the help line, and the GUI reads
 the same declarations (:func:`section_params`) to build its fields. The ``[data]`` and ``[sde]``
 keys beyond ``name``/``kind`` come from the registered class, so a new SDE or data set brings its
-own keys with it.
+own keys with it; ``[loss]`` is core's declaration (:data:`workbench.core.losses.LOSS_PARAMS`).
+Every closed list of names (``model.kind``, ``loss.kind``, ``sample.sampler``, ``sample.grid``,
+activations, outputs, ...) is its registry's, asked on each use, so registering a class makes it
+a choice here, in the GUI's combo boxes and on the command line; and a default that a core
+builder also fills in (``MODEL_DEFAULTS``, ``SAMPLER_DEFAULTS``) is read from there.
 
 Every config object is valid by construction: each dataclass checks itself in
 ``__post_init__``, so a config built in code, read from a file or changed with
@@ -34,9 +38,29 @@ from typing import Any, ClassVar
 import tomli_w
 
 from workbench.core.data import DATASETS, MixtureDataSet, validate_data_params
+from workbench.core.fast import FAST_PATHS, PRECISIONS
+from workbench.core.losses import LOSS_KIND
+from workbench.core.losses import LOSS_PARAMS as CORE_LOSS_PARAMS
+from workbench.core.nets import (
+    ACTIVATIONS,
+    ANALYTIC,
+    MODEL_DEFAULTS,
+    NETS,
+    PARAMETERISATIONS,
+    TIME_EMBEDDINGS,
+)
+from workbench.core.odeint import METHODS as ODE_METHODS
 from workbench.core.params import Bool, Choice, Float, Int, Param, did_you_mean
 from workbench.core.registry import Registry
+from workbench.core.samplers import (
+    CORRECTORS,
+    PREDICTORS,
+    SAMPLER_DEFAULTS,
+    SAMPLERS,
+    TIME_GRIDS,
+)
 from workbench.core.sde import SDES, validate_sde_params
+from workbench.core.train import OPTIMIZERS, SCHEDULES
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.guards import read_regular_bytes
 
@@ -149,63 +173,55 @@ def _pos(high: float | None = None, high_open: bool = False) -> Float:
 
 
 # ---------------------------------------------------------------------------------------------
-# declarations of the fixed sections: the one place their keys, defaults and ranges live
+# declarations of the fixed sections
 # ---------------------------------------------------------------------------------------------
+# Each closed list of names is the registry's (or the core table's) own, asked on every use, and
+# each default the core builders also fill in is theirs: MODEL_DEFAULTS for the network,
+# SAMPLER_DEFAULTS for the sampler, and the whole of [loss] is core's LOSS_KIND + LOSS_PARAMS.
+def _model_kinds() -> tuple[str, ...]:
+    return (*NETS.names(), ANALYTIC)
+
+
 MODEL_PARAMS: tuple[Param, ...] = (
     Param(
         "kind",
-        Choice(("mlp", "resmlp", "unet", "analytic")),
+        Choice(_model_kinds),
         "mlp",
         "the score network (analytic: the exact score, Gaussian-mixture data only)",
     ),
-    Param("hidden", Int(1, 65536), 256, "width of each hidden layer"),
-    Param("depth", Int(1, 64), 3, "number of hidden layers (blocks for resmlp)"),
+    Param("hidden", Int(1, 65536), MODEL_DEFAULTS["hidden"], "width of each hidden layer"),
+    Param(
+        "depth", Int(1, 64), MODEL_DEFAULTS["depth"], "number of hidden layers (blocks for resmlp)"
+    ),
     Param(
         "activation",
-        Choice(("silu", "relu", "gelu", "tanh", "softplus", "elu")),
-        "silu",
+        Choice(ACTIVATIONS.keys),
+        MODEL_DEFAULTS["activation"],
         "nonlinearity between layers",
     ),
-    Param("output", Choice(("score", "eps", "x0")), "eps", "what the network predicts"),
+    Param(
+        "output",
+        Choice(PARAMETERISATIONS.names),
+        MODEL_DEFAULTS["output"],
+        "what the network predicts",
+    ),
     Param(
         "time_embedding",
-        Choice(("fourier", "sinusoidal")),
-        "fourier",
+        Choice(TIME_EMBEDDINGS.names),
+        MODEL_DEFAULTS["time_embedding"],
         "how the diffusion time is fed to the network",
     ),
-    Param("embed_dim", Int(2, 4096), 128, "size of the time embedding"),
-    Param("fourier_scale", _pos(), 16.0, "std of the random Fourier frequencies"),
-    Param("channels", Int(1, 1024), 32, "base width of the U-Net"),
+    Param("embed_dim", Int(2, 4096), MODEL_DEFAULTS["embed_dim"], "size of the time embedding"),
+    Param(
+        "fourier_scale",
+        _pos(),
+        MODEL_DEFAULTS["fourier_scale"],
+        "std of the random Fourier frequencies",
+    ),
+    Param("channels", Int(1, 1024), MODEL_DEFAULTS["channels"], "base width of the U-Net"),
 )
 
-LOSS_PARAMS: tuple[Param, ...] = (
-    Param(
-        "kind",
-        Choice(("dsm", "ssm", "ssm_vr", "esm")),
-        "dsm",
-        "score matching: denoising, sliced, sliced variance-reduced, exact",
-    ),
-    Param(
-        "weighting",
-        Choice(("sigma2", "likelihood", "none")),
-        "sigma2",
-        "lambda(t): s(t)^2, g(t)^2 (likelihood weighting) or 1",
-    ),
-    Param("eps", _pos(0.5, high_open=True), 1e-5, "smallest diffusion time trained on"),
-    Param("n_projections", Int(1, 256), 1, "random projections per sample (sliced losses)"),
-    Param(
-        "projection",
-        Choice(("rademacher", "gaussian")),
-        "rademacher",
-        "distribution of the projections (sliced losses)",
-    ),
-    Param(
-        "importance_sampling",
-        Bool(),
-        False,
-        "draw t in proportion to the weighting (likelihood weighting)",
-    ),
-)
+LOSS_PARAMS: tuple[Param, ...] = (LOSS_KIND, *CORE_LOSS_PARAMS)
 
 TRAIN_PARAMS: tuple[Param, ...] = (
     Param("steps", Int(1, 10**9), 5000, "optimiser steps"),
@@ -214,12 +230,12 @@ TRAIN_PARAMS: tuple[Param, ...] = (
     Param("ema", Float(0.0, 1.0, high_open=True), 0.999, "decay of the weights' moving average"),
     Param("device", Device(), "auto", "where to train (auto: the GPU when there is one)"),
     Param("seed", Int(0, _INT64_MAX), 0, "random seed"),
-    Param("optimizer", Choice(("adam", "adamw")), "adam", "optimiser"),
+    Param("optimizer", Choice(OPTIMIZERS.keys), "adam", "optimiser"),
     Param("weight_decay", Float(0.0), 0.0, "weight decay"),
     Param("warmup", Int(0), 100, "steps of linear learning-rate warm-up"),
     Param(
         "schedule",
-        Choice(("constant", "cosine", "linear")),
+        Choice(SCHEDULES.keys),
         "constant",
         "learning-rate schedule after warm-up",
     ),
@@ -228,64 +244,66 @@ TRAIN_PARAMS: tuple[Param, ...] = (
     Param("log_every", Int(1), 10, "steps between logged losses"),
     Param(
         "precision",
-        Choice(("fp32", "bf16")),
+        Choice(PRECISIONS),
         "fp32",
         "bf16: bfloat16 autocast on CUDA (the CPU always trains in fp32)",
     ),
     Param(
         "fast_path",
-        Choice(("auto", "off", "cuda_graph", "compile")),
+        Choice(FAST_PATHS),
         "auto",
         "auto: CUDA graphs on CUDA, the plain loop on the CPU; compile: torch.compile",
     ),
 )
 
+_S = SAMPLER_DEFAULTS
 SAMPLE_PARAMS: tuple[Param, ...] = (
     Param(
         "sampler",
-        Choice(("em", "pc", "ode")),
-        "em",
+        Choice(SAMPLERS.names),
+        _S["sampler"],
         "Euler-Maruyama, predictor-corrector or the probability-flow ODE",
     ),
-    Param("steps", Int(1, 10**6), 1000, "solver steps from T to eps"),
+    Param("steps", Int(1, 10**6), _S["steps"], "solver steps from T to eps"),
     Param("n", Int(1, 10**8), 10000, "number of samples"),
     Param("record_every", Int(0), 10, "steps between stored trajectory rows (0: final only)"),
-    Param("eps", Float(0.0, 1.0, low_open=True, high_open=True), 1e-3, "time the solver stops at"),
-    Param(
-        "grid",
-        Choice(("uniform", "quadratic", "edm")),
-        "uniform",
-        "spacing of the solver's time steps",
-    ),
-    Param("rho", _pos(), 7.0, "exponent of the edm time grid"),
+    # (0, T): the upper end is the SDE's T, checked by ExperimentConfig
+    Param("eps", _pos(), _S["eps"], "time the solver stops at"),
+    Param("grid", Choice(TIME_GRIDS.names), _S["grid"], "spacing of the solver's time steps"),
+    Param("rho", _pos(), _S["rho"], "exponent of the edm time grid"),
     Param(
         "predictor",
-        Choice(("euler_maruyama", "reverse_diffusion", "ancestral")),
-        "reverse_diffusion",
+        Choice(PREDICTORS.names),
+        _S["predictor"],
         "predictor of the pc sampler",
     ),
-    Param("corrector", Choice(("langevin", "none")), "langevin", "corrector of the pc sampler"),
-    Param("snr", _pos(), 0.16, "signal-to-noise ratio of the Langevin corrector"),
-    Param("n_corrector_steps", Int(0, 100), 1, "corrector steps per predictor step"),
+    Param("corrector", Choice(CORRECTORS.names), _S["corrector"], "corrector of the pc sampler"),
+    Param("snr", _pos(), _S["snr"], "signal-to-noise ratio of the Langevin corrector"),
+    Param(
+        "n_corrector_steps",
+        Int(0, 100),
+        _S["n_corrector_steps"],
+        "corrector steps per predictor step",
+    ),
     Param(
         "integrator",
-        Choice(("euler", "heun", "rk4", "rk45")),
-        "rk45",
+        Choice(ODE_METHODS.names),
+        _S["integrator"],
         "ODE integrator (rk45: adaptive)",
     ),
-    Param("rtol", _pos(), 1e-5, "relative tolerance of the adaptive ODE integrator"),
-    Param("atol", _pos(), 1e-5, "absolute tolerance of the adaptive ODE integrator"),
-    Param("denoise", Bool(), True, "take one last noise-free step at t = eps"),
+    Param("rtol", _pos(), _S["rtol"], "relative tolerance of the adaptive ODE integrator"),
+    Param("atol", _pos(), _S["atol"], "absolute tolerance of the adaptive ODE integrator"),
+    Param("denoise", Bool(), _S["denoise"], "take one last noise-free step at t = eps"),
     Param("seed", Int(0, _INT64_MAX), 0, "random seed of the sampler"),
     Param(
         "fast_path",
-        Choice(("auto", "off", "cuda_graph", "compile")),
+        Choice(FAST_PATHS),
         "auto",
         "auto: the score network as a CUDA graph on CUDA, plain on the CPU",
     ),
     Param(
         "precision",
-        Choice(("fp32", "bf16")),
+        Choice(PRECISIONS),
         "fp32",
         "bf16: the score network under bfloat16 autocast (pays on CUDA; states stay fp32)",
     ),
@@ -304,13 +322,8 @@ _DEFAULT_DATA = "8gaussians"
 _DEFAULT_SDE = "vp"
 
 
-def _data_name_param() -> Param:
-    # built on demand: data sets registered after this module was imported appear too
-    return Param("name", Choice(tuple(DATASETS.names())), _DEFAULT_DATA, "the data set")
-
-
-def _sde_kind_param() -> Param:
-    return Param("kind", Choice(tuple(SDES.names())), _DEFAULT_SDE, "the forward SDE")
+_DATA_NAME = Param("name", Choice(DATASETS.names), _DEFAULT_DATA, "the data set")
+_SDE_KIND = Param("kind", Choice(SDES.names), _DEFAULT_SDE, "the forward SDE")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +345,7 @@ class DataConfig:
     """``[data]``: which data set, how many training samples, and the set's own keys."""
 
     name: str = _DEFAULT_DATA
-    n: int = 100000
+    n: int = _DATA_N.default
     params: Mapping[str, Any] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
@@ -400,6 +413,18 @@ class _Section:
             object.__setattr__(self, param.name, value)
 
 
+def _defaults(params: tuple[Param, ...]) -> dict[str, Any]:
+    return {p.name: p.default for p in params}
+
+
+# The dataclass fields name each key again for type checkers and readers; their defaults are
+# read from the declarations, and _check_declarations keeps the names in step.
+_MODEL = _defaults(MODEL_PARAMS)
+_LOSS = _defaults(LOSS_PARAMS)
+_TRAIN = _defaults(TRAIN_PARAMS)
+_SAMPLE = _defaults(SAMPLE_PARAMS)
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Section):
     """``[model]``: the score network."""
@@ -407,15 +432,15 @@ class ModelConfig(_Section):
     SECTION: ClassVar[str] = "model"
     PARAMS: ClassVar[tuple[Param, ...]] = MODEL_PARAMS
 
-    kind: str = "mlp"
-    hidden: int = 256
-    depth: int = 3
-    activation: str = "silu"
-    output: str = "eps"
-    time_embedding: str = "fourier"
-    embed_dim: int = 128
-    fourier_scale: float = 16.0
-    channels: int = 32
+    kind: str = _MODEL["kind"]
+    hidden: int = _MODEL["hidden"]
+    depth: int = _MODEL["depth"]
+    activation: str = _MODEL["activation"]
+    output: str = _MODEL["output"]
+    time_embedding: str = _MODEL["time_embedding"]
+    embed_dim: int = _MODEL["embed_dim"]
+    fourier_scale: float = _MODEL["fourier_scale"]
+    channels: int = _MODEL["channels"]
 
 
 @dataclass(frozen=True)
@@ -425,12 +450,12 @@ class LossConfig(_Section):
     SECTION: ClassVar[str] = "loss"
     PARAMS: ClassVar[tuple[Param, ...]] = LOSS_PARAMS
 
-    kind: str = "dsm"
-    weighting: str = "sigma2"
-    eps: float = 1e-5
-    n_projections: int = 1
-    projection: str = "rademacher"
-    importance_sampling: bool = False
+    kind: str = _LOSS["kind"]
+    weighting: str = _LOSS["weighting"]
+    eps: float = _LOSS["eps"]
+    n_projections: int = _LOSS["n_projections"]
+    projection: str = _LOSS["projection"]
+    importance_sampling: bool = _LOSS["importance_sampling"]
 
 
 @dataclass(frozen=True)
@@ -440,21 +465,21 @@ class TrainConfig(_Section):
     SECTION: ClassVar[str] = "train"
     PARAMS: ClassVar[tuple[Param, ...]] = TRAIN_PARAMS
 
-    steps: int = 5000
-    batch_size: int = 1024
-    lr: float = 2e-3
-    ema: float = 0.999
-    device: str = "auto"
-    seed: int = 0
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    warmup: int = 100
-    schedule: str = "constant"
-    grad_clip: float = 1.0
-    checkpoint_every: int = 1000
-    log_every: int = 10
-    precision: str = "fp32"
-    fast_path: str = "auto"
+    steps: int = _TRAIN["steps"]
+    batch_size: int = _TRAIN["batch_size"]
+    lr: float = _TRAIN["lr"]
+    ema: float = _TRAIN["ema"]
+    device: str = _TRAIN["device"]
+    seed: int = _TRAIN["seed"]
+    optimizer: str = _TRAIN["optimizer"]
+    weight_decay: float = _TRAIN["weight_decay"]
+    warmup: int = _TRAIN["warmup"]
+    schedule: str = _TRAIN["schedule"]
+    grad_clip: float = _TRAIN["grad_clip"]
+    checkpoint_every: int = _TRAIN["checkpoint_every"]
+    log_every: int = _TRAIN["log_every"]
+    precision: str = _TRAIN["precision"]
+    fast_path: str = _TRAIN["fast_path"]
 
 
 @dataclass(frozen=True)
@@ -464,25 +489,25 @@ class SampleConfig(_Section):
     SECTION: ClassVar[str] = "sample"
     PARAMS: ClassVar[tuple[Param, ...]] = SAMPLE_PARAMS
 
-    sampler: str = "em"
-    steps: int = 1000
-    n: int = 10000
-    record_every: int = 10
-    eps: float = 1e-3
-    grid: str = "uniform"
-    rho: float = 7.0
-    predictor: str = "reverse_diffusion"
-    corrector: str = "langevin"
-    snr: float = 0.16
-    n_corrector_steps: int = 1
-    integrator: str = "rk45"
-    rtol: float = 1e-5
-    atol: float = 1e-5
-    denoise: bool = True
-    seed: int = 0
-    fast_path: str = "auto"
-    precision: str = "fp32"
-    chunk_size: int = 0
+    sampler: str = _SAMPLE["sampler"]
+    steps: int = _SAMPLE["steps"]
+    n: int = _SAMPLE["n"]
+    record_every: int = _SAMPLE["record_every"]
+    eps: float = _SAMPLE["eps"]
+    grid: str = _SAMPLE["grid"]
+    rho: float = _SAMPLE["rho"]
+    predictor: str = _SAMPLE["predictor"]
+    corrector: str = _SAMPLE["corrector"]
+    snr: float = _SAMPLE["snr"]
+    n_corrector_steps: int = _SAMPLE["n_corrector_steps"]
+    integrator: str = _SAMPLE["integrator"]
+    rtol: float = _SAMPLE["rtol"]
+    atol: float = _SAMPLE["atol"]
+    denoise: bool = _SAMPLE["denoise"]
+    seed: int = _SAMPLE["seed"]
+    fast_path: str = _SAMPLE["fast_path"]
+    precision: str = _SAMPLE["precision"]
+    chunk_size: int = _SAMPLE["chunk_size"]
 
 
 _SECTION_CLASSES: dict[str, type[_Section]] = {
@@ -494,8 +519,8 @@ _SECTION_CLASSES: dict[str, type[_Section]] = {
 
 
 def _check_declarations() -> None:
-    # The dataclass fields repeat the declared defaults for type checkers and readers; this
-    # keeps the two from drifting apart (it runs once, at import).
+    # The dataclass fields repeat the declared names (in order) for type checkers and readers;
+    # this keeps the two from drifting apart (it runs once, at import).
     for name, cls in _SECTION_CLASSES.items():
         fields = {f.name: f.default for f in dataclasses.fields(cls)}
         declared = {p.name: p.default for p in SECTION_PARAMS[name]}
@@ -540,6 +565,14 @@ class ExperimentConfig:
                 f"'analytic' needs Gaussian-mixture data ({', '.join(_mixture_names())}), "
                 f"got data.name = {self.data.name!r}",
             )
+        # Training draws t from [loss.eps, T] and sampling runs from T down to sample.eps; T is
+        # the SDE's, so the upper end of both is checked here rather than in the declarations.
+        T = float(self.sde.params.get("T", SDES.get(self.sde.kind).T))
+        for key, eps in (("loss.eps", self.loss.eps), ("sample.eps", self.sample.eps)):
+            if not eps < T:
+                raise _error(
+                    key, f"must be < T = {T:g} (sde.T), the end of the diffusion, got {eps:g}"
+                )
         # The SDE's own rules about the rest (a non-linear SDE refuses DSM, s(t)-based parts).
         SDES.get(self.sde.kind).check_experiment(self)
 
@@ -813,6 +846,6 @@ def section_params(cfg_or_name: ExperimentConfig | str | None, section: str) -> 
         name = cfg_or_name
     if section == "data":
         cls = _check_name("data", "name", name, DATASETS)
-        return (_data_name_param(), _DATA_N, *cls.params)
+        return (_DATA_NAME, _DATA_N, *cls.params)
     cls = _check_name("sde", "kind", name, SDES)
-    return (_sde_kind_param(), *cls.params)
+    return (_SDE_KIND, *cls.params)

@@ -3,10 +3,6 @@ against the core marginal, grids, the data-units marginal; and core's imports st
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -94,17 +90,3 @@ def test_data_units_marginal_is_the_law_of_the_noised_data() -> None:
     # no normaliser: the model-unit marginal itself
     plain = data_units_marginal(mix, sde, t)
     assert torch.allclose(plain.covs, m * m * mix.covs + s * s * torch.eye(2, dtype=torch.float64))
-
-
-def test_core_view_modules_import_no_qt_h5py_config_io_or_gui() -> None:
-    code = (
-        "import sys\n"
-        "import workbench.core.reference, workbench.core.score_field, workbench.core.compare\n"
-        "import workbench.core.contours, workbench.core.grids, workbench.core.clouds\n"
-        "bad = [m for m in ('PySide6', 'pyqtgraph', 'h5py', 'workbench.config', 'workbench.io',"
-        " 'workbench.gui') if m in sys.modules]\n"
-        "print(*bad); sys.exit(1 if bad else 0)\n"
-    )
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
-    assert done.returncode == 0, done.stdout + done.stderr

@@ -255,3 +255,12 @@ def test_cuda_graph_training_matches_the_eager_step() -> None:
     assert t._graph is not None and t._graph.graph is not None
     for a, b in zip(eager, graphed, strict=True):
         assert b.loss == pytest.approx(a.loss, rel=1e-3)
+
+
+def test_a_fast_path_fallback_is_told_in_the_result() -> None:
+    # the note is set when an `auto` CUDA-graph capture fails; what the user sees is the result
+    trainer = Trainer(small_config(**{"train.steps": 2}))
+    assert trainer.run().message == "trained to step 2"
+    trainer.fast_path_note = "CUDA graph capture failed (test); plain steps"
+    result = trainer.run(steps=4)
+    assert result.message == "trained to step 4 (CUDA graph capture failed (test); plain steps)"

@@ -73,6 +73,8 @@ __all__ = [
     "WEIGHTINGS",
     "PROJECTIONS",
     "LOSSES",
+    "LOSS_KIND",
+    "LOSS_PARAMS",
     "ESM_MAX_DIM",
     "build_loss",
     "simulate_forward",
@@ -140,16 +142,27 @@ PROJECTIONS: dict[str, Callable[[tuple[int, ...], torch.Generator | None, Tensor
 # Exact score matching takes one backward pass per dimension; past this it is the wrong tool.
 ESM_MAX_DIM = 64
 
+#: The ``[loss]`` keys every loss takes, with their defaults and ranges: the one declaration
+#: (the config's ``[loss]`` section is :data:`LOSS_KIND` followed by these).
 LOSS_PARAMS: tuple[Param, ...] = (
     Param(
         "weighting",
-        Choice(tuple(WEIGHTINGS)),
+        Choice(WEIGHTINGS.keys),
         "sigma2",
         "lambda(t): s(t)^2, g(t)^2 (likelihood weighting) or 1",
     ),
+    # (0, T) is what the loss needs; T belongs to the SDE, so the upper end is checked where the
+    # SDE is known (the experiment config and Loss itself)
     Param("eps", Float(0.0, None, low_open=True), 1e-5, "smallest diffusion time trained on"),
-    Param("n_projections", Int(1), 1, "random projections per sample (sliced losses)"),
-    Param("projection", Choice(tuple(PROJECTIONS)), "rademacher", "law of the projections"),
+    # the sliced losses copy the batch once per projection: 256 copies is already far past the
+    # point of diminishing variance, and a larger count would only exhaust memory
+    Param("n_projections", Int(1, 256), 1, "random projections per sample (sliced losses)"),
+    Param(
+        "projection",
+        Choice(PROJECTIONS.keys),
+        "rademacher",
+        "distribution of the projections (sliced losses)",
+    ),
     Param(
         "importance_sampling",
         Bool(),
@@ -285,8 +298,6 @@ class Loss(ABC):
 
     params: ClassVar[tuple[Param, ...]] = LOSS_PARAMS
     config_name: ClassVar[str] = ""
-    #: Euler–Maruyama steps of :func:`simulate_forward` (kept for callers that use it).
-    simulation_steps: ClassVar[int] = 100
     #: settings of the :class:`~workbench.core.simulation.SimulationCache` that non-linear
     #: SDEs train from (paths, grid times, refresh period in calls, refreshed fraction)
     cache_options: ClassVar[dict[str, Any]] = {}
@@ -294,12 +305,14 @@ class Loss(ABC):
     def __init__(
         self,
         sde: SDE,
-        weighting: str = "sigma2",
-        eps: float = 1e-5,
-        n_projections: int = 1,
-        projection: str = "rademacher",
-        importance_sampling: bool = False,
+        *,
+        weighting: str,
+        eps: float,
+        n_projections: int,
+        projection: str,
+        importance_sampling: bool,
     ) -> None:
+        # no defaults here: they are LOSS_PARAMS', filled in by build_loss
         if weighting not in WEIGHTINGS:
             raise ConfigError("weighting", f"must be one of {', '.join(map(repr, WEIGHTINGS))}")
         if projection not in PROJECTIONS:
@@ -434,6 +447,14 @@ class Loss(ABC):
 
 
 LOSSES: Registry[type[Loss]] = Registry("loss", key="kind")
+
+#: ``[loss] kind``: its choices are whatever :data:`LOSSES` holds when asked
+LOSS_KIND = Param(
+    "kind",
+    Choice(LOSSES.names),
+    "dsm",
+    "score matching: denoising, sliced, sliced variance-reduced, exact",
+)
 
 
 def _sigma_score(model: Any, x: Tensor, t: Tensor, s: Tensor) -> Tensor:

@@ -104,16 +104,27 @@ class Int:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of a fixed set of strings."""
+    """One of a set of strings: a fixed tuple, or a callable giving the current names.
 
-    options: tuple[str, ...]
+    A callable (``Choice(SDES.names)``) is asked on every use, so a class registered after the
+    declaration was made (a plug-in, a test's dummy) is a choice in the config, the GUI's combo
+    boxes and the command line at once.
+    """
+
+    source: tuple[str, ...] | Callable[[], Iterable[str]]
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        source = self.source
+        return tuple(source()) if callable(source) else tuple(source)
 
     def describe(self) -> str:
         return "one of " + ", ".join(repr(o) for o in self.options)
 
     def __call__(self, value: Any) -> str:
-        if not isinstance(value, str) or value not in self.options:
-            hint = did_you_mean(value, self.options) if isinstance(value, str) else ""
+        options = self.options
+        if not isinstance(value, str) or value not in options:
+            hint = did_you_mean(value, options) if isinstance(value, str) else ""
             raise ValueError(f"must be {self.describe()}, got {_show(value)}{hint}")
         return value
 

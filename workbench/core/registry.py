@@ -1,10 +1,10 @@
 """Name -> class registries: how a config's ``kind`` or ``name`` finds its class.
 
-Adding an SDE or a data set is adding one decorated class: ``workbench.config`` takes its
-choices for ``sde.kind`` and ``data.name`` from :data:`SDES` and :data:`DATASETS`. The other
-registries (networks, losses, samplers, predictors, correctors, time grids, ODE integrators)
-are, for now, also listed by name in ``workbench/config.py``'s ``Choice`` tuples, so a new
-entry there needs its name added to the config too.
+Adding an SDE, a data set, a network, a loss, a sampler, a predictor, a corrector, a time grid
+or an ODE integrator is adding one decorated class (or function); nothing else lists them. The
+config declares each such key with ``Choice(REGISTRY.names)``, which asks the registry on every
+use, so the new name is accepted by the config and offered by the GUI's combo boxes and the
+command line at once.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class Registry(Generic[T]):
             return cls
 
         return add
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a plug-in unloaded, a test's dummy removed); KeyError if absent."""
+        del self._entries[name]
 
     def get(self, name: str) -> T:
         try:

@@ -46,10 +46,12 @@ from workbench.core.nets import build_score_model
 from workbench.core.sde import build_sde
 from workbench.errors import ConfigError, WorkbenchError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for the annotation only: core never imports the config at run time
     from workbench.config import ExperimentConfig
 
 __all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
     "Progress",
     "TrainResult",
     "Trainer",
@@ -94,14 +96,21 @@ def learning_rate(step: int, base: float, warmup: int, total: int, schedule: str
     """The learning rate for optimiser step ``step`` (0-based)."""
     warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
     progress = min(1.0, step / max(1, total))
-    decay = _SCHEDULES[schedule](progress)
+    decay = SCHEDULES[schedule](progress)
     return base * warm * decay
 
 
-_SCHEDULES: dict[str, Callable[[float], float]] = {
+#: ``train.schedule``: the decay factor after warm-up as a function of progress in [0, 1]
+SCHEDULES: dict[str, Callable[[float], float]] = {
     "constant": lambda p: 1.0,
     "cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * p)),
     "linear": lambda p: 1.0 - p,
+}
+
+#: ``train.optimizer``
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
 }
 
 
@@ -188,7 +197,7 @@ class Trainer:
         if self.fast_path == "cuda_graph" and type(self).train_step is not Trainer.train_step:
             self.fast_path = "off"
         graphed = self.fast_path == "cuda_graph"
-        opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
+        opt_cls = OPTIMIZERS[tc.optimizer]
         # The fused kernels update every parameter in one pass: about 3x faster than the
         # foreach path on the CPU as well as on CUDA. In a graph the learning rate is a
         # device tensor that is refilled before each replay.
@@ -208,25 +217,23 @@ class Trainer:
         if self.fast_path == "compile":
             self._loss = torch.compile(self._plain_loss, dynamic=False)
         self._graph: _StepGraph | None = None
-        #: why the graph was not used, when fast_path was auto and capture failed
+        #: why the graph was not used, when fast_path was auto and capture failed; the
+        #: run's result message ends with it
         self.fast_path_note = ""
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly; tensors and plain values only.
 
-        Besides the weights it holds what the model means: the experiment (``config``, TOML),
-        and under ``data`` the normaliser the model's units are defined by (``normalizer``,
-        :meth:`Normalizer.to_attrs`) and the training data's ``fingerprint``
-        (:meth:`DataSet.fingerprint`), so a run can be sampled without its data and a changed
-        data file is noticed.
+        Besides the weights it holds what the model means: under ``data`` the normaliser the
+        model's units are defined by (``normalizer``, :meth:`Normalizer.to_attrs`) and the
+        training data's ``fingerprint`` (:meth:`DataSet.fingerprint`), so a run can be sampled
+        without its data and a changed data file is noticed. The experiment itself (``config``,
+        TOML) is added by ``workbench.io.runs.checkpoint_state``: core never imports the config.
         """
-        from workbench.config import to_toml  # config imports core; import here avoids a cycle
-
         return {
             "step": self.step,
             "wall_time": self.wall_time,
-            "config": to_toml(self.config),
             "data": {
                 "normalizer": self.normalizer.to_attrs(),
                 "fingerprint": self.data_fingerprint,
@@ -465,8 +472,14 @@ class Trainer:
             if cancel is not None and cancel():
                 if guard.failed():
                     return self._diverged(guard, offset, started)
-                return TrainResult("cancelled", self.step, f"cancelled at step {self.step}")
-        return TrainResult("done", self.step, f"trained to step {self.step}")
+                return TrainResult(
+                    "cancelled", self.step, f"cancelled at step {self.step}{self._note()}"
+                )
+        return TrainResult("done", self.step, f"trained to step {self.step}{self._note()}")
+
+    def _note(self) -> str:
+        # the result's message is what the CLI prints and the GUI logs: a fallback shows there
+        return f" ({self.fast_path_note})" if self.fast_path_note else ""
 
 
 class _Guard:

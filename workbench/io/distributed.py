@@ -61,6 +61,7 @@ from workbench.io.lock import RunLock, RunLockedError, describe_holder, read_hol
 from workbench.io.runs import (
     MetricsWriter,
     RunFolder,
+    checkpoint_state,
     make_run_folder,
     prepare_run,
     run_dataset,
@@ -389,7 +390,7 @@ def _train_rank(
 
             def save_now(t: Trainer) -> None:
                 if env.is_main:
-                    save_checkpoint(t.state_dict(), folder.checkpoint_path)
+                    save_checkpoint(checkpoint_state(t), folder.checkpoint_path)
 
             try:
                 result = trainer.run(

@@ -29,6 +29,7 @@ from workbench.config import (
     config_to_dict,
     load_config,
     save_config,
+    to_toml,
 )
 from workbench.core.data import DataSet, Normalizer, build_dataset, file_fingerprint
 from workbench.core.train import Progress, Trainer, TrainResult
@@ -563,6 +564,13 @@ def make_run_folder(path: Path, resume: bool) -> None:
         raise WorkbenchError(f"cannot create run folder {path}: {exc.strerror}") from exc
 
 
+def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
+    """The trainer's state with the experiment as TOML under ``config``, so a checkpoint read
+    on its own still says what it was trained from. The TOML is written here, not by the
+    trainer: core never imports the config."""
+    return {**trainer.state_dict(), "config": to_toml(trainer.config)}
+
+
 def train_in_folder(
     config: ExperimentConfig | None,
     out: str | os.PathLike[str],
@@ -638,7 +646,7 @@ def _train_locked(
             on_progress(p)
 
     def checkpoint_now(t: Trainer) -> None:
-        save_checkpoint(t.state_dict(), folder.checkpoint_path)
+        save_checkpoint(checkpoint_state(t), folder.checkpoint_path)
 
     try:
         result = trainer.run(
