@@ -41,7 +41,7 @@ from workbench.cli_support import (
     progress_bar,
     wants_json,
 )
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError, one_line
 
 if TYPE_CHECKING:
     from workbench.config import ExperimentConfig
@@ -112,10 +112,6 @@ def _times(text: str) -> tuple[float, ...]:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _load_experiment(path: str | Path) -> ExperimentConfig:
     """The experiment in a .toml file or in a run folder's config.toml."""
     from workbench.config import load_config
@@ -261,7 +257,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
             )
         return 1
     except ImportError as exc:
-        print(f"{PROG}: the GUI cannot start: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: the GUI cannot start: {one_line(exc)}", file=sys.stderr)
         return 1
     return int(run_gui(path, follow=follow) or 0)
 
@@ -762,13 +758,13 @@ def _library_version(name: str, detail: Callable[[Any], str] | None = None) -> t
     except ImportError:
         return None, "not installed"
     except Exception as exc:  # a broken install is what the report is for: say how it breaks
-        return None, f"cannot be imported ({type(exc).__name__}: {_one_line(exc)})"
+        return None, f"cannot be imported ({type(exc).__name__}: {one_line(exc)})"
     text = str(getattr(module, "__version__", "(version unknown)"))
     if detail is not None:
         try:
             text += f" ({detail(module)})"
         except Exception as exc:
-            text += f" ({type(exc).__name__}: {_one_line(exc)})"
+            text += f" ({type(exc).__name__}: {one_line(exc)})"
     return module, text
 
 
@@ -814,7 +810,7 @@ def version_report() -> str:
         try:
             lines.append(f"CUDA {_cuda_version(torch)}")
         except Exception as exc:
-            lines.append(f"CUDA unknown ({type(exc).__name__}: {_one_line(exc)})")
+            lines.append(f"CUDA unknown ({type(exc).__name__}: {one_line(exc)})")
     return "\n".join(lines)
 
 
@@ -897,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
             return _interrupted_status()
         return status
     except WorkbenchError as exc:
-        return _failed(args, _one_line(exc))
+        return _failed(args, one_line(exc))
     except KeyboardInterrupt:
         terminated = _interrupted_status() == EXIT_TERMINATED
         what = "terminated (SIGTERM)" if terminated else "interrupted"

@@ -61,7 +61,7 @@ from workbench.core.samplers import (
 )
 from workbench.core.sde import SDES, validate_sde_params
 from workbench.core.train import OPTIMIZERS, SCHEDULES
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError, one_line
 from workbench.guards import read_regular_bytes
 
 __all__ = [
@@ -93,12 +93,8 @@ SECTIONS: tuple[str, ...] = ("data", "sde", "model", "loss", "train", "sample")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).splitlines())
-
-
 def _error(key: str, message: str) -> ConfigError:
-    return ConfigError(key, _one_line(message))
+    return ConfigError(key, one_line(message))
 
 
 def _prefixed(exc: ConfigError, section: str) -> ConfigError:
@@ -771,7 +767,7 @@ def _comment(param: Param | None) -> str:
     if isinstance(param.check, Choice):
         options = " | ".join(param.check.options)
         text = f"{text} ({options})" if text else options
-    return f"  # {_one_line(text)}" if text else ""
+    return f"  # {one_line(text)}" if text else ""
 
 
 def to_toml(cfg: ExperimentConfig) -> str:

@@ -8,6 +8,17 @@ escapes is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def one_line(text: object) -> str:
+    """``str(text)`` on one line: its lines, stripped, joined by single spaces.
+
+    Only line breaks (every kind ``str.splitlines`` knows, so a ``\\r`` or a ``\\u2028``
+    cannot start a second line either) and the blanks around them are folded; spaces inside a
+    line are kept, because a message quotes user values (a path, a key, an expression) that
+    must read back exactly.
+    """
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 class WorkbenchError(Exception):
     """An error caused by the user's input (config, file, expression), not by a bug."""
 

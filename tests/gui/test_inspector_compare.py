@@ -234,7 +234,7 @@ def test_permission_denied_simulated(
     """The same path as root: the reader's open() raises EACCES, as it would for a user."""
     import builtins
 
-    import workbench.io.trajectories as trajectories
+    import workbench.io.trajectories.reader as trajectories
 
     path = tmp_path / "locked.h5"
     shutil.copy(good, path)

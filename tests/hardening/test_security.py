@@ -221,6 +221,46 @@ def test_references_inside_the_folder_are_accepted(tmp_path: Path) -> None:
         assert f.complete
 
 
+def test_relative_external_raw_files_are_read_beside_the_file_not_in_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """HDF5 resolves a relative external raw file against the current directory by default;
+    the check accepted it because it lies beside the file, so it must be read from there."""
+    folder = tmp_path / "opened"
+    folder.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    final = np.arange(8, dtype="<f4").reshape(4, 2) + 0.5
+    for where, leak, samples in ((folder, range(16), final), (cwd, [255] * 16, -final)):
+        (where / "leak.bin").write_bytes(bytes(leak))  # the cwd holds decoys of the same name
+        (where / "samples.bin").write_bytes(samples.tobytes())
+    path = with_reference(folder, "raw", "leak.bin")
+    with h5py.File(path, "r+") as f:  # the trajectory's own /samples kept beside it too
+        del f["samples"]
+        f.create_dataset("samples", shape=(4, 2), dtype="<f4", external=[("samples.bin", 0, 32)])
+    monkeypatch.chdir(cwd)
+    with TrajectoryFile(path) as tf:
+        assert tf.read("/leak").tolist() == list(range(16))
+        assert np.array_equal(tf.samples(), final)
+        assert "/leak" in [node["name"] for node in tf.nodes()]  # walked while /samples is held
+        assert tf.summary()["samples"]["max"] == [6.5, 7.5]
+    # the data reader (a ``file`` data set) looks beside the file as well
+    from workbench.core.data import build_dataset
+
+    data = build_dataset("file", {"path": str(path), "key": "samples"})
+    assert np.array_equal(data.values.numpy(), final)
+    assert main(["inspect", str(path)]) == 0
+    capsys.readouterr()
+    # a relative name that leaves the folder is refused, wherever the command runs
+    outside = with_reference(tmp_path / "opened" / "sub", "raw", "../../cwd/leak.bin")
+    for cwd_now in (cwd, outside.parent):
+        monkeypatch.chdir(cwd_now)
+        with pytest.raises(WorkbenchError, match="refers to files outside its folder"):
+            TrajectoryFile(outside)
+        assert main(["inspect", str(outside)]) == 1
+        assert "/leak (external raw storage to ../../cwd/leak.bin)" in capsys.readouterr().err
+
+
 def test_the_inspector_asks_before_following(qtbot, tmp_path: Path, secret: Path) -> None:
     from workbench.gui.inspector import InspectorWindow
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from workbench.core.data import check_fits_in_memory, file_error, register_array_reader
 from workbench.errors import DataError
-from workbench.io.safety import external_references, outside_folder
+from workbench.io.safety import external_references, open_beside, outside_folder
 
 __all__ = ["read_hdf5_array"]
 
@@ -51,7 +51,8 @@ def read_hdf5_array(path: Path, key: str | None, allow_external: bool = False) -
                         f'"{datasets[0]}"',
                     )
                 key = datasets[0]
-            obj = f.get(key)
+            # relative external raw files are read from beside the file, where the check looked
+            obj = open_beside(f, key)
             if obj is None:
                 raise file_error(
                     path,
@@ -67,23 +68,11 @@ def read_hdf5_array(path: Path, key: str | None, allow_external: bool = False) -
                     path, f"dataset {key!r} holds {obj.dtype} values, not real numbers"
                 )
             check_fits_in_memory(path, obj.shape, obj.dtype)
-            name = obj.name
-            del obj  # reopened below with the access properties it must be read with
-            return np.asarray(_beside_the_file(f, name)[()])
+            return np.asarray(obj[()])
     except (DataError, MemoryError):
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise file_error(path, f"cannot be read as HDF5: {exc}") from None
-
-
-def _beside_the_file(f: h5py.File, name: str) -> h5py.Dataset:
-    """The dataset ``name`` opened so that relative external raw files and virtual sources
-    are found beside the HDF5 file (``${ORIGIN}``), where the check above looked for them,
-    rather than in the current directory, where the library looks by default."""
-    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
-    dapl.set_efile_prefix(b"${ORIGIN}")
-    dapl.set_virtual_prefix(b"${ORIGIN}")
-    return h5py.Dataset(h5py.h5d.open(f.id, name.encode(), dapl=dapl))
 
 
 register_array_reader((".h5", ".hdf5"), read_hdf5_array)

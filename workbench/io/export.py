@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 import torch
 
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, one_line
 from workbench.io.paths import check_destination, replace_into
 from workbench.io.trajectories import TrajectoryFile
 
@@ -72,10 +72,6 @@ _PNG_PAD = 2
 _PNG_PAD_VALUE = 128
 # Bytes of float32 samples read and written per block.
 _BLOCK_BYTES = 16 * 1024 * 1024
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def format_for(out: str | os.PathLike[str], fmt: str | None = None) -> str:
@@ -130,7 +126,7 @@ def _atomic(out: Path, force: bool) -> Iterator[Path]:
             tmp = Path(name)
             os.close(fd)
         except OSError as exc:
-            raise WorkbenchError(f"cannot write {out}: {_one_line(exc.strerror or exc)}") from None
+            raise WorkbenchError(f"cannot write {out}: {one_line(exc.strerror or exc)}") from None
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -145,7 +141,7 @@ def _atomic(out: Path, force: bool) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
         kept = "the old file is unchanged" if existed else "nothing was written"
         raise WorkbenchError(
-            f"could not write {out}: {_one_line(exc.strerror or exc)}; {kept}"
+            f"could not write {out}: {one_line(exc.strerror or exc)}; {kept}"
         ) from None
     except BaseException:
         if tmp is not None:

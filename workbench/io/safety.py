@@ -52,6 +52,7 @@ __all__ = [
     "is_out_of_memory",
     "out_of_memory_where",
     "check_external",
+    "open_beside",
     "ensure_inside",
     "external_references",
     "outside_folder",
@@ -120,7 +121,7 @@ def external_references(h5file: Any) -> list[ExternalReference]:
                 continue
             if not isinstance(link, h5py.HardLink):
                 continue  # a soft link names an object of this file, visited on its own
-            obj = group.get(key)
+            obj = open_beside(group, key)  # group.get says None for one held with a prefix
             if obj is None:
                 continue
             addr = h5py.h5o.get_info(obj.id).addr
@@ -174,6 +175,46 @@ def check_external(h5file: Any, path: str | os.PathLike[str], *, allow: bool = F
             f"{path} refers to files outside its folder: {first}{more}; not followed (open "
             "it with external references allowed if you trust it)"
         )
+
+
+def open_beside(parent: Any, name: str) -> Any:
+    """``parent.get(name)``, except that a dataset whose bytes live in other files (external
+    raw storage, a virtual dataset) is opened so that HDF5 looks for relative ones beside the
+    file that holds it, where :func:`check_external` looked.
+
+    By default the library resolves such a relative name against the current directory, so the
+    file that was checked need not be the one read. ``${ORIGIN}`` (the folder of the HDF5
+    file) as the dataset's access prefixes makes both agree. HDF5 allows one prefix per open
+    dataset in a process: an open with another prefix fails (``get`` would even say None), it
+    never reads elsewhere. So only those datasets get it (the writer's own, open in this
+    process while an inspector follows the file, keep the default), and a dataset this process
+    already holds with the prefix is opened with it again. Every reader of datasets that may
+    be external, and every walk over them, opens them through here.
+    """
+    import h5py  # here, not at the top: the rest of this module runs without h5py
+
+    try:
+        obj = parent[name]
+    except KeyError:
+        try:  # held elsewhere in this process with the prefix, or missing
+            return _open_prefixed(parent.id, name.encode())
+        except (KeyError, OSError, ValueError, RuntimeError):
+            return None
+    if not isinstance(obj, h5py.Dataset) or not (obj.external or obj.is_virtual):
+        return obj
+    where = h5py.h5i.get_name(obj.id)
+    file_id = h5py.h5i.get_file_id(obj.id)
+    del obj  # the default-opened handle must be closed before the prefixed open
+    return _open_prefixed(file_id, where)
+
+
+def _open_prefixed(loc: Any, name: bytes) -> Any:
+    import h5py
+
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_efile_prefix(b"${ORIGIN}")
+    dapl.set_virtual_prefix(b"${ORIGIN}")
+    return h5py.Dataset(h5py.h5d.open(loc, name, dapl=dapl))
 
 
 def ensure_inside(folder: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
