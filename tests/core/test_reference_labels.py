@@ -37,5 +37,7 @@ def test_empirical_reference_names_the_points_it_uses(tmp_path: Path) -> None:
     )
     assert len(np.unique(ref.x0, axis=0)) == 700 and "700 of the data set's 5,000" in ref.note
     # a synthetic set: at most data.n draws, and the note gives that number
-    ref = EmpiricalReference(experiment(**{"data.name": "moons", "data.n": 500, "train.batch_size": 256}))
+    ref = EmpiricalReference(
+        experiment(**{"data.name": "moons", "data.n": 500, "train.batch_size": 256})
+    )
     assert len(ref.x0) == 500 and "500 seeded draws" in ref.note
