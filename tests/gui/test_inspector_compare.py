@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from workbench.config import default_config, parse_config, to_toml
+from workbench.core.wording import floor_verdict
 from workbench.gui.inspector import FileView, InspectorWindow, density_at
 from workbench.io.sampling import load_model, sample_to_file
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
@@ -75,7 +76,10 @@ def test_compare_with_the_data_set(qtbot, inspector: InspectorWindow, good: Path
         assert v < m + 6 * s + 1e-3, (name, v, m, s)
     table = inspector.current().compare_view.table
     assert table.rowCount() == 3 and table.item(0, 0).text() == SW
-    assert "within the noise floor" in table.item(0, 3).text()
+    # the words are the core helper's, from the z-score, in every row; not "far" for good data
+    for r, (v, (m, s)) in enumerate(result["metrics"].values()):
+        assert table.item(r, 3).text() == floor_verdict(v, m, s)
+    assert "far above" not in table.item(0, 3).text()
 
 
 def test_shifted_samples_are_far_above_the_floor(

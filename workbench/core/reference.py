@@ -13,9 +13,10 @@ and ``score(t, points)`` (NaN where it does not know). Three kinds, in a registr
   diffusion, not by the SDE. For a non-linear SDE, whose forward particles cannot be drawn in
   closed form, the solve also simulates them (Euler–Maruyama, :func:`simulate`) and the views
   show that :class:`SimulatedCloud`.
-- ``empirical``: p_t of the noised training set itself (any data, linear SDE),
-  (1/N) sum_i N(x; m x_i, s^2 I) on ``EMPIRICAL_N`` data points; the exact minimiser of DSM on
-  that set (:class:`workbench.core.empirical.EmpiricalMarginal`).
+- ``empirical``: p_t of a finite set of data points, noised (any data, linear SDE),
+  (1/N) sum_i N(x; m x_i, s^2 I) on at most ``EMPIRICAL_N`` points (a data file's distinct
+  rows, :func:`empirical_points`); the exact minimiser of DSM on that set
+  (:class:`workbench.core.empirical.EmpiricalMarginal`).
 
 ``state`` is duck-typed: the GUI's experiment state (``config``, ``dataset``, ``normalizer``,
 ``sde``, ``truth``, ``dim``, ``is_image``). The GUI's ``ReferenceManager``
@@ -161,6 +162,29 @@ class AnalyticReference(Reference):
         return self.truth.mixture.score_np(pts, *self._coeffs(t))
 
 
+def empirical_points(dataset: Any, n: int) -> tuple[torch.Tensor, str]:
+    """The points (data units) whose noised empirical law is the reference, and a line saying
+    what they are. A finite array (a data file, the digits) gives distinct rows: all of them
+    when it has at most ``n``, else ``n`` rows drawn without replacement (sampling the set
+    draws with replacement, and repeated rows would only weigh some points twice). Any other
+    data set gives ``n`` fresh draws, seeded: not the trainer's batches, the same law."""
+    gen = torch.Generator().manual_seed(SEED + 1)
+    values = getattr(dataset, "values", None)
+    if isinstance(values, torch.Tensor) and values.ndim >= 1 and len(values) > 0:
+        total = len(values)
+        if total <= n:
+            return values.to(
+                torch.float64
+            ), f"empirical: all {total:,} points of the data set, noised to t"
+        rows = torch.randperm(total, generator=gen)[:n]
+        return (
+            values[rows].to(torch.float64),
+            f"empirical: {n:,} of the data set's {total:,} points (no repeats), noised to t",
+        )
+    x0 = dataset.sample(n, gen, dtype=torch.float64)
+    return x0, f"empirical: {n:,} seeded draws of the data set, noised to t"
+
+
 @register("empirical")
 class EmpiricalReference(Reference):
     label = "empirical p_t"
@@ -176,13 +200,10 @@ class EmpiricalReference(Reference):
         from workbench.core.empirical import EmpiricalMarginal
 
         super().__init__(state)
-        gen = torch.Generator().manual_seed(SEED + 1)
-        n = int(min(n, state.config.data.n))
-        x0 = state.dataset.sample(n, gen, dtype=torch.float64)
-        x0 = state.normalizer.to_model(x0).reshape(n, -1)
+        x0, self.note = empirical_points(state.dataset, int(min(n, state.config.data.n)))
+        x0 = state.normalizer.to_model(x0).reshape(len(x0), -1)
         self.marginal = EmpiricalMarginal(x0, state.sde)
         self.x0 = x0.numpy()
-        self.note = f"empirical: the {n} training points noised to t"
 
     def _terms(self, t: float, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """(log sum_i exp(-|x - m x_i|^2 / 2 s^2), responsibilities-weighted m x_i, s) per
@@ -235,14 +256,21 @@ class FPKReference(Reference):
 
     def __init__(self, state: Any, solution: Any, cloud: Any = None) -> None:
         super().__init__(state)
+        # p_0 is the data's own density only for mixtures; otherwise the solve starts from a
+        # kernel estimate of the data (fpk.density_from_data), and says so: it is not truth
+        self.from_kde = state.dataset.mixture() is None
+        if self.from_kde:
+            self.label = "Fokker–Planck from a kernel estimate of the data"
+            self.short = "FPK (from a KDE)"
         self.solution = solution
         self.cloud = cloud
         self.axes = solution.axes
         self.times = np.asarray(solution.times, dtype=np.float64)
         self.grid_n = len(self.axes[0])
         self.mass_error = float(np.max(np.abs(solution.mass - 1.0)))
+        start = "from a kernel estimate of the data, " if self.from_kde else ""
         self.note = (
-            f"Fokker–Planck on a {'×'.join([str(self.grid_n)] * self.dim)} grid, "
+            f"Fokker–Planck {start}on a {'×'.join([str(self.grid_n)] * self.dim)} grid, "
             f"{len(self.times)} times, mass error {self.mass_error:.1e}; score masked where "
             f"p_t < {FLOOR_REL:g}·max p_t"
         )

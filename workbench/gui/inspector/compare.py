@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtWidgets
 
 from workbench.core.compare import COMPARE_REPEATS, COMPARE_SEED, compare_samples, subsample
 from workbench.core.data import build_dataset
+from workbench.core.wording import floor_verdict
 from workbench.errors import WorkbenchError
 from workbench.gui.inspector.common import _YELLOW, _banner, _one_line, _View
 from workbench.gui.workers import Task
@@ -57,7 +58,7 @@ class CompareView(_View):
         self.status = QtWidgets.QLabel()
         self.status.setObjectName("compareStatus")
         layout.addWidget(self.status)
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget()
         self.plot.setObjectName("comparePlot")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.legend = self.plot.addLegend(offset=(10, 10))
@@ -196,7 +197,10 @@ class CompareView(_View):
                 dens, _ = np.histogram(x[:, 0], bins=edges, density=True)
                 self.plot.plot(edges, dens, stepMode="center", pen=pg.mkPen(c, width=2), name=label)
             self.plot.setLabels(bottom="x", left="density")
+            self.plot.setAspectLocked(False)
         else:
+            # one data unit is as long across as up: a round cloud must look round
+            self.plot.setAspectLocked(True, 1)
             for x, c, label in ((b, orange, label_b), (a, blue, label_a)):
                 self.plot.plot(
                     x[:, 0],
@@ -226,13 +230,7 @@ class CompareView(_View):
             else:
                 mean, std = floor
                 floor_text = f"{mean:.4g} ± {std:.2g}"
-                sigmas = (value - mean) / max(std, 1e-12)
-                if value <= mean + 3 * std:
-                    verdict = "within the noise floor"
-                elif sigmas < 10:
-                    verdict = f"slightly above the floor ({sigmas:.1f} std)"
-                else:
-                    verdict = f"far above the floor ({sigmas:.0f} std)"
+                verdict = floor_verdict(value, mean, std)
             for c, text in enumerate((name, f"{value:.4g}", floor_text, verdict)):
                 self.table.setItem(r, c, QtWidgets.QTableWidgetItem(text))
         self.table.resizeColumnsToContents()

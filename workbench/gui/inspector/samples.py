@@ -16,6 +16,7 @@ from workbench.core.reference import data_units_marginal
 from workbench.core.sde import LinearSDE, build_sde
 from workbench.errors import WorkbenchError
 from workbench.gui.inspector.common import HIST_BINS, _View
+from workbench.gui.plots.base import set_title
 from workbench.io.trajectories import TrajectoryFile
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ class SamplesView(_View):
         layout = QtWidgets.QVBoxLayout(self)
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("inspectorSamplesPlot")
-        self.graphics.setBackground("w")
         layout.addWidget(self.graphics)
         self.scatter_plot = self.graphics.addPlot(title="samples")
         self.hist_plot = self.graphics.addPlot(title="marginal histogram")
@@ -105,8 +105,11 @@ class SamplesView(_View):
         self.row_shown = k
         t = float(tf.times[k])
         units = "data units"
-        self.scatter_plot.setTitle(f"samples at t = {t:.4g} (row {k}, {units})")
-        self.hist_plot.setTitle(f"marginal histogram at t = {t:.4g} ({len(x):,} samples)")
+        set_title(self.scatter_plot, f"samples at t = {t:.4g} (row {k}, {units})")
+        set_title(self.hist_plot, f"histogram at t = {t:.4g} ({len(x):,} samples)")
+        # 2-D: one data unit as long across as up (a round cloud looks round); 1-D: x by density
+        for plot in (self.scatter_plot, self.hist_plot):
+            plot.setAspectLocked(tf.dim >= 2, 1)
         stride = max(1, len(x) // SCATTER_POINTS)
         sub = x[::stride]
         if tf.dim == 1:
@@ -171,6 +174,6 @@ class SamplesView(_View):
         for item, level in zip(self.contours, self.density_levels, strict=False):
             item.setData(*contour_segments(grid, gx, gy, level))
         n = 0 if self.hist is None else int(self.hist.sum())
-        self.hist_plot.setTitle(
-            f"histogram at t = {t:.4g} ({n:,}); lines: exact p_t, 50% / 90% of mass"
+        set_title(
+            self.hist_plot, f"histogram at t = {t:.4g} ({n:,}); lines: exact p_t, 50 % / 90 %"
         )

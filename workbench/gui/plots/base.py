@@ -3,6 +3,8 @@ views), and plot export shared by all of them."""
 
 from __future__ import annotations
 
+import html
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,97 @@ from workbench.errors import WorkbenchError
 if TYPE_CHECKING:
     from workbench.gui.state import ExperimentState
 
-__all__ = ["LazyRedraw", "PlotTab", "ReferencePlotTab", "export_plot_item"]
+__all__ = [
+    "LazyRedraw",
+    "PlotTab",
+    "ReferencePlotTab",
+    "export_plot_item",
+    "apply_palette",
+    "follow_palette",
+    "plot_colours",
+    "locked_view_boxes",
+    "set_title",
+]
+
+TITLE_CHARS = 34  # a narrow panel's width in characters (three panels side by side)
+
+_PALETTE_EVENTS = (QtCore.QEvent.PaletteChange, QtCore.QEvent.ApplicationPaletteChange)
+
+
+def plot_colours(palette: QtGui.QPalette | None = None) -> tuple[QtGui.QColor, QtGui.QColor]:
+    """(background, foreground) of a plot: the palette's Base and Text, the colours of a
+    content area (a list, a text field), so a plot looks like the rest of the application's
+    content in a light or a dark theme."""
+    pal = palette if palette is not None else QtWidgets.QApplication.palette()
+    return pal.color(QtGui.QPalette.Base), pal.color(QtGui.QPalette.Text)
+
+
+def apply_palette(root: QtWidgets.QWidget) -> None:
+    """Colour every pyqtgraph view in ``root`` (itself included) from the application palette.
+
+    Items made later (a tab rebuilding its panels) take pyqtgraph's configured foreground and
+    background, which are set here too; existing ones are restyled: the views' backgrounds,
+    axes (lines, ticks, labels), titles and legends.
+    """
+    bg, fg = plot_colours()
+    pg.setConfigOptions(background=bg, foreground=fg)
+    views = root.findChildren(pg.GraphicsView)
+    if isinstance(root, pg.GraphicsView):
+        views.append(root)
+    legend_bg = QtGui.QColor(bg)
+    legend_bg.setAlpha(200)
+    for view in views:
+        view.setBackground(bg)
+        for item in view.scene().items():
+            if isinstance(item, pg.AxisItem):
+                item.setPen(fg)
+                item.setTextPen(fg)
+            elif isinstance(item, pg.LabelItem):
+                item.setAttr("color", fg.name())
+                item.setText(item.text)
+            elif isinstance(item, pg.LegendItem):
+                item.setBrush(legend_bg)
+                item.setLabelTextColor(fg)
+
+
+def follow_palette(root: QtWidgets.QWidget) -> None:
+    """:func:`apply_palette` now and whenever the palette changes (a dark theme switched on)."""
+    apply_palette(root)
+    if root.property("followsPalette"):
+        return
+    root.setProperty("followsPalette", True)
+    root.installEventFilter(_PaletteFollower(root))
+
+
+class _PaletteFollower(QtCore.QObject):
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if event.type() in _PALETTE_EVENTS and isinstance(watched, QtWidgets.QWidget):
+            apply_palette(watched)
+        return False
+
+
+def set_title(plot: pg.PlotItem, text: str, width: int = TITLE_CHARS) -> None:
+    """A plot's title on at most two lines of about ``width`` characters (the rest elided with
+    an ellipsis), with the title row as tall as the text: a long title over a narrow panel is
+    wrapped, never cut off at the panel's edges (pyqtgraph gives a title one fixed 30 px row)."""
+    lines = textwrap.wrap(text, width) or [""]
+    if len(lines) > 2:
+        lines = [lines[0], textwrap.shorten(" ".join(lines[1:]), width, placeholder=" …")]
+    plot.setTitle("<br>".join(html.escape(line) for line in lines))
+    label = plot.titleLabel
+    height = max(30.0, label.item.boundingRect().height() + 4)
+    label.setMaximumHeight(height)
+    plot.layout.setRowFixedHeight(0, height)
+    label.setToolTip(text)
+
+
+def locked_view_boxes(view: pg.GraphicsView) -> list[pg.ViewBox]:
+    """The view boxes in ``view``'s scene whose aspect is locked (the 2-D panels)."""
+    return [
+        item
+        for item in view.scene().items()
+        if isinstance(item, pg.ViewBox) and item.state.get("aspectLocked")
+    ]
 
 
 class LazyRedraw(QtWidgets.QWidget):
@@ -41,6 +133,7 @@ class LazyRedraw(QtWidgets.QWidget):
         super().__init__(parent)
         self._redraw_owed = False
         self._redraw_timer: QtCore.QTimer | None = None
+        self._palette_followed = False
 
     def _redraw(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -82,7 +175,14 @@ class LazyRedraw(QtWidgets.QWidget):
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
+        if not self._palette_followed:
+            # every plot widget (tabs, inspector views) wears the application's palette
+            self._palette_followed = True
+            follow_palette(self)
         self.flush_redraw()
+
+
+_UNBOUNDED = 16777215  # QWIDGETSIZE_MAX
 
 
 class PlotTab(LazyRedraw):
@@ -90,6 +190,8 @@ class PlotTab(LazyRedraw):
     lazily implements ``_redraw()`` and calls ``schedule_redraw()`` (:class:`LazyRedraw`)."""
 
     title = ""
+    # the canvas's height is cut to what its 1:1 panels use (:meth:`fit_square_panels`)
+    square_panels = False
 
     def set_experiment(self, state: ExperimentState) -> None:
         """A new valid experiment."""
@@ -121,7 +223,7 @@ class PlotTab(LazyRedraw):
         ``layout_widget``, ``message``, ``stack`` and ``readout`` (object names from prefix)."""
         self.layout_widget = pg.GraphicsLayoutWidget()
         self.layout_widget.setObjectName(f"{prefix}Layout")
-        self.layout_widget.setBackground("w")
+        self.layout_widget.installEventFilter(self)
         self.message = QtWidgets.QLabel()
         self.message.setObjectName(f"{prefix}Message")
         self.message.setAlignment(QtCore.Qt.AlignCenter)
@@ -134,11 +236,54 @@ class PlotTab(LazyRedraw):
         self.readout.setObjectName(f"{prefix}Readout")
         self.readout.setWordWrap(True)
         self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        # the readout stays under the plots when square panels leave height to spare
+        self.readout.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignTop)
+        follow_palette(self.layout_widget)
 
     def _show_message(self, text: str) -> None:
         self.message.setText(text)
         self.readout.setText(" ")
         self.stack.setCurrentWidget(self.message)
+        self.stack.setMaximumHeight(_UNBOUNDED)
+
+    def redraw(self) -> None:
+        super().redraw()
+        if getattr(self, "layout_widget", None) is not None:
+            QtCore.QTimer.singleShot(0, self.fit_square_panels)
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if watched is getattr(self, "layout_widget", None) and event.type() in (
+            QtCore.QEvent.Resize,
+            QtCore.QEvent.LayoutRequest,
+        ):
+            QtCore.QTimer.singleShot(0, self.fit_square_panels)
+        return super().eventFilter(watched, event)
+
+    def fit_square_panels(self) -> None:
+        """Give the plots the height that makes their 1:1 panels square, no more.
+
+        A panel of locked aspect that is taller than wide shows its square window with empty
+        axis above and below; the height it cannot use goes below the readout instead. The
+        panels' widths fix their side, so one correction settles it (titles and axes keep their
+        sizes); a wider window raises the cap again.
+        """
+        stack = getattr(self, "stack", None)
+        if (
+            not self.square_panels
+            or stack is None
+            or stack.currentWidget() is not self.layout_widget
+        ):
+            return
+        boxes = locked_view_boxes(self.layout_widget)
+        if not boxes:
+            stack.setMaximumHeight(_UNBOUNDED)
+            return
+        excess = min(box.height() - box.width() for box in boxes)
+        if abs(excess) <= 2:
+            return
+        if excess < 0 and stack.maximumHeight() >= _UNBOUNDED:
+            return  # too short for square panels: the window decides
+        stack.setMaximumHeight(max(160, int(stack.height() - excess)))
 
 
 class ReferencePlotTab(PlotTab):

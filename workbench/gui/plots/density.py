@@ -46,7 +46,7 @@ from workbench.core.grids import coarsen, grid_centres, histogram, l1_distance
 from workbench.core.reference import reference_grid
 from workbench.core.sde import LinearSDE
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.gui.plots.base import ReferencePlotTab
+from workbench.gui.plots.base import ReferencePlotTab, set_title
 
 if TYPE_CHECKING:
     from workbench.gui.state import ExperimentState
@@ -228,8 +228,9 @@ class _Planar(_View):
             "exact": self.truth.label if self.truth is not None else "",
         }
         for col, name in enumerate(names):
-            plot = layout.addPlot(row=0, col=col, title=titles[name])
-            plot.setAspectLocked(True)
+            plot = layout.addPlot(row=0, col=col)
+            set_title(plot, titles[name])  # wrapped: a long reference label must not clip
+            plot.setAspectLocked(True, 1)
             plot.setLabel("bottom", "x₁ (model units)")
             plot.setLabel("left", "x₂ (model units)")
             plot.setMenuEnabled(False)
@@ -373,7 +374,8 @@ class _Line(_View):
         self.markers: list[pg.InfiniteLine] = []
         cmap = pg.colormap.get("viridis")
         for col, name in enumerate(names):
-            plot = layout.addPlot(row=0, col=col, title=titles[name])
+            plot = layout.addPlot(row=0, col=col)
+            set_title(plot, titles[name])
             plot.setLabel("bottom", "t")
             linear = isinstance(state.sde, LinearSDE)
             plot.setLabel("left", "x / √(m² + s²)" if linear else "x (model units)")
@@ -620,6 +622,7 @@ class DensityTab(ReferencePlotTab):
     """Marginal densities p_t: forward particles, the sampler's trajectory, the exact p_t."""
 
     title = "Densities"
+    square_panels = True  # the 2-D panels: one model unit as long across as up
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)

@@ -1,5 +1,10 @@
 """The Loss tab: the live loss curve, smoothed, on a log scale, against step or wall time.
 
+Sliced and exact score matching estimate the Fisher divergence up to a constant, so their
+losses are often negative: a log axis cannot show them, and the tab then draws a linear axis
+and says why (a note above the plot) rather than a blank plot. Axis values are shown as they
+are (no pyqtgraph SI prefix: "loss (x0.001)" over ticks -150 ... -650 reads as a wrong sign).
+
 Points arrive in batches from the training worker and are kept in full (nothing is dropped);
 the curve is redrawn at most ~30 times a second, downsampled by pyqtgraph for drawing only.
 Smoothing is TensorBoard's: an exponential moving average with bias correction,
@@ -8,15 +13,25 @@ s_k = a s_{k-1} + (1 - a) y_k, shown as s_k / (1 - a^k), so the start is not pul
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from workbench.gui.plots.base import PlotTab
+from workbench.errors import WorkbenchError
+from workbench.gui.plots.base import PlotTab, follow_palette
 
 __all__ = ["LossTab", "LossRun", "smooth"]
+
+NO_RUN = "no run yet: Train to see the loss"
+LINEAR_NOTE = (
+    "linear y axis: the loss takes values ≤ 0 (sliced and exact score matching can go "
+    "negative), which a log axis cannot show"
+)
+CSV_HEADER = ("run", "step", "wall_time_s", "loss", "loss_ema")
 
 _COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
 
@@ -86,9 +101,11 @@ class LossTab(PlotTab):
         self._curves: list[tuple[pg.PlotDataItem, pg.PlotDataItem]] = []
         self._smoothed: list[np.ndarray] = []
 
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget()
         self.plot.setObjectName("lossPlotWidget")
         self.item = self.plot.getPlotItem()
+        for side in ("left", "bottom"):
+            self.item.getAxis(side).enableAutoSIPrefix(False)
         self.item.showGrid(x=True, y=True, alpha=0.25)
         self.item.setLabel("left", "loss")
         self.item.setLabel("bottom", "step")
@@ -97,6 +114,15 @@ class LossTab(PlotTab):
         self.legend = self.item.addLegend(offset=(-10, 10))
         self.readout = QtWidgets.QLabel(" ")
         self.readout.setObjectName("lossReadout")
+        self.axis_note = QtWidgets.QLabel(LINEAR_NOTE)
+        self.axis_note.setObjectName("lossAxisNote")
+        self.axis_note.setWordWrap(True)
+        self.axis_note.hide()
+        self._log_shown = False  # the log axis actually drawn (the box asks; values decide)
+        # a centred note in the empty plot, in the view box's pixels; gone with the first point
+        self.empty_note: pg.TextItem | None = pg.TextItem(NO_RUN, anchor=(0.5, 0.5))
+        self.empty_note.setParentItem(self.item.vb)
+        self.item.vb.sigResized.connect(self._centre_empty_note)
 
         self.smoothing = QtWidgets.QSlider(QtCore.Qt.Horizontal)
         self.smoothing.setObjectName("smoothingSlider")
@@ -124,6 +150,7 @@ class LossTab(PlotTab):
         bar.addWidget(clear)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(bar)
+        layout.addWidget(self.axis_note)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.readout)
 
@@ -132,6 +159,19 @@ class LossTab(PlotTab):
         self.x_axis.currentIndexChanged.connect(self._apply_axes)
         self.plot.scene().sigMouseMoved.connect(self._hover)
         self._apply_axes()
+        follow_palette(self.plot)
+
+    def _centre_empty_note(self) -> None:
+        if self.empty_note is not None:
+            rect = self.item.vb.boundingRect()
+            self.empty_note.setPos(rect.center())
+
+    def _drop_empty_note(self) -> None:
+        if self.empty_note is not None:
+            self.empty_note.setParentItem(None)
+            if self.empty_note.scene() is not None:
+                self.empty_note.scene().removeItem(self.empty_note)
+            self.empty_note = None
 
     # -- data ---------------------------------------------------------------------------------
     def start_run(self, name: str) -> int:
@@ -149,6 +189,8 @@ class LossTab(PlotTab):
         if not self.runs:
             self.start_run("run")
         self.runs[-1].extend(list(steps), list(walls), list(losses))
+        if self.runs[-1].n:
+            self._drop_empty_note()
         self.schedule_redraw()
 
     def add_run(
@@ -173,15 +215,27 @@ class LossTab(PlotTab):
         # every logged point within a tick whichever tab is in front.
         return True
 
+    def log_axis(self) -> bool:
+        """Whether the y axis is drawn on a log scale: asked for, and every loss is > 0."""
+        return self._log_shown
+
     def _apply_axes(self) -> None:
-        self.item.setLogMode(x=False, y=self.log_y.isChecked())
+        self._log_shown = self.log_y.isChecked() and not self._has_non_positive()
+        self.item.setLogMode(x=False, y=self._log_shown)
+        self.axis_note.setVisible(self.log_y.isChecked() and not self._log_shown)
         self.item.setLabel("bottom", "step" if self.x_axis.currentIndex() == 0 else "wall time (s)")
         self.redraw()
+
+    def _has_non_positive(self) -> bool:
+        return any(run.n and bool(np.any(run.loss <= 0)) for run in self.runs)
 
     def _x(self, run: LossRun) -> np.ndarray:
         return run.steps if self.x_axis.currentIndex() == 0 else run.wall
 
     def _redraw(self) -> None:
+        if self._log_shown != (self.log_y.isChecked() and not self._has_non_positive()):
+            self._apply_axes()  # a loss <= 0 arrived (or the runs holding them were cleared)
+            return
         weight = self.smoothing.value() / 100.0
         self.smoothing_label.setText(f"{weight:.2f}")
         self._smoothed = []
@@ -190,8 +244,8 @@ class LossTab(PlotTab):
             y = run.loss
             smoothed = smooth(y, weight)
             self._smoothed.append(smoothed)
-            if self.log_y.isChecked():
-                ok = y > 0  # a log axis cannot show losses <= 0 (SSM/ESM can go negative)
+            if self._log_shown:
+                ok = y > 0  # NaN losses too: a log axis has no place for them
                 x, y, smoothed = x[ok], y[ok], smoothed[ok]
             raw.setData(x, y)
             sm.setData(x, smoothed)
@@ -210,6 +264,35 @@ class LossTab(PlotTab):
             f"{run.name}: step {int(run.steps[i])}   wall {run.wall[i]:.1f} s   "
             f"loss {run.loss[i]:.5g}   smoothed {sm:.5g}"
         )
+
+    def export(self, path: str | Path) -> Path:
+        """PNG or SVG of the plot; CSV: every run's points with named columns (run, step,
+        wall_time_s, loss, loss_ema), not pyqtgraph's x0000/y0000 curve dump."""
+        path = Path(path)
+        if path.suffix.lower() != ".csv":
+            return super().export(path)
+        if not any(run.n for run in self.runs):
+            raise WorkbenchError("the Loss tab has nothing to export: no run yet")
+        weight = self.smoothing.value() / 100.0
+        try:
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(CSV_HEADER)
+                for run in self.runs:
+                    ema = smooth(run.loss, weight)
+                    for i in range(run.n):
+                        writer.writerow(
+                            (
+                                run.name,
+                                int(run.steps[i]),
+                                repr(float(run.wall[i])),
+                                repr(float(run.loss[i])),
+                                repr(float(ema[i])),
+                            )
+                        )
+        except OSError as exc:
+            raise WorkbenchError(f"could not write {path}: {exc.strerror or exc}") from exc
+        return path
 
     def export_item(self) -> pg.PlotItem:
         self.flush_redraw()

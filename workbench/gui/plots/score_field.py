@@ -34,7 +34,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from workbench.core.clouds import ForwardCloud
 from workbench.core.score_field import FieldRequest, compute_field
 from workbench.core.sde import LinearSDE
-from workbench.gui.plots.base import ReferencePlotTab
+from workbench.gui.plots.base import TITLE_CHARS, ReferencePlotTab, set_title
 from workbench.gui.plots.density import equal_columns, message_item, same_process
 from workbench.gui.workers import Task
 
@@ -70,8 +70,9 @@ class _Field2D:
         self.truth = reference
         scaled = isinstance(state.sde, LinearSDE)
         self.error_label = "s(t)·|s_θ − ∇log p_t|" if scaled else "|s_θ − ∇log p_t|"
-        self.field = layout.addPlot(row=0, col=0, title="score at t")
-        self.field.setAspectLocked(True)
+        self.field = layout.addPlot(row=0, col=0)
+        set_title(self.field, "score at t")
+        self.field.setAspectLocked(True, 1)
         self.field.setLabel("bottom", "x₁ (model units)")
         self.field.setLabel("left", "x₂ (model units)")
         self.field.setMenuEnabled(False)
@@ -92,7 +93,7 @@ class _Field2D:
         self.error_plot = None
         if self.truth is not None:
             self.error_plot = layout.addPlot(row=0, col=1, title=f"error {self.error_label}")
-            self.error_plot.setAspectLocked(True)
+            self.error_plot.setAspectLocked(True, 1)
             self.error_plot.setLabel("bottom", "x₁ (model units)")
             self.error_plot.setLabel("left", "x₂ (model units)")
             self.error_plot.setMenuEnabled(False)
@@ -139,7 +140,11 @@ class _Field2D:
         self.hint.setVisible(not r["has_model"] and self.error_plot is None)
         self.hint.setPos(0, 0)
         self.field.setRange(xRange=(-h, h), yRange=(-h, h), padding=0)
-        self.field.setTitle(f"score at t = {t:.3f} over the {r.get('background_kind', 'plane')}")
+        set_title(
+            self.field,
+            f"score at t = {t:.3f} over the {r.get('background_kind', 'plane')}",
+            width=2 * TITLE_CHARS,
+        )
         parts = [f"t = {t:.3f}" + ("" if t == r["t_requested"] else " (t ≥ 0.001 T is shown)")]
         if r["learned"] is not None or r["true"] is not None:
             parts.append(
@@ -168,7 +173,7 @@ class _Field2D:
                     parts.append(f"mean error over p_t: |Δ| = {r['mean_raw_error']:.3g}")
                 if r.get("masked", 0.0) > 0:
                     parts.append(f"masked (p_t below the floor): {100 * r['masked']:.2g} % of p_t")
-                parts.append(f"contours: 50 % / 90 % of p_t   truth: {self.truth.note}")
+                parts.append(f"contours: 50 % / 90 % of p_t   reference: {self.truth.note}")
             else:
                 self.error_image.clear()
                 self.error_hint.setVisible(True)
@@ -178,7 +183,7 @@ class _Field2D:
         if not r["has_model"]:
             parts.append(_hint(self.truth))
         if self.truth is not None and "error" not in r:
-            parts.append(f"truth: {self.truth.note}")
+            parts.append(f"reference: {self.truth.note}")
         return "   ".join(parts)
 
 
@@ -249,7 +254,7 @@ class _Field1D:
         if self.truth is None:
             parts.append(NO_TRUTH)
         else:
-            parts.append(f"truth: {self.truth.note}")
+            parts.append(f"reference: {self.truth.note}")
         if not r["has_model"]:
             parts.append(_hint(self.truth))
         return "   ".join(parts)
@@ -260,6 +265,7 @@ class ScoreFieldTab(ReferencePlotTab):
     """The learned score field beside the true one, computed in a worker thread."""
 
     title = "Score field"
+    square_panels = True  # the 2-D panels: one model unit as long across as up
     fieldUpdated = QtCore.Signal()  # a computed field has been drawn
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
