@@ -488,9 +488,18 @@ class EventLoopProbe:
 
         while not self._stop.wait(0.005):
             if self._gap_stack is None and time.perf_counter() - self._last > self.blame_after:
-                frame = sys._current_frames().get(self._main)
+                frames = sys._current_frames()
+                frame = frames.get(self._main)
                 if frame is not None:
-                    self._gap_stack = _where(frame)
+                    where = _where(frame)
+                    if frame.f_code.co_name == "_wait":
+                        # the GUI thread sat in its event loop: the timer's slot waited for
+                        # the GIL (or a CPU); name what the other threads were running
+                        others = [_where(f, 1) for i, f in frames.items() if i != self._main]
+                        where = "GUI idle, waiting for the GIL or a CPU; others: " + "; ".join(
+                            o for o in others if "threading.py" not in o
+                        )
+                    self._gap_stack = where
 
     def phase(self, name: str) -> Any:
         """``with probe.phase("train start"): ...``: gaps while the block (and its event
@@ -515,13 +524,13 @@ class EventLoopProbe:
         return block()
 
 
-def _where(frame: Any) -> str:
+def _where(frame: Any, depth: int = 3) -> str:
     """The innermost workbench frames of a stack (else the innermost frames), as one line."""
     import traceback
 
     frames = traceback.extract_stack(frame)
     ours = [f for f in frames if f"{os.sep}workbench{os.sep}" in f.filename]
-    chosen = (ours or frames)[-3:]
+    chosen = (ours or frames)[-depth:]
     return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(chosen))
 
 
