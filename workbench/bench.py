@@ -492,7 +492,7 @@ class EventLoopProbe:
                 frame = frames.get(self._main)
                 if frame is not None:
                     where = _where(frame)
-                    if frame.f_code.co_name == "_wait":
+                    if where.split(" < ")[0].endswith(" _wait"):
                         # the GUI thread sat in its event loop: the timer's slot waited for
                         # the GIL (or a CPU); name what the other threads were running
                         others = [_where(f, 1) for i, f in frames.items() if i != self._main]
