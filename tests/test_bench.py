@@ -50,3 +50,43 @@ def test_the_compile_column_on_the_cpu() -> None:
     sampling = report["rows"][0]
     assert report["fast_path"] == "compile" and sampling["fast_path"] == "compile"
     assert sampling["fast_ms"] > 0
+
+
+def test_the_gui_bench_reports_every_phase(tmp_path, monkeypatch) -> None:
+    """``bench --gui`` on a 2 MB file, through the real command: each phase has a worst gap
+    (not judged: the machine may be loaded) and the table names the target."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench", "bench", "--gui", "--gui-file-mb", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    phases = [p["phase"] for p in report["phases"]]
+    assert phases[:3] == ["train start", "steady training", "sampling"]
+    assert phases[3].startswith("open a 2 MB trajectory file")
+    assert phases[4] == "its Statistics tab"
+    for p in report["phases"]:
+        assert p["ticks"] > 0 and p["worst_gap_ms"] > 0 and p["seconds"] > 0
+    assert report["target_ms"] == 50.0 and report["probe_ms"] == 20
+
+
+def test_the_gui_bench_refuses_a_bad_size() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench", "bench", "--gui-file-mb", "-3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "--gui-file-mb: must be between 0 and 100000 (MB), got -3" in done.stderr
+    assert "Traceback" not in done.stderr

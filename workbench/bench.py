@@ -27,10 +27,13 @@ from workbench.core.train import Trainer, device_description, resolve_device
 __all__ = [
     "BenchRow",
     "BenchSizes",
+    "EventLoopProbe",
+    "bench_gui",
     "bench_recording",
     "bench_sampling",
     "bench_training",
     "benchmark_open_and_slider",
+    "format_gui_table",
     "format_table",
     "run_bench",
 ]
@@ -421,3 +424,241 @@ def benchmark_open_and_slider(path: str | os.PathLike[str], moves: int = 20) -> 
     finally:
         window.close()
         window.deleteLater()
+
+
+# ------------------------------------------------------------------------ the event loop
+GUI_PROBE_MS = 20  # the probe timer's interval
+GUI_TARGET_MS = 50.0  # what "never stalls" means: no gap between ticks over this
+GUI_FILE_MB = 400.0  # the trajectory file the GUI bench writes, opens and inspects
+
+
+class EventLoopProbe:
+    """A timer on the GUI thread ticking every ``interval_ms``; the worst gap between ticks per
+    phase, and where the GUI thread was while the worst gap lasted.
+
+    The gap is what a user feels: a click, a repaint or a key waits at most that long. The
+    "where" comes from a watchdog thread that, once a gap passes ``blame_after_ms``, takes the
+    GUI thread's Python stack (``sys._current_frames``); the innermost frames of the workbench
+    (else of anything) name the culprit. A gap spent in C code that holds the GIL is sampled
+    when the GIL comes back, so its stack is the one right after.
+    """
+
+    def __init__(self, interval_ms: int = GUI_PROBE_MS, blame_after_ms: float = 40.0) -> None:
+        import threading
+
+        from PySide6 import QtCore
+
+        self.interval_ms = interval_ms
+        self.blame_after = blame_after_ms / 1e3
+        self.phases: list[dict[str, Any]] = []
+        self._phase: dict[str, Any] | None = None
+        self._last = time.perf_counter()
+        self._gap_stack: str | None = None  # the stack sampled during the current gap
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._timer = QtCore.QTimer()
+        self._timer.setTimerType(QtCore.Qt.PreciseTimer)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self._watchdog = threading.Thread(target=self._watch, name="gap watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self._timer.start()
+        self._watchdog.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._stop.set()
+        self._watchdog.join()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        gap, self._last = now - self._last, now
+        stack, self._gap_stack = self._gap_stack, None
+        phase = self._phase
+        if phase is not None:
+            phase["ticks"] += 1
+            if gap * 1e3 > phase["worst_gap_ms"]:
+                phase["worst_gap_ms"] = gap * 1e3
+                phase["blocked_in"] = stack
+
+    def _watch(self) -> None:
+        import sys
+
+        while not self._stop.wait(0.005):
+            if self._gap_stack is None and time.perf_counter() - self._last > self.blame_after:
+                frames = sys._current_frames()
+                frame = frames.get(self._main)
+                if frame is not None:
+                    where = _where(frame)
+                    if where.split(" < ")[0].endswith(" _wait"):
+                        # the GUI thread sat in its event loop: the timer's slot waited for
+                        # the GIL (or a CPU); name what the other threads were running
+                        others = [_where(f, 1) for i, f in frames.items() if i != self._main]
+                        where = "GUI idle, waiting for the GIL or a CPU; others: " + "; ".join(
+                            o for o in others if "threading.py" not in o
+                        )
+                    self._gap_stack = where
+
+    def phase(self, name: str) -> Any:
+        """``with probe.phase("train start"): ...``: gaps while the block (and its event
+        processing) runs count for ``name``."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def block() -> Any:
+            entry = {"phase": name, "worst_gap_ms": 0.0, "ticks": 0, "blocked_in": None}
+            self._last = time.perf_counter()
+            self._gap_stack = None
+            self._phase = entry
+            start = time.perf_counter()
+            try:
+                yield entry
+            finally:
+                self._tick()  # a gap still open at the end counts too
+                entry["seconds"] = time.perf_counter() - start
+                self._phase = None
+                self.phases.append(entry)
+
+        return block()
+
+
+def _where(frame: Any, depth: int = 3) -> str:
+    """The innermost workbench frames of a stack (else the innermost frames), as one line."""
+    import traceback
+
+    frames = traceback.extract_stack(frame)
+    ours = [f for f in frames if f"{os.sep}workbench{os.sep}" in f.filename]
+    chosen = (ours or frames)[-depth:]
+    return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(chosen))
+
+
+def _wait(app: Any, until: Callable[[], bool], timeout_s: float) -> bool:
+    """Run a real event loop until ``until()`` holds or ``timeout_s`` passes (the probe ticks
+    meanwhile, as in the app's own loop)."""
+    from PySide6 import QtCore
+
+    if until():
+        return True
+    loop = QtCore.QEventLoop()
+    poll = QtCore.QTimer()
+    poll.setInterval(10)
+    poll.timeout.connect(lambda: until() and loop.quit())
+    QtCore.QTimer.singleShot(round(timeout_s * 1e3), loop.quit)
+    poll.start()
+    loop.exec()
+    poll.stop()
+    return until()
+
+
+def write_bench_trajectory(path: str | os.PathLike[str], megabytes: float) -> Path:
+    """A trajectory file of about ``megabytes`` on disk: 100 000 two-dimensional particles on
+    a random walk (lzf-compressed; random floats barely compress, so the size is the data's)."""
+    import numpy as np
+
+    from workbench.config import to_toml
+    from workbench.io.trajectories import TrajectoryWriter
+
+    n, dim = 100_000, 2
+    rows = max(2, round(megabytes * 1e6 / (n * dim * 4)))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    cfg = default_config()
+    with TrajectoryWriter(
+        path,
+        n_samples=n,
+        sample_shape=(dim,),
+        config_toml=to_toml(cfg),
+        sampler="em",
+        compression="lzf",
+        overwrite=True,
+    ) as writer:
+        for k in range(rows):
+            writer.append(k, 1.0 - k / (rows - 1), x)
+            x = (0.98 * x + 0.05 * rng.standard_normal((n, dim))).astype(np.float32)
+        writer.close(x, nfe=rows)
+    return Path(path)
+
+
+def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
+    """The GUI's event loop under the heavy work a user starts: the worst gap between ticks of
+    a 20 ms timer during training's start, steady training, sampling, opening a ~``file_mb``
+    trajectory file in the inspector and its Statistics tab. Target: no gap over 50 ms on an
+    idle machine (reported, not asserted: a loaded machine makes gaps of its own).
+
+    Runs on the offscreen platform where there is no display. Qt is imported here."""
+    import tempfile
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtCore, QtWidgets
+
+    from workbench.gui.main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    probe = EventLoopProbe()
+    with tempfile.TemporaryDirectory(prefix="sde-workbench-gui-bench-") as tmp:
+        big = write_bench_trajectory(Path(tmp) / "big.h5", file_mb)
+        settings = QtCore.QSettings(str(Path(tmp) / "settings.ini"), QtCore.QSettings.IniFormat)
+        window = MainWindow(settings=settings, runs_dir=Path(tmp) / "runs")
+        window.confirm = lambda _question: True
+        window.set_config(
+            window.config.with_overrides(
+                {"train.device": "cpu", "train.steps": 10**6, "sample.n": 2000}
+            )
+        )
+        window.show()
+        _wait(app, lambda: False, 0.5)  # settle: first paints, the reference
+        probe.start()
+        try:
+            with probe.phase("train start"):
+                window.start_training()
+                _wait(app, lambda: bool(window.loss_tab.runs[-1].n >= 2), 60)
+            with probe.phase("steady training"):
+                _wait(app, lambda: False, train_s)
+            window.stop_work()
+            _wait(app, lambda: window.task is None, 60)
+            with probe.phase("sampling"):
+                window.start_sampling()
+                _wait(app, lambda: window.task is None, 120)
+            with probe.phase(f"open a {big.stat().st_size / 1e6:.0f} MB trajectory file"):
+                window.open_in_inspector(big)
+                _wait(app, lambda: False, 0.2)
+            view = window.inspector.current()
+            with probe.phase("its Statistics tab"):
+                stats = view.show_view("Statistics")
+                _wait(app, lambda: stats.stats_ready(), 300)
+        finally:
+            probe.stop()
+            if window.task is not None:
+                window.task.cancel()
+                window.task.wait()
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+    return {
+        "probe_ms": probe.interval_ms,
+        "target_ms": GUI_TARGET_MS,
+        "cpus": os.cpu_count(),
+        "phases": [
+            {k: (round(v, 1) if isinstance(v, float) else v) for k, v in p.items()}
+            for p in probe.phases
+        ],
+    }
+
+
+def format_gui_table(report: dict) -> str:
+    lines = [
+        f"event loop probe: a {report['probe_ms']} ms timer on the GUI thread; worst gap between "
+        f"ticks per phase (target: under {report['target_ms']:g} ms on an idle machine; "
+        f"{report['cpus']} CPUs)",
+        f"{'phase':<40} {'worst gap':>10} {'seconds':>8}  verdict  blocked in",
+    ]
+    for p in report["phases"]:
+        verdict = "ok" if p["worst_gap_ms"] <= report["target_ms"] else "SLOW"
+        lines.append(
+            f"{p['phase']:<40} {p['worst_gap_ms']:>7.0f} ms {p['seconds']:>8.1f}  {verdict:<7}  "
+            f"{p['blocked_in'] or '-'}"
+        )
+    return "\n".join(lines)

@@ -702,6 +702,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _megabytes(text: str) -> float:
+    value = _float(text)
+    if not 0 < value <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100000 (MB), got {text}")
+    return value
+
+
 def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
@@ -716,6 +723,19 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="on the CPU, also time the torch.compile path (compiling takes a minute first)",
     )
+    p.add_argument(
+        "--gui",
+        action="store_true",
+        help="instead: the GUI's event loop (worst gap of a 20 ms timer) during training, "
+        "sampling, opening a big trajectory file and its statistics",
+    )
+    p.add_argument(
+        "--gui-file-mb",
+        type=_megabytes,
+        default=None,
+        metavar="MB",
+        help="size of the trajectory file --gui writes and opens (default 400)",
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -723,8 +743,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from workbench.bench import format_table, run_bench
 
+    if args.gui or args.gui_file_mb is not None:
+        return _bench_gui(args)
     report = run_bench(args.device or "auto", quick=args.quick, compile=args.compile)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
+def _bench_gui(args: argparse.Namespace) -> int:
+    import json
+
+    from workbench.bench import GUI_FILE_MB, bench_gui, format_gui_table
+
+    size = GUI_FILE_MB if args.gui_file_mb is None else args.gui_file_mb
+    try:
+        import PySide6  # noqa: F401
+    except ImportError:
+        raise WorkbenchError("bench --gui needs the GUI (pip install sde-workbench[gui])") from None
+    report = bench_gui(file_mb=size)
+    print(json.dumps(report, indent=2) if args.json else format_gui_table(report))
     return 0
 
 

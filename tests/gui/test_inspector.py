@@ -53,7 +53,7 @@ def writer(path: Path, n: int = 50, shape: tuple[int, ...] = (2,)) -> Trajectory
     )
 
 
-def test_open_real_file_tree_summary_config(inspector: InspectorWindow, traj: Path) -> None:
+def test_open_real_file_tree_summary_config(qtbot, inspector: InspectorWindow, traj: Path) -> None:
     before = traj.read_bytes()
     with QtCore.QSignalBlocker(inspector):
         assert inspector.open(traj)
@@ -83,6 +83,7 @@ def test_open_real_file_tree_summary_config(inspector: InspectorWindow, traj: Pa
     for title in ("Paths", "Statistics"):
         view.show_view(title)
     assert view.paths_view.n_paths == 200
+    qtbot.waitUntil(view.stats_view.stats_ready)  # computed in a worker
     assert len(view.stats_view.stats["t"]) == view.tf.n_saved
     inspector.close()
     assert traj.read_bytes() == before  # opening never modifies the file
@@ -244,7 +245,7 @@ def test_export_through_the_dialog(inspector: InspectorWindow, traj: Path, tmp_p
     assert np.load(npy).shape == (10, 2)
 
 
-def test_image_file_and_logp(inspector: InspectorWindow, tmp_path: Path) -> None:
+def test_image_file_and_logp(qtbot, inspector: InspectorWindow, tmp_path: Path) -> None:
     path = tmp_path / "images.h5"
     w = writer(path, n=20, shape=(1, 4, 4))
     rng = np.random.default_rng(2)
@@ -258,6 +259,7 @@ def test_image_file_and_logp(inspector: InspectorWindow, tmp_path: Path) -> None
     assert view.images_view.image.image is not None
     view.show_view("Log-likelihood")
     view.show_view("Statistics")
+    qtbot.waitUntil(view.stats_view.stats_ready)  # computed in a worker
     assert view.stats_view.stats["mean"].shape == (3, 1)  # aggregated over 16 dimensions
     assert not view.error_banner.isVisible()
 

@@ -579,7 +579,6 @@ class MainWindow(DocumentWindow):
             return
         # our own run takes over the loss view and the model; a followed run stops updating them
         self.stop_following()
-        from workbench.io.runs import train_in_folder
 
         config = self.config
         self._training_config = config
@@ -590,6 +589,9 @@ class MainWindow(DocumentWindow):
         self._rate = (0, 0.0)
 
         def work(ctx: TaskContext) -> Any:
+            # imported here, in the worker: a first import is long and holds the GIL
+            from workbench.io.runs import train_in_folder
+
             last = {"time": 0.0}
 
             def on_eval(step: int, ema: torch.nn.Module) -> None:

@@ -11,7 +11,30 @@ from workbench.core.analytic import AnalyticMarginal
 from workbench.core.data import DataSet, Normalizer, build_dataset
 from workbench.core.sde import SDE, LinearSDE, build_sde
 
-__all__ = ["ExperimentState"]
+__all__ = ["ExperimentState", "preload_training"]
+
+_preloaded = False
+
+
+def preload_training() -> None:
+    """Import what the first training step imports, here, once, before the window shows.
+
+    torch imports ``torch._dynamo`` (some 800 modules: sympy, mpmath, ...) the first time an
+    optimizer steps. Done by the training worker, that import holds the GIL in long stretches
+    (unmarshalling, module bodies) and the GUI thread, which needs the GIL for every Python
+    slot, froze for 0.15-0.5 s at each first Train. A one-parameter Adam step pays it here.
+    """
+    global _preloaded
+    if _preloaded:
+        return
+    _preloaded = True
+    import torch
+
+    p = torch.zeros(1, requires_grad=True)
+    p.grad = torch.zeros(1)
+    optimizer = torch.optim.Adam([p], lr=1e-3)
+    optimizer.step()
+    optimizer.zero_grad()
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +48,7 @@ class ExperimentState:
     @classmethod
     def build(cls, config: ExperimentConfig) -> ExperimentState:
         """May raise WorkbenchError (a data file that does not load, for one)."""
+        preload_training()  # the window's first state: the app is starting, nothing to stall
         dataset = build_dataset(config.data.name, dict(config.data.params))
         normalizer = dataset.normalizer()
         sde = build_sde(config.sde.kind, dict(config.sde.params))

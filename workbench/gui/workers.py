@@ -14,11 +14,11 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["Task", "TaskContext"]
+__all__ = ["Task", "TaskContext", "TaskProgress"]
 
 
 class TaskContext:
@@ -66,3 +66,68 @@ class Task(QtCore.QThread):
             self.failed.emit(" ".join(self.error.split()), traceback.format_exc())
         else:
             self.done.emit(self.result)
+
+
+class TaskProgress(QtCore.QObject):
+    """A status bar's view of the running tasks: "<label>… done/total" with a bar and Cancel.
+
+    ``track(task, label)`` shows the task until its thread ends; a task reporting
+    ``(done, total)`` fills the bar, any other report leaves it busy (an indefinite bar). Of
+    several tracked tasks the latest still running is shown; Cancel cancels that one.
+    """
+
+    def __init__(self, bar: QtWidgets.QStatusBar, name: str) -> None:
+        super().__init__(bar)
+        self.label = QtWidgets.QLabel()
+        self.label.setObjectName(f"{name}Label")
+        self.bar = QtWidgets.QProgressBar()
+        self.bar.setObjectName(f"{name}Progress")
+        self.bar.setMaximumWidth(200)
+        self.cancel_button = QtWidgets.QToolButton()
+        self.cancel_button.setObjectName(f"{name}Cancel")
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        for widget in (self.label, self.bar, self.cancel_button):
+            bar.addPermanentWidget(widget)
+        self.tracked: list[tuple[Task, str]] = []
+        self._show()
+
+    def track(self, task: Task, label: str) -> None:
+        self.tracked.append((task, label))
+        task.progress.connect(lambda payload, t=task: self._progress(t, payload))
+        task.finished.connect(lambda t=task: self._forget(t))
+        self._show()
+
+    def current(self) -> Task | None:
+        return self.tracked[-1][0] if self.tracked else None
+
+    def cancel(self) -> None:
+        task = self.current()
+        if task is not None:
+            task.cancel()
+            self.label.setText(f"{self.tracked[-1][1]}: stopping…")
+
+    def _progress(self, task: Task, payload: Any) -> None:
+        if task is not self.current():
+            return
+        if (
+            isinstance(payload, tuple)
+            and len(payload) == 2
+            and all(isinstance(v, int) for v in payload)
+        ):
+            done, total = payload
+            self.bar.setRange(0, max(1, total))
+            self.bar.setValue(done)
+            self.label.setText(f"{self.tracked[-1][1]}… {done}/{total}")
+
+    def _forget(self, task: Task) -> None:
+        self.tracked = [(t, label) for t, label in self.tracked if t is not task]
+        self._show()
+
+    def _show(self) -> None:
+        busy = bool(self.tracked)
+        for widget in (self.label, self.bar, self.cancel_button):
+            widget.setVisible(busy)
+        if busy:
+            self.label.setText(f"{self.tracked[-1][1]}…")
+            self.bar.setRange(0, 0)  # busy until the task reports (done, total)

@@ -10,7 +10,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from workbench.core.compare import COMPARE_REPEATS, COMPARE_SEED, compare_samples, subsample
+from workbench.core.compare import (
+    COMPARE_METRICS,
+    COMPARE_REPEATS,
+    COMPARE_SEED,
+    compare_samples,
+    subsample,
+)
 from workbench.core.data import build_dataset
 from workbench.core.wording import floor_verdict
 from workbench.errors import WorkbenchError
@@ -179,6 +185,7 @@ class CompareView(_View):
         task.failed.connect(lambda msg, _details: self._failed(generation, msg))
         task.finished.connect(lambda: self._forget(task))
         self.tasks.append(task)
+        self.fv.track_task(task, "Compare")  # progress and Cancel in the status bar
         self._started = time.perf_counter()
         task.start()
 
@@ -238,6 +245,11 @@ class CompareView(_View):
             f"{result['n']:,} points per side; floors over {COMPARE_REPEATS} pairs of fresh "
             f"data-set draws of the same size; {seconds:.1f} s"
         )
+        if len(metrics) < len(COMPARE_METRICS):  # Cancel in the status bar
+            self.status.setText(
+                f"cancelled after {len(metrics)} of {len(COMPARE_METRICS)} metrics; "
+                "press Compare to start again"
+            )
 
     def _failed(self, generation: int, message: str) -> None:
         if generation != self._generation:

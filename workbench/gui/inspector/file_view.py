@@ -38,8 +38,26 @@ def _storage(tf: TrajectoryFile, node: dict[str, Any]) -> tuple[str, str]:
     return chunk_text, comp or "none"
 
 
+def open_file(path: Path, allow_external: bool) -> tuple[TrajectoryFile, list[dict[str, Any]]]:
+    """The file opened read-only and its tree walked: what a FileView shows first. Slow for
+    big or deep files, so the inspector runs it in a worker thread. Raises WorkbenchError."""
+    tf = TrajectoryFile(path, foreign_ok=True, allow_external=allow_external)
+    try:
+        return tf, tf.nodes()
+    except WorkbenchError:
+        tf.close()
+        raise
+
+
 class FileView(QtWidgets.QWidget):
-    """One open file: its tree and attributes, and for our format the summary and views."""
+    """One open file: its tree and attributes, and for our format the summary and views.
+
+    ``opened``: what :func:`open_file` returned (the inspector opens files in a worker); else
+    the file is opened here, on the calling thread.
+    """
+
+    # a Task the view started, and its label: the window shows its progress and Cancel
+    taskStarted = QtCore.Signal(object, str)
 
     def __init__(
         self,
@@ -47,12 +65,17 @@ class FileView(QtWidgets.QWidget):
         parent: QtWidgets.QWidget | None = None,
         *,
         allow_external: bool = False,
+        opened: tuple[TrajectoryFile, list[dict[str, Any]]] | None = None,
     ):
         super().__init__(parent)
         self.setObjectName("inspectorFileView")
         self.path = Path(path)
         # raises WorkbenchError; external references outside the folder only if allowed
-        self.tf = TrajectoryFile(self.path, foreign_ok=True, allow_external=allow_external)
+        self.tf, walked = opened or (
+            TrajectoryFile(self.path, foreign_ok=True, allow_external=allow_external),
+            None,
+        )
+        self._walked: list[dict[str, Any]] | None = walked
         self.is_trajectory = bool(self.tf.is_trajectory_file)
         self.nodes: list[dict[str, Any]] = []
         self.export_dialog: ExportDialog | None = None
@@ -187,7 +210,8 @@ class FileView(QtWidgets.QWidget):
     def _fill_tree(self) -> None:
         self.tree.clear()
         try:
-            self.nodes = self.tf.nodes()
+            walked, self._walked = self._walked, None
+            self.nodes = walked if walked is not None else self.tf.nodes()
         except WorkbenchError as exc:
             self.nodes = []
             self.show_read_error(str(exc))
@@ -296,6 +320,16 @@ class FileView(QtWidgets.QWidget):
         else:
             self.slider.setValue(self.slider.value() + 1)
 
+    def track_task(self, task: Any, label: str) -> None:
+        """A view's worker: announced so that the window shows its progress and Cancel."""
+        self.taskStarted.emit(task, label)
+
+    def _stop_workers(self) -> None:
+        """Cancel and join the views' worker threads (they read self.tf)."""
+        if self.is_trajectory:
+            self.compare_view.shutdown()
+            self.stats_view.shutdown()
+
     def show_read_error(self, message: str) -> None:
         self.error_banner.setText(_one_line(message))
         self.error_banner.show()
@@ -305,6 +339,7 @@ class FileView(QtWidgets.QWidget):
         """Re-open the file (F5): new rows of a file being written, its completion."""
         self.play_button.setChecked(False)
         at_end = self.slider.value() >= self.slider.maximum()
+        self._stop_workers()  # they read the handle that refresh() re-opens
         try:
             self.tf.refresh()
         except WorkbenchError as exc:
@@ -325,8 +360,7 @@ class FileView(QtWidgets.QWidget):
         return dlg
 
     def close_file(self) -> None:
-        """Stop playing, wait for the Compare worker thread, close the file."""
+        """Stop playing, wait for the views' worker threads, close the file."""
         self._timer.stop()
-        if self.is_trajectory:
-            self.compare_view.shutdown()
+        self._stop_workers()
         self.tf.close()

@@ -1,16 +1,59 @@
-"""The inspector window: one :class:`FileView` per open file, in closable tabs."""
+"""The inspector window: one :class:`FileView` per open file, in closable tabs.
+
+Opening a file walks it with HDF5 in a child process first, then opens it and walks its tree:
+half a second or more for a big file, so it runs in a :class:`~workbench.gui.workers.Task`
+while the window shows "opening…" and keeps painting; only the widgets are built on the GUI
+thread. The views' own long work (statistics, compare) shows its progress and Cancel in the
+status bar.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.errors import WorkbenchError
 from workbench.gui.inspector.common import _RED, _banner, _one_line
-from workbench.gui.inspector.file_view import FileView
+from workbench.gui.inspector.file_view import FileView, open_file
+from workbench.gui.workers import Task, TaskContext, TaskProgress
+
+
+def check_and_open(path: Path, validate: bool, allow: bool | None) -> tuple[str, Any]:
+    """The worker's part of opening ``path``: the child-process walk (if ``validate``), then
+    open and walk the tree. ``("ask", references)`` when the file refers outside its folder and
+    the user was not asked yet (``allow`` None); else ``("opened", open_file(...))``."""
+    if validate and allow is None:
+        from workbench.io.safety import outside_folder, validate_in_child
+
+        report = validate_in_child(path)
+        outside = outside_folder(report["external"], path)
+        if outside:
+            return "ask", [r.describe() for r in outside]
+    try:
+        return "opened", open_file(path, bool(allow))
+    except WorkbenchError:
+        raise
+    except Exception as exc:  # a bad file must never take the app down
+        raise WorkbenchError(f"{path}: cannot be shown ({type(exc).__name__}: {exc})") from None
+
+
+class _Opening:
+    """One file being opened: its task, and the answer once there is one."""
+
+    def __init__(self, path: Path, generation: int) -> None:
+        self.path = path
+        self.generation = generation  # the window's, when it began: a shutdown since drops it
+        self.result: bool | None = None
+        self.loop: QtCore.QEventLoop | None = None
+
+    def finish(self, ok: bool) -> None:
+        self.result = ok
+        if self.loop is not None:
+            self.loop.quit()
 
 
 class InspectorWindow(QtWidgets.QMainWindow):
@@ -25,6 +68,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("SDE Workbench — Inspector")
         self.confirm_overwrite: Callable[[Path], bool] | None = None
         self.last_error: str | None = None
+        self._generation = 0
         # Files are first walked by the HDF5 library in a child process (a crafted file that
         # crashes it costs a banner, not the app); references to files outside the file's
         # folder are followed only if this says yes (tests replace it).
@@ -59,6 +103,8 @@ class InspectorWindow(QtWidgets.QMainWindow):
         self.export_action = menu.addAction("&Export samples…", self._export)
         menu.addSeparator()
         menu.addAction("&Close file", lambda: self.close_tab(self.tabs.currentIndex()))
+        self.work = TaskProgress(self.statusBar(), "inspectorWork")
+        self.opening: dict[Path, _Opening] = {}
         self.resize(1400, 850)
 
     def views(self) -> list[FileView]:
@@ -68,22 +114,75 @@ class InspectorWindow(QtWidgets.QMainWindow):
         w = self.tabs.currentWidget()
         return w if isinstance(w, FileView) else None
 
-    def open(self, path: str | os.PathLike[str]) -> bool:
-        """Open ``path`` in a new tab (or switch to it); False, a banner and ``failed`` if not."""
+    def open(self, path: str | os.PathLike[str], *, wait: bool = True) -> bool:
+        """Open ``path`` in a new tab (or switch to it); False, a banner and ``failed`` if not.
+
+        The file is checked, opened and walked in a worker thread. With ``wait`` this returns
+        when that is done, running the event loop meanwhile (the app keeps painting and
+        answering); without, it returns True at once and ``opened``/``failed`` tell the end.
+        Never raises.
+        """
         path = Path(path)
         for i, view in enumerate(self.views()):
             if view.path.resolve() == path.resolve():
                 self.tabs.setCurrentIndex(i)
                 view.refresh()
                 return True
+        key = path.resolve()
+        pending = self.opening.get(key)
+        if pending is None:
+            pending = self.opening[key] = _Opening(path, self._generation)
+            self._start_open(pending, None)
+        if not wait:
+            return True
+        if pending.result is None:
+            pending.loop = QtCore.QEventLoop()
+            pending.loop.exec()  # quit by finish()
+            pending.loop = None
+        return bool(pending.result)
+
+    def _start_open(self, pending: _Opening, allow: bool | None) -> None:
+        path, validate = pending.path, self.validate_in_child
+
+        def work(_ctx: TaskContext) -> tuple[str, Any]:
+            return check_and_open(path, validate, allow)
+
+        task = Task("inspector-open", work, self)
+        task.done.connect(lambda result: self._opened(pending, result))
+        task.failed.connect(lambda message, _details: self._open_failed(pending, message))
+        task.finished.connect(task.deleteLater)
+        self.work.track(task, f"opening {path.name}")
+        self.placeholder.setText(f"opening {path.name}…")
+        task.start()
+
+    def _open_failed(self, pending: _Opening, message: str) -> None:
+        if pending.generation != self._generation:
+            return
+        self.opening.pop(pending.path.resolve(), None)
+        pending.finish(self._failed(message))
+
+    def _opened(self, pending: _Opening, result: tuple[str, Any]) -> None:
+        path = pending.path
+        kind, value = result
+        if kind == "ask":
+            self._start_open(pending, bool(self.allow_external(path, value)))
+            return
+        if pending.generation != self._generation:
+            value[0].close()  # the window was shut while the file opened
+            return pending.finish(False)
+        self.opening.pop(path.resolve(), None)
         try:
-            allow = self._check_in_child(path)
-            view = FileView(path, allow_external=allow)
+            view = FileView(path, opened=value)
         except WorkbenchError as exc:
-            return self._failed(str(exc))
+            value[0].close()
+            return pending.finish(self._failed(str(exc)))
         except Exception as exc:  # a bad file must never take the app down
-            return self._failed(f"{path}: cannot be shown ({type(exc).__name__}: {exc})")
+            value[0].close()
+            return pending.finish(
+                self._failed(f"{path}: cannot be shown ({type(exc).__name__}: {exc})")
+            )
         view.confirm_overwrite = self.confirm_overwrite
+        view.taskStarted.connect(self.work.track)
         index = self.tabs.addTab(view, path.name)
         self.tabs.setTabToolTip(index, str(path))
         self.tabs.setCurrentIndex(index)
@@ -93,21 +192,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
         self._peers_changed()
         self.last_error = None
         self.opened.emit(str(path))
-        return True
-
-    def _check_in_child(self, path: Path) -> bool:
-        """Walk ``path`` with HDF5 in a child process first (WorkbenchError if that crashes,
-        hangs or runs out of memory); whether the user allows its references outside its
-        folder (False when it has none)."""
-        if not self.validate_in_child:
-            return False
-        from workbench.io.safety import outside_folder, validate_in_child
-
-        report = validate_in_child(path)
-        outside = outside_folder(report["external"], path)
-        if not outside:
-            return False
-        return bool(self.allow_external(path, [r.describe() for r in outside]))
+        pending.finish(True)
 
     def _ask_external(self, path: Path, references: list[str]) -> bool:
         shown = "\n".join(references[:10]) + ("\n…" if len(references) > 10 else "")
@@ -147,6 +232,13 @@ class InspectorWindow(QtWidgets.QMainWindow):
 
     def shutdown(self) -> None:
         """Close every file, waiting for worker threads (also run by closeEvent)."""
+        self._generation += 1  # opens under way are dropped when they end
+        for task in self.findChildren(Task):
+            task.cancel()
+            task.wait()
+        for pending in self.opening.values():
+            pending.finish(False)
+        self.opening.clear()
         while self.tabs.count():
             self.close_tab(0)
 
@@ -160,7 +252,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
             self, "Open trajectory file", "", "HDF5 files (*.h5 *.hdf5);;All files (*)"
         )
         if name:
-            self.open(name)
+            self.open(name, wait=False)
 
     def _export(self) -> None:
         view = self.current()
