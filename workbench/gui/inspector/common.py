@@ -29,10 +29,6 @@ def _banner(name: str, style: str) -> QtWidgets.QLabel:
     return label
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _attr_text(value: Any) -> str:
     """A value for the tooltip: lines kept, other control codes escaped, at most 2000 chars."""
     return printable(value, 2000, keep_lines=True)

@@ -19,8 +19,8 @@ from workbench.core.compare import (
 )
 from workbench.core.data import build_dataset
 from workbench.core.wording import floor_verdict
-from workbench.errors import WorkbenchError
-from workbench.gui.inspector.common import _YELLOW, _banner, _one_line, _View
+from workbench.errors import WorkbenchError, one_line
+from workbench.gui.inspector.common import _YELLOW, _banner, _View
 from workbench.gui.workers import Task
 from workbench.io.trajectories import TrajectoryFile
 
@@ -110,7 +110,7 @@ class CompareView(_View):
 
     # drawing -----------------------------------------------------------------------------
     def _fail(self, message: str) -> None:
-        self.error = _one_line(message)
+        self.error = one_line(message)
         self.message.setText(self.error)
         self.message.show()
         self.status.setText("")
@@ -148,9 +148,9 @@ class CompareView(_View):
             else:
                 floor_note = "the config's data set has another dimension"
         except WorkbenchError as exc:
-            floor_note = f"no data set: {_one_line(exc)}"
+            floor_note = f"no data set: {one_line(exc)}"
         except Exception as exc:  # a bad config must not take the view down
-            floor_note = f"no data set: {type(exc).__name__}: {_one_line(exc)}"
+            floor_note = f"no data set: {type(exc).__name__}: {one_line(exc)}"
         if other is None:
             if reference is None:
                 return self._fail(f"Cannot compare with the data set: {floor_note}")

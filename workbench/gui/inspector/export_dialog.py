@@ -8,8 +8,8 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
-from workbench.errors import WorkbenchError
-from workbench.gui.inspector.common import _RED, _banner, _one_line
+from workbench.errors import WorkbenchError, one_line
+from workbench.gui.inspector.common import _RED, _banner
 from workbench.io.trajectories import TrajectoryFile
 
 EXPORT_FORMATS = ("npy", "npz", "csv", "h5", "png")
@@ -122,7 +122,7 @@ class ExportDialog(QtWidgets.QDialog):
         return opts
 
     def _fail(self, message: str) -> None:
-        self.error = _one_line(message)
+        self.error = one_line(message)
         self.message.setText(self.error)
         self.message.show()
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
-from workbench.errors import WorkbenchError
-from workbench.gui.inspector.common import _RED, _YELLOW, _attr_text, _banner, _one_line, _View
+from workbench.errors import WorkbenchError, one_line
+from workbench.gui.inspector.common import _RED, _YELLOW, _attr_text, _banner, _View
 from workbench.gui.inspector.compare import CompareView
 from workbench.gui.inspector.export_dialog import ExportDialog
 from workbench.gui.inspector.fpk_view import FPKView
@@ -331,7 +331,7 @@ class FileView(QtWidgets.QWidget):
             self.stats_view.shutdown()
 
     def show_read_error(self, message: str) -> None:
-        self.error_banner.setText(_one_line(message))
+        self.error_banner.setText(one_line(message))
         self.error_banner.show()
 
     # ------------------------------------------------------------------ refresh, export, close

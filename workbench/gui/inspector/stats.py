@@ -14,7 +14,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from workbench.gui.inspector.common import _one_line, _View
+from workbench.errors import one_line
+from workbench.gui.inspector.common import _View
 from workbench.gui.workers import Task, TaskContext
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class StatsView(_View):
         if generation == self._generation:
             self.status.setText("")
             self.recompute_button.show()
-            self.fv.show_read_error(_one_line(message))
+            self.fv.show_read_error(one_line(message))
 
     def _forget(self, task: Task) -> None:
         if task in self.tasks:

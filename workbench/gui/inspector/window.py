@@ -16,8 +16,8 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from workbench.errors import WorkbenchError
-from workbench.gui.inspector.common import _RED, _banner, _one_line
+from workbench.errors import WorkbenchError, one_line
+from workbench.gui.inspector.common import _RED, _banner
 from workbench.gui.inspector.file_view import FileView, open_file
 from workbench.gui.workers import Task, TaskContext, TaskProgress
 
@@ -207,7 +207,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
         return answer == QtWidgets.QMessageBox.Yes
 
     def _failed(self, message: str) -> bool:
-        self.last_error = _one_line(message)
+        self.last_error = one_line(message)
         self.banner.setText(self.last_error)
         self.banner.show()
         self.failed.emit(self.last_error)
