@@ -215,9 +215,23 @@ class MainWindow(QtWidgets.QMainWindow):
         row.addWidget(QtWidgets.QLabel("t"))
         row.addWidget(self.time_slider, 1)
         row.addWidget(self.time_label)
+        # one switch for every view: data units (what the Data preview shows) or model units
+        self.units_toggle = QtWidgets.QCheckBox("model units")
+        self.units_toggle.setObjectName("unitsToggle")
+        self.units_toggle.setToolTip(
+            "draw the densities, score field and trajectories in the model's normalised units "
+            "(off: in data units, like the Data preview)"
+        )
+        self.units_toggle.toggled.connect(self._units_toggled)
+        row.addWidget(self.units_toggle)
         row.addWidget(export)
         layout.addLayout(row)
         self.setCentralWidget(centre)
+
+    def _units_toggled(self, model: bool) -> None:
+        for tab in self.tabs_by_name.values():
+            if hasattr(tab, "set_model_units"):
+                tab.set_model_units(model)
 
     def _request_time(self, t: float) -> None:
         """A tab (the trajectory player) asks to show time ``t``."""
