@@ -148,6 +148,15 @@ def _pos(high: float | None = None, high_open: bool = False) -> Float:
     return Float(0.0, high, low_open=True, high_open=high_open)
 
 
+def _when(**keys: tuple[str, ...]) -> dict[str, Any]:
+    """``Param.extra`` saying when a key is used: every named key has one of its values (a form
+    shows the key only then; the config still accepts and keeps it otherwise)."""
+    return {"when": dict(keys)}
+
+
+_NETS = ("mlp", "resmlp", "unet")
+
+
 # ---------------------------------------------------------------------------------------------
 # declarations of the fixed sections: the one place their keys, defaults and ranges live
 # ---------------------------------------------------------------------------------------------
@@ -158,24 +167,50 @@ MODEL_PARAMS: tuple[Param, ...] = (
         "mlp",
         "the score network (analytic: the exact score, Gaussian-mixture data only)",
     ),
-    Param("hidden", Int(1, 65536), 256, "width of each hidden layer"),
-    Param("depth", Int(1, 64), 3, "number of hidden layers (blocks for resmlp)"),
+    Param(
+        "hidden",
+        Int(1, 65536),
+        256,
+        "width of each hidden layer",
+        _when(kind=("mlp", "resmlp")),
+    ),
+    Param(
+        "depth",
+        Int(1, 64),
+        3,
+        "number of hidden layers (blocks for resmlp)",
+        _when(kind=("mlp", "resmlp")),
+    ),
     Param(
         "activation",
         Choice(("silu", "relu", "gelu", "tanh", "softplus", "elu")),
         "silu",
         "nonlinearity between layers",
+        _when(kind=("mlp", "resmlp")),
     ),
-    Param("output", Choice(("score", "eps", "x0")), "eps", "what the network predicts"),
+    Param(
+        "output",
+        Choice(("score", "eps", "x0")),
+        "eps",
+        "what the network predicts",
+        _when(kind=_NETS),
+    ),
     Param(
         "time_embedding",
         Choice(("fourier", "sinusoidal")),
         "fourier",
         "how the diffusion time is fed to the network",
+        _when(kind=_NETS),
     ),
-    Param("embed_dim", Int(2, 4096), 128, "size of the time embedding"),
-    Param("fourier_scale", _pos(), 16.0, "std of the random Fourier frequencies"),
-    Param("channels", Int(1, 1024), 32, "base width of the U-Net"),
+    Param("embed_dim", Int(2, 4096), 128, "size of the time embedding", _when(kind=_NETS)),
+    Param(
+        "fourier_scale",
+        _pos(),
+        16.0,
+        "std of the random Fourier frequencies",
+        _when(kind=_NETS, time_embedding=("fourier",)),
+    ),
+    Param("channels", Int(1, 1024), 32, "base width of the U-Net", _when(kind=("unet",))),
 )
 
 LOSS_PARAMS: tuple[Param, ...] = (
@@ -192,18 +227,26 @@ LOSS_PARAMS: tuple[Param, ...] = (
         "lambda(t): s(t)^2, g(t)^2 (likelihood weighting) or 1",
     ),
     Param("eps", _pos(0.5, high_open=True), 1e-5, "smallest diffusion time trained on"),
-    Param("n_projections", Int(1, 256), 1, "random projections per sample (sliced losses)"),
+    Param(
+        "n_projections",
+        Int(1, 256),
+        1,
+        "random projections per sample (sliced losses)",
+        _when(kind=("ssm", "ssm_vr")),
+    ),
     Param(
         "projection",
         Choice(("rademacher", "gaussian")),
         "rademacher",
         "distribution of the projections (sliced losses)",
+        _when(kind=("ssm", "ssm_vr")),
     ),
     Param(
         "importance_sampling",
         Bool(),
         False,
         "draw t in proportion to the weighting (likelihood weighting)",
+        _when(weighting=("likelihood",)),
     ),
 )
 
@@ -257,24 +300,56 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
         "uniform",
         "spacing of the solver's time steps",
     ),
-    Param("rho", _pos(), 7.0, "exponent of the edm time grid"),
+    Param("rho", _pos(), 7.0, "exponent of the edm time grid", _when(grid=("edm",))),
     Param(
         "predictor",
         Choice(("euler_maruyama", "reverse_diffusion", "ancestral")),
         "reverse_diffusion",
         "predictor of the pc sampler",
+        _when(sampler=("pc",)),
     ),
-    Param("corrector", Choice(("langevin", "none")), "langevin", "corrector of the pc sampler"),
-    Param("snr", _pos(), 0.16, "signal-to-noise ratio of the Langevin corrector"),
-    Param("n_corrector_steps", Int(0, 100), 1, "corrector steps per predictor step"),
+    Param(
+        "corrector",
+        Choice(("langevin", "none")),
+        "langevin",
+        "corrector of the pc sampler",
+        _when(sampler=("pc",)),
+    ),
+    Param(
+        "snr",
+        _pos(),
+        0.16,
+        "signal-to-noise ratio of the Langevin corrector",
+        _when(sampler=("pc",), corrector=("langevin",)),
+    ),
+    Param(
+        "n_corrector_steps",
+        Int(0, 100),
+        1,
+        "corrector steps per predictor step",
+        _when(sampler=("pc",), corrector=("langevin",)),
+    ),
     Param(
         "integrator",
         Choice(("euler", "heun", "rk4", "rk45")),
         "rk45",
         "ODE integrator (rk45: adaptive)",
+        _when(sampler=("ode",)),
     ),
-    Param("rtol", _pos(), 1e-5, "relative tolerance of the adaptive ODE integrator"),
-    Param("atol", _pos(), 1e-5, "absolute tolerance of the adaptive ODE integrator"),
+    Param(
+        "rtol",
+        _pos(),
+        1e-5,
+        "relative tolerance of the adaptive ODE integrator",
+        _when(sampler=("ode",), integrator=("rk45",)),
+    ),
+    Param(
+        "atol",
+        _pos(),
+        1e-5,
+        "absolute tolerance of the adaptive ODE integrator",
+        _when(sampler=("ode",), integrator=("rk45",)),
+    ),
     Param("denoise", Bool(), True, "take one last noise-free step at t = eps"),
     Param("seed", Int(0, _INT64_MAX), 0, "random seed of the sampler"),
     Param(

@@ -36,7 +36,9 @@ from workbench.gui.panels import (
     SamplingPanel,
     SDEPanel,
     TrainingPanel,
+    config_errors,
     describe_devices,
+    mark_pages,
 )
 from workbench.gui.plots.base import PlotTab
 from workbench.gui.plots.loss import LossTab
@@ -405,17 +407,25 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             config = config_from_dict(self.raw_tree())
         except ConfigError as exc:
-            self._mark(exc.key, exc.message)
+            # every invalid field at once, not only the first the config meets
+            fallback = config_to_dict(self.config) if self.config is not None else None
+            errors = config_errors(self.raw_tree(), fallback) or {exc.key or "": exc.message}
+            self._mark_all(errors)
             self.valid = False
             self._update_buttons()
-            self.statusBar().showMessage(f"{exc}", 10000)
+            more = f" (and {len(errors) - 1} more marked)" if len(errors) > 1 else ""
+            self.statusBar().showMessage(f"{exc}{more}", 10000)
             return False
         self._apply_valid(config)
         return self.valid
 
     def _mark(self, key: str | None, message: str | None) -> None:
+        self._mark_all({} if key is None else {key: message or ""})
+
+    def _mark_all(self, errors: dict[str, str]) -> None:
         for panel in self.panels:
-            panel.mark(key, message)
+            panel.mark_all(errors)
+        mark_pages(self.toolbox, self.panels)
 
     def _apply_valid(self, config: ExperimentConfig) -> None:
         self._mark(None, None)
