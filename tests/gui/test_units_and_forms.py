@@ -226,12 +226,16 @@ def test_every_invalid_field_is_marked_with_its_page(window: MainWindow) -> None
 
 
 def test_an_error_on_a_hidden_key_is_shown(window: MainWindow) -> None:
-    """importance_sampling shows only for likelihood weighting; the config's cross-key error
-    on it (with another weighting) shows the field, marked, whatever the choice."""
-    loss = window.training_panel.forms["loss"]
-    window.set_config(window.config.with_overrides({"loss.weighting": "likelihood"}))
-    loss.fields["importance_sampling"].widget.setChecked(True)
-    loss.fields["weighting"].widget.setCurrentText("none")
+    """rho shows only for the edm grid; a bad rho (loaded, say) with another grid is shown,
+    marked, whatever the choice: an error is never hidden."""
+    sample = window.sampling_panel.forms["sample"]
+    window.toolbox.setCurrentIndex(_page(window, window.sampling_panel))
+    assert sample.fields["grid"].value() != "edm" and not sample.shown("rho")
+    sample.fields["rho"].widget.setText("-1")
     assert not window.validate()
-    assert loss.fields["importance_sampling"].error
-    assert loss.shown("importance_sampling")
+    assert sample.fields["rho"].error and sample.shown("rho")
+    QtWidgets.QApplication.processEvents()
+    assert sample.fields["rho"].widget.isVisible()
+    sample.fields["rho"].widget.setText("7.0")
+    assert window.validate()
+    assert not sample.shown("rho")
