@@ -70,7 +70,7 @@ def test_units_switch_labels_and_density_range(window: MainWindow) -> None:
 
 def test_units_switch_moves_the_trajectories(window: MainWindow, tmp_path: Path) -> None:
     window.set_config(window.config.with_overrides({"data.radius": 8.0}))
-    tab = trajectory_tab(window)
+    tab = trajectory_tab(window, model_units=False)
     window.open_trajectory(write_trajectory(window, tmp_path / "walk.h5"))
     tab.flush_redraw()
     norm = window.state.normalizer
@@ -89,7 +89,7 @@ def test_units_switch_moves_the_trajectories(window: MainWindow, tmp_path: Path)
 
 
 def test_trajectory_defaults_read(window: MainWindow, tmp_path: Path) -> None:
-    tab = trajectory_tab(window)
+    tab = trajectory_tab(window, model_units=False)
     window.open_trajectory(write_trajectory(window, tmp_path / "walk.h5"))
     tab.flush_redraw()
     assert tab.subset.value() == DEFAULT_PATHS == 40 and tab.path_count() == 40
