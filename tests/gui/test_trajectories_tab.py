@@ -205,7 +205,7 @@ def test_vectors_of_more_than_two_coordinates(window: MainWindow, tmp_path: Path
         assert tab.view.kind == "paths2d" and tab.path_count() == DEFAULT_PATHS
         assert tab.block.paths.shape == (3, DEFAULT_PATHS, 2) and tab.block.final.shape == (80, 2)
         tab.set_time(0.5)
-        assert np.allclose(tab.dot_positions(), traj.row(1)[:, :2])
+        assert np.allclose(tab.dot_positions(), traj.row(1)[:DEFAULT_PATHS, :2])
         text = tab.readout.text()
         assert "three.h5 (incomplete)" in text and "the first 2 of 3 coordinates" in text
     finally:
