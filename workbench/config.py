@@ -168,6 +168,15 @@ def _pos(high: float | None = None, high_open: bool = False) -> Float:
     return Float(0.0, high, low_open=True, high_open=high_open)
 
 
+def _when(**keys: tuple[str, ...]) -> dict[str, Any]:
+    """``Param.extra`` saying when a key is used: every named key has one of its values (a form
+    shows the key only then; the config still accepts and keeps it otherwise)."""
+    return {"when": dict(keys)}
+
+
+_NETS = ("mlp", "resmlp", "unet")
+
+
 # ---------------------------------------------------------------------------------------------
 # declarations of the fixed sections
 # ---------------------------------------------------------------------------------------------
@@ -185,36 +194,62 @@ MODEL_PARAMS: tuple[Param, ...] = (
         "mlp",
         "the score network (analytic: the exact score, Gaussian-mixture data only)",
     ),
-    Param("hidden", Int(1, 65536), MODEL_DEFAULTS["hidden"], "width of each hidden layer"),
     Param(
-        "depth", Int(1, 64), MODEL_DEFAULTS["depth"], "number of hidden layers (blocks for resmlp)"
+        "hidden",
+        Int(1, 65536),
+        MODEL_DEFAULTS["hidden"],
+        "width of each hidden layer",
+        _when(kind=("mlp", "resmlp")),
+    ),
+    Param(
+        "depth",
+        Int(1, 64),
+        MODEL_DEFAULTS["depth"],
+        "number of hidden layers (blocks for resmlp)",
+        _when(kind=("mlp", "resmlp")),
     ),
     Param(
         "activation",
         Choice(ACTIVATIONS.keys),
         MODEL_DEFAULTS["activation"],
         "nonlinearity between layers",
+        _when(kind=("mlp", "resmlp")),
     ),
     Param(
         "output",
         Choice(PARAMETERISATIONS.names),
         MODEL_DEFAULTS["output"],
         "what the network predicts",
+        _when(kind=_NETS),
     ),
     Param(
         "time_embedding",
         Choice(TIME_EMBEDDINGS.names),
         MODEL_DEFAULTS["time_embedding"],
         "how the diffusion time is fed to the network",
+        _when(kind=_NETS),
     ),
-    Param("embed_dim", Int(2, 4096), MODEL_DEFAULTS["embed_dim"], "size of the time embedding"),
+    Param(
+        "embed_dim",
+        Int(2, 4096),
+        MODEL_DEFAULTS["embed_dim"],
+        "size of the time embedding",
+        _when(kind=_NETS),
+    ),
     Param(
         "fourier_scale",
         _pos(),
         MODEL_DEFAULTS["fourier_scale"],
         "std of the random Fourier frequencies",
+        _when(kind=_NETS, time_embedding=("fourier",)),
     ),
-    Param("channels", Int(1, 1024), MODEL_DEFAULTS["channels"], "base width of the U-Net"),
+    Param(
+        "channels",
+        Int(1, 1024),
+        MODEL_DEFAULTS["channels"],
+        "base width of the U-Net",
+        _when(kind=("unet",)),
+    ),
 )
 
 LOSS_PARAMS: tuple[Param, ...] = (LOSS_KIND, *CORE_LOSS_PARAMS)
@@ -266,29 +301,56 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
     # (0, T): the upper end is the SDE's T, checked by ExperimentConfig
     Param("eps", _pos(), _S["eps"], "time the solver stops at"),
     Param("grid", Choice(TIME_GRIDS.names), _S["grid"], "spacing of the solver's time steps"),
-    Param("rho", _pos(), _S["rho"], "exponent of the edm time grid"),
+    Param("rho", _pos(), _S["rho"], "exponent of the edm time grid", _when(grid=("edm",))),
     Param(
         "predictor",
         Choice(PREDICTORS.names),
         _S["predictor"],
         "predictor of the pc sampler",
+        _when(sampler=("pc",)),
     ),
-    Param("corrector", Choice(CORRECTORS.names), _S["corrector"], "corrector of the pc sampler"),
-    Param("snr", _pos(), _S["snr"], "signal-to-noise ratio of the Langevin corrector"),
+    Param(
+        "corrector",
+        Choice(CORRECTORS.names),
+        _S["corrector"],
+        "corrector of the pc sampler",
+        _when(sampler=("pc",)),
+    ),
+    Param(
+        "snr",
+        _pos(),
+        _S["snr"],
+        "signal-to-noise ratio of the Langevin corrector",
+        _when(sampler=("pc",), corrector=("langevin",)),
+    ),
     Param(
         "n_corrector_steps",
         Int(0, 100),
         _S["n_corrector_steps"],
         "corrector steps per predictor step",
+        _when(sampler=("pc",), corrector=("langevin",)),
     ),
     Param(
         "integrator",
         Choice(ODE_METHODS.names),
         _S["integrator"],
         "ODE integrator (rk45: adaptive)",
+        _when(sampler=("ode",)),
     ),
-    Param("rtol", _pos(), _S["rtol"], "relative tolerance of the adaptive ODE integrator"),
-    Param("atol", _pos(), _S["atol"], "absolute tolerance of the adaptive ODE integrator"),
+    Param(
+        "rtol",
+        _pos(),
+        _S["rtol"],
+        "relative tolerance of the adaptive ODE integrator",
+        _when(sampler=("ode",), integrator=("rk45",)),
+    ),
+    Param(
+        "atol",
+        _pos(),
+        _S["atol"],
+        "absolute tolerance of the adaptive ODE integrator",
+        _when(sampler=("ode",), integrator=("rk45",)),
+    ),
     Param("denoise", Bool(), _S["denoise"], "take one last noise-free step at t = eps"),
     Param("seed", Int(0, _INT64_MAX), 0, "random seed of the sampler"),
     Param(

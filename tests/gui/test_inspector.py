@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtWidgets
 from workbench.bench import benchmark_open_and_slider
 from workbench.config import parse_config
 from workbench.gui.inspector import INCOMPLETE_TEXT, FileView, InspectorWindow
+from workbench.gui.inspector.paths import PATH_PARTICLES
 from workbench.io.export import export_samples
 from workbench.io.sampling import load_model, sample_to_file
 from workbench.io.trajectories import TrajectoryWriter
@@ -82,7 +83,7 @@ def test_open_real_file_tree_summary_config(qtbot, inspector: InspectorWindow, t
     assert view.samples_view.draws == 0 and view.stats_view.draws == 0
     for title in ("Paths", "Statistics"):
         view.show_view(title)
-    assert view.paths_view.n_paths == 200
+    assert view.paths_view.n_paths == PATH_PARTICLES
     qtbot.waitUntil(view.stats_view.stats_ready)  # computed in a worker
     assert len(view.stats_view.stats["t"]) == view.tf.n_saved
     inspector.close()

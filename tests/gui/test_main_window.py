@@ -10,6 +10,7 @@ from PySide6 import QtCore, QtWidgets
 from tests.gui.conftest import fast
 from workbench.config import load_config
 from workbench.gui.main_window import MainWindow
+from workbench.gui.plots.trajectories import DEFAULT_PATHS
 
 OBJECT_NAMES = [
     "dataPanel",
@@ -211,7 +212,7 @@ def test_train_then_sample_writes_a_trajectory_and_shows_it(qtbot, window: MainW
     assert window.trajectory.n_samples == 500
     tab = window.tabs_by_name["trajectories"]
     window.tab_widget.setCurrentWidget(tab)
-    qtbot.waitUntil(lambda: tab.dot_positions().shape == (200, 2))
+    qtbot.waitUntil(lambda: tab.dot_positions().shape == (DEFAULT_PATHS, 2))
     before = tab.dot_positions().copy()
     window.time_slider.setValue(900)
     qtbot.waitUntil(lambda: not np.array_equal(before, tab.dot_positions()))

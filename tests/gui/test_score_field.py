@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PySide6 import QtWidgets
 from torch import nn
 
 from workbench.core.score_field import ERROR_GRID
@@ -109,8 +110,15 @@ def test_one_dimensional_curves(qtbot, window: MainWindow) -> None:
     assert r["learned"].shape == r["true"].shape == r["x"].shape
     assert np.allclose(r["learned"], r["true"], rtol=1e-9, atol=1e-9)
     assert r["mean_error"] < 1e-9
-    _, y = tab.view.learned_item.getData()
-    assert np.allclose(y, r["learned"])
+    # drawn in data units by default: s_data = s_model / scale, x_data = shift + scale x
+    shift, scale = window.state.normalizer.flat_affine(1)
+    x, y = tab.view.learned_item.getData()
+    assert np.allclose(y, r["learned"] / scale[0])
+    assert np.allclose(x, shift[0] + scale[0] * r["x"])
+    window.findChild(QtWidgets.QCheckBox, "unitsToggle").setChecked(True)
+    x, y = tab.view.learned_item.getData()
+    assert np.allclose(y, r["learned"]) and np.allclose(x, r["x"])
+    assert "model units" in tab.view.density_plot.getAxis("bottom").labelText
 
 
 def test_data_without_truth_and_images(qtbot, window: MainWindow) -> None:

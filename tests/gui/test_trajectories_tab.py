@@ -22,9 +22,13 @@ from workbench.gui.plots.trajectories import (
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
 
 
-def trajectory_tab(window: MainWindow, **overrides: object) -> TrajectoryTab:
+def trajectory_tab(
+    window: MainWindow, model_units: bool = True, **overrides: object
+) -> TrajectoryTab:
+    """The tab, shown; in model units (the file's own numbers) unless told otherwise."""
     if overrides:
         window.set_config(window.config.with_overrides(overrides))
+    window.units_toggle.setChecked(model_units)
     tab = window.tabs_by_name["trajectories"]
     window.tab_widget.setCurrentWidget(tab)
     assert tab.isVisible()
@@ -84,8 +88,8 @@ def test_paths_dots_subset_and_export(window: MainWindow, tmp_path: Path) -> Non
 
     # the subset: fewer, more, and more than the file holds
     block = tab.block
-    tab.subset.setValue(40)
-    assert tab.path_count() == 40 and len(tab.dot_positions()) == 40
+    tab.subset.setValue(20)
+    assert tab.path_count() == 20 and len(tab.dot_positions()) == 20
     assert tab.block is block and block.k == DEFAULT_PATHS  # a slice of what was read
     tab.subset.setValue(450)
     assert tab.path_count() == 450 and block.k == 450
@@ -108,7 +112,7 @@ def test_hidden_tab_reads_when_shown(window: MainWindow, tmp_path: Path) -> None
     assert tab.block is None  # nothing read while hidden
     slide(window, 500)
     window.tab_widget.setCurrentWidget(tab)
-    assert tab.path_count() == 100 and "slider t = 0.500" in tab.readout.text()
+    assert tab.path_count() == DEFAULT_PATHS and "slider t = 0.500" in tab.readout.text()
 
 
 # ------------------------------------------------------------------------------------ play
@@ -156,7 +160,9 @@ def test_one_dimensional_paths(window: MainWindow, tmp_path: Path) -> None:
     t = slide(window, 400)
     k = traj.index_of_time(t)
     dots = tab.dot_positions()
-    assert np.allclose(dots[:, 0], traj.times[k]) and np.allclose(dots[:, 1], traj.row(k)[:200, 0])
+    assert np.allclose(dots[:, 0], traj.times[k]) and np.allclose(
+        dots[:, 1], traj.row(k)[:DEFAULT_PATHS, 0]
+    )
     assert tab.view.marker.value() == pytest.approx(traj.times[k])
     # the lines run along t: every segment joins two neighbouring rows
     xs = np.concatenate([i.xData for i in tab.view.band_items if i.xData is not None])
@@ -196,10 +202,10 @@ def test_vectors_of_more_than_two_coordinates(window: MainWindow, tmp_path: Path
     traj = TrajectoryFile(path)  # aborted: no /samples, complete = false
     try:
         tab.set_trajectory(traj)
-        assert tab.view.kind == "paths2d" and tab.path_count() == 80
-        assert tab.block.paths.shape == (3, 80, 2) and tab.block.final.shape == (80, 2)
+        assert tab.view.kind == "paths2d" and tab.path_count() == DEFAULT_PATHS
+        assert tab.block.paths.shape == (3, DEFAULT_PATHS, 2) and tab.block.final.shape == (80, 2)
         tab.set_time(0.5)
-        assert np.allclose(tab.dot_positions(), traj.row(1)[:, :2])
+        assert np.allclose(tab.dot_positions(), traj.row(1)[:DEFAULT_PATHS, :2])
         text = tab.readout.text()
         assert "three.h5 (incomplete)" in text and "the first 2 of 3 coordinates" in text
     finally:

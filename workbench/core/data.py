@@ -207,6 +207,45 @@ class Normalizer:
             )
         return mixture.affine(-shift / scale, 1.0 / scale)
 
+    # plotting in data units (numpy, the first ``coords`` flattened coordinates) ---------------
+    def flat_affine(self, coords: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale) per flattened coordinate as float64 arrays, the first ``coords``."""
+        shape = self.sample_shape or ()
+        shift = torch.broadcast_to(self.shift, shape).reshape(-1).numpy()
+        scale = torch.broadcast_to(self.scale, shape).reshape(-1).numpy()
+        if coords is not None:
+            shift, scale = shift[:coords], scale[:coords]
+        return shift.astype(np.float64), scale.astype(np.float64)
+
+    def points_to_data(self, y: np.ndarray) -> np.ndarray:
+        """Model-unit points (..., c) -> data units: x = shift + scale y, coordinate by
+        coordinate for the first c coordinates (a plot of x₁, x₂ keeps c = 2)."""
+        y = np.asarray(y, dtype=np.float64)
+        shift, scale = self.flat_affine(y.shape[-1])
+        return shift + scale * y
+
+    def density_to_data(self, p: Any, coords: int) -> Any:
+        """A density of the first ``coords`` coordinates in model units -> data units.
+
+        x = shift + scale y maps a cell of volume dV_y to one of prod(scale) dV_y, and mass is
+        kept, so p_data(x) = p_model(y) / prod(scale) (the log-Jacobian of
+        :meth:`log_abs_det_jacobian`, for the marginal of those coordinates).
+        """
+        _, scale = self.flat_affine(coords)
+        return np.asarray(p, dtype=np.float64) / float(np.prod(scale))
+
+    def score_to_data(self, s: np.ndarray) -> np.ndarray:
+        """A score ∇_y log p_model (..., c) -> ∇_x log p_data: by the chain rule
+        ∂/∂x_i = (1 / scale_i) ∂/∂y_i, and the log-Jacobian is a constant, so s_data = s / scale."""
+        s = np.asarray(s, dtype=np.float64)
+        _, scale = self.flat_affine(s.shape[-1])
+        return s / scale
+
+    def rect_to_data(self, half: float, coords: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model-unit window [-half, half]^coords in data units: (low, high) corners."""
+        shift, scale = self.flat_affine(coords)
+        return shift - half * scale, shift + half * scale
+
     # persistence ----------------------------------------------------------------------------
     def to_attrs(self) -> dict[str, Any]:
         """Plain Python values (str, float, nested lists of floats/ints) for HDF5 attributes."""

@@ -156,18 +156,28 @@ LOSS_PARAMS: tuple[Param, ...] = (
     Param("eps", Float(0.0, None, low_open=True), 1e-5, "smallest diffusion time trained on"),
     # the sliced losses copy the batch once per projection: 256 copies is already far past the
     # point of diminishing variance, and a larger count would only exhaust memory
-    Param("n_projections", Int(1, 256), 1, "random projections per sample (sliced losses)"),
+    # ``extra["when"]``: the keys and values under which a parameter is used (a form shows it
+    # only then; the config accepts and keeps it either way)
+    Param(
+        "n_projections",
+        Int(1, 256),
+        1,
+        "random projections per sample (sliced losses)",
+        {"when": {"kind": ("ssm", "ssm_vr")}},
+    ),
     Param(
         "projection",
         Choice(PROJECTIONS.keys),
         "rademacher",
         "distribution of the projections (sliced losses)",
+        {"when": {"kind": ("ssm", "ssm_vr")}},
     ),
     Param(
         "importance_sampling",
         Bool(),
         False,
         "draw t from q(t) ~ g^2/s^2 (likelihood weighting only)",
+        {"when": {"weighting": ("likelihood",)}},
     ),
 )
 

@@ -26,6 +26,7 @@ from workbench.core.sde import LinearSDE
 __all__ = [
     "FieldRequest",
     "compute_field",
+    "arrows_in_units",
     "arrow_segments",
     "evaluate_model",
     "weighted_mean",
@@ -176,6 +177,42 @@ def compute_field(request: FieldRequest) -> dict[str, Any]:
             out["mean_error"], out["masked"] = weighted_mean(p, err)
             out["mean_raw_error"] = weighted_mean(p, raw)[0]
     return out
+
+
+def arrows_in_units(
+    r: dict[str, Any],
+    to_points: Any,
+    to_score: Any,
+) -> dict[str, Any]:
+    """The 2-D arrows of :func:`compute_field`'s result ``r`` redrawn in other units.
+
+    ``to_points`` maps (n, 2) model-unit points to the units shown (x = shift + scale y),
+    ``to_score`` maps model-unit scores (s_data = s_model / scale). The origins are the same
+    grid, mapped; lengths are again proportional to the mapped |score| with the CAP_QUANTILE
+    quantile drawn 0.9 of the (smaller) mapped grid spacing, so the arrows read the same way in
+    any units. Returns learned_segments, true_segments, cap_score and spacing.
+    """
+    h = float(r["half"])
+    c = grid_centres(h, ARROWS)
+    origins = to_points(np.stack([a.ravel() for a in np.meshgrid(c, c, indexing="ij")], axis=1))
+    corner = to_points(np.array([[-h, -h], [h, h]]))
+    spacing = float(np.min(np.abs(corner[1] - corner[0]))) / ARROWS
+    learned = None if r.get("learned") is None else to_score(r["learned"])
+    true = None if r.get("true") is None else to_score(r["true"])
+    reference = true if true is not None else learned
+    cap, ref = 0.9 * spacing, 1.0
+    if reference is not None:
+        q = float(np.quantile(np.linalg.norm(np.nan_to_num(reference), axis=1), CAP_QUANTILE))
+        ref = q if q > 0 and np.isfinite(q) else 1.0
+    unit = cap / ref
+    return {
+        "learned_segments": (
+            arrow_segments(origins, learned, unit, cap) if learned is not None else None
+        ),
+        "true_segments": arrow_segments(origins, true, unit, cap) if true is not None else None,
+        "cap_score": ref,
+        "spacing": spacing,
+    }
 
 
 def weighted_mean(p: np.ndarray, err: np.ndarray) -> tuple[float, float]:

@@ -13,6 +13,12 @@ text that reads back as the same double, so 2.82842712474619 is not cut to 2.828
 integers use the whole declared range (Qt's spin box stops at 2^31 - 1; a wider one is used
 beyond). A run trained from the GUI is then the experiment on disk, and ``train --resume``
 from the command line finds the same settings.
+
+A form shows only the keys that apply to the current choice: a Param whose ``extra["when"]``
+names other keys of the section (``{"kind": ("unet",)}``) is shown only while each of them has
+one of its values (the U-Net's ``channels`` for kind = unet). Hidden keys keep their values (a
+form changes nothing it was not told to), and a key the config finds invalid is shown, marked,
+whatever the choice: an error is never hidden.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.params import Bool, Choice, Float, FloatArray, Int, Param
 
-__all__ = ["ParamField", "SectionForm", "WideSpinBox", "make_field"]
+__all__ = ["ParamField", "SectionForm", "WideSpinBox", "applies", "make_field"]
 
 _INVALID_STYLE = "border: 1px solid #d9534f; background: #fff3f3;"
 
@@ -366,6 +372,15 @@ def make_field(param: Param) -> ParamField:
     return _FIELD_TYPES.get(type(param.check), _TextField)(param)
 
 
+def applies(param: Param, values: dict[str, Any]) -> bool:
+    """Whether ``param`` is used given the section's ``values``, by its declared
+    ``extra["when"]`` ({key: allowed values}); a key not among ``values`` does not hide it."""
+    when = param.extra.get("when") if param.extra else None
+    if not when:
+        return True
+    return all(key not in values or values[key] in allowed for key, allowed in when.items())
+
+
 class SectionForm(QtWidgets.QWidget):
     """The fields of one config section, laid out as label / field / hint rows."""
 
@@ -376,6 +391,8 @@ class SectionForm(QtWidgets.QWidget):
         self.section = section
         self.setObjectName(f"{section}Form")
         self.fields: dict[str, ParamField] = {}
+        self.labels: dict[str, QtWidgets.QLabel] = {}
+        self._cells: dict[str, QtWidgets.QWidget] = {}
         self._layout = QtWidgets.QFormLayout(self)
         self._layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
         self._layout.setContentsMargins(4, 4, 4, 4)
@@ -385,14 +402,18 @@ class SectionForm(QtWidgets.QWidget):
         while self._layout.rowCount():
             self._layout.removeRow(0)
         self.fields = {}
+        self.labels = {}
+        self._cells = {}
         for param in params:
             field = make_field(param)
             value = values.get(param.name, param.default)
             if value is not None:
                 field.set_value(value)
+            field.edited.connect(self.update_visibility)
             field.edited.connect(self.edited)
             self.fields[param.name] = field
             label = QtWidgets.QLabel(param.name)
+            label.setObjectName(f"label_{param.name}")
             label.setToolTip(field.widget.toolTip())
             cell = QtWidgets.QWidget()
             column = QtWidgets.QVBoxLayout(cell)
@@ -401,6 +422,21 @@ class SectionForm(QtWidgets.QWidget):
             column.addWidget(field.widget)
             column.addWidget(field.error_label)
             self._layout.addRow(label, cell)
+            self.labels[param.name] = label
+            self._cells[param.name] = cell
+        self.update_visibility()
+
+    def shown(self, name: str) -> bool:
+        """Whether ``name``'s row is shown (by this form: its parents may still be hidden)."""
+        return not self._cells[name].isHidden()
+
+    def update_visibility(self) -> None:
+        """Show the keys that apply to the choices now made, and every marked one."""
+        current = {name: field.value() for name, field in self.fields.items()}
+        for name, field in self.fields.items():
+            show = applies(field.param, current) or field.error is not None
+            if self._cells[name].isHidden() == show:
+                self._layout.setRowVisible(self._cells[name], show)
 
     def values(self) -> dict[str, Any]:
         """The raw values typed, for the config to validate; empty optional keys left out."""
@@ -419,9 +455,15 @@ class SectionForm(QtWidgets.QWidget):
 
     def mark(self, key: str | None, message: str | None) -> bool:
         """Clear every mark, then mark ``key`` with ``message``; True if the key is here."""
-        found = False
+        return bool(self.mark_all({} if key is None else {key: message or ""}))
+
+    def mark_all(self, errors: dict[str, str]) -> set[str]:
+        """Mark each key of ``errors`` with its message, clear every other mark; returns the
+        keys found here."""
         for name, field in self.fields.items():
-            hit = name == key
-            field.set_error(message if hit else None)
-            found = found or hit
-        return found
+            field.set_error(errors.get(name))
+        self.update_visibility()
+        return {name for name in errors if name in self.fields}
+
+    def error_count(self) -> int:
+        return sum(1 for field in self.fields.values() if field.error)

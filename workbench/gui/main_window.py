@@ -38,7 +38,9 @@ from workbench.gui.panels import (
     SamplingPanel,
     SDEPanel,
     TrainingPanel,
+    config_errors,
     describe_devices,
+    mark_pages,
 )
 from workbench.gui.plots.base import PlotTab
 from workbench.gui.plots.loss import LossTab
@@ -191,9 +193,23 @@ class MainWindow(DocumentWindow):
         row.addWidget(QtWidgets.QLabel("t"))
         row.addWidget(self.time_slider, 1)
         row.addWidget(self.time_label)
+        # one switch for every view: data units (what the Data preview shows) or model units
+        self.units_toggle = QtWidgets.QCheckBox("model units")
+        self.units_toggle.setObjectName("unitsToggle")
+        self.units_toggle.setToolTip(
+            "draw the densities, score field and trajectories in the model's normalised units "
+            "(off: in data units, like the Data preview)"
+        )
+        self.units_toggle.toggled.connect(self._units_toggled)
+        row.addWidget(self.units_toggle)
         row.addWidget(export)
         layout.addLayout(row)
         self.setCentralWidget(centre)
+
+    def _units_toggled(self, model: bool) -> None:
+        for tab in self.tabs_by_name.values():
+            if hasattr(tab, "set_model_units"):
+                tab.set_model_units(model)
 
     def _request_time(self, t: float) -> None:
         """A tab (the trajectory player) asks to show time ``t``."""
@@ -370,18 +386,26 @@ class MainWindow(DocumentWindow):
         try:
             config = config_from_dict(self.raw_tree())
         except ConfigError as exc:
-            self._mark(exc.key, exc.message)
+            # every invalid field at once, not only the first the config meets
+            fallback = config_to_dict(self.config) if self.config is not None else None
+            errors = config_errors(self.raw_tree(), fallback) or {exc.key or "": exc.message}
+            self._mark_all(errors)
             self.valid = False
             self._judge_modified(None)
             self._update_buttons()
-            self.statusBar().showMessage(f"{exc}", 10000)
+            more = f" (and {len(errors) - 1} more marked)" if len(errors) > 1 else ""
+            self.statusBar().showMessage(f"{exc}{more}", 10000)
             return False
         self._apply_valid(config)
         return self.valid
 
     def _mark(self, key: str | None, message: str | None) -> None:
+        self._mark_all({} if key is None else {key: message or ""})
+
+    def _mark_all(self, errors: dict[str, str]) -> None:
         for panel in self.panels:
-            panel.mark(key, message)
+            panel.mark_all(errors)
+        mark_pages(self.toolbox, self.panels)
 
     def _apply_valid(self, config: ExperimentConfig) -> None:
         self._mark(None, None)

@@ -2,19 +2,24 @@
 
 A panel owns the forms of its sections and a few read-outs (the data preview, the parameter
 count, the device found). It does not validate: the main window gathers every panel's raw
-values, lets the config judge them, and sends the verdict back to the field it names.
+values, lets the config judge them (:func:`config_errors` asks it for every invalid key, not
+only the first), and sends each verdict back to the field it names; :func:`mark_pages` puts a
+warning and "(n errors)" on the toolbox page of each panel holding one.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
-from workbench.config import ExperimentConfig, section_params
+from workbench.config import ExperimentConfig, config_from_dict, section_params
+from workbench.errors import ConfigError
 from workbench.gui.forms import SectionForm
 
 if TYPE_CHECKING:
@@ -27,8 +32,65 @@ __all__ = [
     "SDEPanel",
     "SamplingPanel",
     "TrainingPanel",
+    "config_errors",
     "describe_devices",
+    "mark_pages",
 ]
+
+MAX_ERRORS = 50  # config_errors asks the config at most this many times
+
+
+def config_errors(
+    tree: dict[str, dict[str, Any]], fallback: dict[str, dict[str, Any]] | None = None
+) -> dict[str, str]:
+    """Every invalid key of ``tree`` with the config's own message ({"train.lr": "..."}).
+
+    The config stops at its first error, so it is asked again with that key put back to its
+    value in ``fallback`` (the last valid config's tree), or left out (its default) where there
+    is none, until it accepts the tree: each round finds one more invalid key, by the config's
+    own rules (cross-key checks included). An error naming no key, or one met twice, ends it.
+    """
+    tree = copy.deepcopy(tree)
+    errors: dict[str, str] = {}
+    for _ in range(MAX_ERRORS):
+        try:
+            config_from_dict(tree)
+            break
+        except ConfigError as exc:
+            key = exc.key
+            if not key or key in errors:
+                if not errors:
+                    errors[key or ""] = exc.message
+                break
+            errors[key] = exc.message
+            section, _, name = key.partition(".")
+            values = tree.get(section)
+            if not isinstance(values, dict) or name not in values:
+                break
+            old = (fallback or {}).get(section, {})
+            if name in old and old[name] is not None and old[name] != values[name]:
+                values[name] = old[name]
+            else:
+                del values[name]
+    return errors
+
+
+_SUFFIX = re.compile(r" \(\d+ errors?\)$")
+
+
+def mark_pages(toolbox: QtWidgets.QToolBox, panels: list[Panel]) -> None:
+    """Title each toolbox page by its panel's errors: a warning icon and "(n error[s])" while
+    the panel holds an invalid field, the plain title once none is left."""
+    warning = toolbox.style().standardIcon(QtWidgets.QStyle.SP_MessageBoxWarning)
+    for i in range(toolbox.count()):
+        page = toolbox.widget(i)
+        panel = page.widget() if isinstance(page, QtWidgets.QScrollArea) else page
+        if panel not in panels:
+            continue
+        base = _SUFFIX.sub("", toolbox.itemText(i))
+        n = panel.error_count()
+        toolbox.setItemText(i, base if n == 0 else f"{base} ({n} error{'s' * (n != 1)})")
+        toolbox.setItemIcon(i, warning if n else QtGui.QIcon())
 
 
 def describe_devices() -> str:
@@ -76,11 +138,18 @@ class Panel(QtWidgets.QWidget):
 
     def mark(self, key: str | None, message: str | None) -> bool:
         """Mark ``section.key``; clears every other mark in this panel."""
-        section, _, name = (key or "").partition(".")
-        found = False
+        return bool(self.mark_all({} if key is None else {key: message or ""}))
+
+    def mark_all(self, errors: dict[str, str]) -> set[str]:
+        """Mark every ``section.key`` of ``errors`` here, clear the rest; the keys found."""
+        found: set[str] = set()
         for sec, form in self.forms.items():
-            found = form.mark(name if sec == section else None, message) or found
+            mine = {k.partition(".")[2]: m for k, m in errors.items() if k.startswith(sec + ".")}
+            found |= {f"{sec}.{name}" for name in form.mark_all(mine)}
         return found
+
+    def error_count(self) -> int:
+        return sum(form.error_count() for form in self.forms.values())
 
     def update_state(self, state: ExperimentState) -> None:
         """A new valid experiment (override for read-outs)."""

@@ -4,6 +4,9 @@ normalisation, the SDE, and the analytic truth where the data are a Gaussian mix
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 import workbench.io  # noqa: F401  (registers the reader of .h5 data files)
 from workbench.config import ExperimentConfig
@@ -11,7 +14,7 @@ from workbench.core.analytic import AnalyticMarginal
 from workbench.core.data import DataSet, Normalizer, build_dataset
 from workbench.core.sde import SDE, LinearSDE, build_sde
 
-__all__ = ["ExperimentState", "preload_training"]
+__all__ = ["ExperimentState", "Units", "preload_training"]
 
 _preloaded = False
 
@@ -65,3 +68,52 @@ class ExperimentState:
     @property
     def is_image(self) -> bool:
         return self.dataset.is_image
+
+
+@dataclass(frozen=True, eq=False)
+class Units:
+    """How the views draw points, densities and scores: in data units (the default: what the
+    Data preview shows, the user's own coordinates) or in the model's normalised units.
+
+    The maths is the normaliser's (:class:`~workbench.core.data.Normalizer`: x = shift +
+    scale y, p_data = p_model / prod(scale), s_data = s_model / scale); in model units, or with
+    no normaliser, every map is the identity. Views compute in model units and map at the end.
+    """
+
+    normalizer: Normalizer | None = None
+    model: bool = False
+
+    @classmethod
+    def of(cls, state: ExperimentState | None, model: bool) -> Units:
+        return cls(None if state is None else state.normalizer, bool(model))
+
+    @property
+    def identity(self) -> bool:
+        return self.model or self.normalizer is None
+
+    @property
+    def name(self) -> str:
+        return "model units" if self.model else "data units"
+
+    def label(self, axis: str) -> str:
+        """An axis label: "x₁ (data units)" or "x₁ (model units)"."""
+        return f"{axis} ({self.name})"
+
+    def points(self, y: Any) -> np.ndarray:
+        """Model-unit points (..., c) in the units shown."""
+        y = np.asarray(y, dtype=np.float64)
+        return y if self.identity else self.normalizer.points_to_data(y)
+
+    def density(self, p: Any, coords: int) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        return p if self.identity else self.normalizer.density_to_data(p, coords)
+
+    def score(self, s: Any) -> np.ndarray:
+        s = np.asarray(s, dtype=np.float64)
+        return s if self.identity else self.normalizer.score_to_data(s)
+
+    def window(self, half: float, coords: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model-unit window [-half, half]^coords as (low, high) corners shown."""
+        if self.identity:
+            return np.full(coords, -float(half)), np.full(coords, float(half))
+        return self.normalizer.rect_to_data(half, coords)

@@ -1,9 +1,14 @@
 """The Densities tab: the marginals p_t of the forward process, the sampler's, and the exact one.
 
-Everything is shown in model (normalised) units. For a linear SDE the forward marginal is drawn
-exactly and cheaply: a fixed set of data points x0 and a fixed set of standard normal z (both
-drawn once per experiment with a fixed seed) give x_t = m(t) x0 + s(t) z for any t, so moving
-the time slider changes the picture smoothly and costs one multiply-add and a histogram.
+Everything is computed in model (normalised) units and shown in data units (the Data
+preview's) unless the "model units" switch beside the time slider is on: the window, the
+contours and the curves map by x = shift + scale y and densities by 1 / prod(scale)
+(:class:`workbench.gui.state.Units`, the normaliser's maths).
+
+For a linear SDE the forward marginal is drawn exactly and cheaply: a fixed set of data points x0
+and a fixed set of standard normal z (both drawn once per experiment with a fixed seed) give x_t =
+m(t) x0 + s(t) z for any t, so moving the time slider changes the picture smoothly and costs one
+multiply-add and a histogram.
 
 - 2-D data: the forward particles' histogram at t, the trajectory file's row nearest t ("reverse:
   generated at t"), and where the exact p_t is known (Gaussian-mixture data) a third panel with
@@ -47,6 +52,7 @@ from workbench.core.reference import reference_grid
 from workbench.core.sde import LinearSDE
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.gui.plots.base import ReferencePlotTab, set_title
+from workbench.gui.state import Units
 
 if TYPE_CHECKING:
     from workbench.gui.state import ExperimentState
@@ -173,6 +179,20 @@ class _View:
         self.truth = reference
         self.trajectory: Any = None
         self.problem: str | None = None
+        self.units = Units(state.normalizer)
+
+    def set_units(self, units: Units) -> None:
+        """Draw in ``units`` from the next draw on (the axis labels change now)."""
+        self.units = units
+        self._label()
+
+    def _label(self) -> None:
+        """Put the units' names on the axes (each view its own)."""
+
+    def _rect(self, h: float) -> QtCore.QRectF:
+        """The model-unit square [-h, h]^2 in the units shown."""
+        lo, hi = self.units.window(h, 2)
+        return _rect(lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
 
     def set_trajectory(self, trajectory: Any) -> None:
         try:
@@ -231,8 +251,6 @@ class _Planar(_View):
             plot = layout.addPlot(row=0, col=col)
             set_title(plot, titles[name])  # wrapped: a long reference label must not clip
             plot.setAspectLocked(True, 1)
-            plot.setLabel("bottom", "x₁ (model units)")
-            plot.setLabel("left", "x₂ (model units)")
             plot.setMenuEnabled(False)
             image = _image_item()
             plot.addItem(image)
@@ -253,7 +271,6 @@ class _Planar(_View):
             rounding=1e-6,
         )
         self.bar.setImageItem(list(self.images.values()))
-        self.bar.setLabel("left", "density (model units)")
         layout.addItem(self.bar, row=0, col=len(names))
         equal_columns(layout, list(self.plots.values()))
         self.no_reverse = message_item(NO_REVERSE)
@@ -264,13 +281,20 @@ class _Planar(_View):
         self.reverse_density: np.ndarray | None = None
         self.exact: np.ndarray | None = None
         self.distances: dict[str, tuple[float, float]] = {}
+        self._label()
+
+    def _label(self) -> None:
+        for plot in self.plots.values():
+            plot.setLabel("bottom", self.units.label("x₁"))
+            plot.setLabel("left", self.units.label("x₂"))
+        self.bar.setLabel("left", f"density ({self.units.name})")
 
     def draw(self, t: float) -> str:
         cloud, bins, factor = self.cloud, BINS_2D, BINS_2D // COARSE_2D
         h = cloud.half_width(t)
         self.half = h
         area = (2.0 * h / bins) ** 2
-        rect = _rect(-h, -h, 2 * h, 2 * h)
+        rect = self._rect(h)
         counts = histogram(cloud.at(t), h, bins)
         self.forward_density = counts / (cloud.n * area)
         self._show("forward", self.forward_density, rect)
@@ -305,12 +329,13 @@ class _Planar(_View):
             if coarse_exact is not None:
                 self.distances["reverse"] = l1_distance(coarsen(rcounts, factor), coarse_exact)
         self.no_reverse.setVisible(row is None)
-        self.no_reverse.setPos(0, 0)
-        self.bar.setLevels((0.0, vmax if vmax > 0 else 1.0))
+        self.no_reverse.setPos(rect.center().x(), rect.center().y())
+        vmax = float(self.units.density(vmax, 2)) if vmax > 0 else 1.0
+        self.bar.setLevels((0.0, vmax))
         for plot in self.plots.values():
-            plot.setRange(xRange=(-h, h), yRange=(-h, h), padding=0)
+            plot.setRange(rect, padding=0)
 
-        parts = [f"t = {t:.3f}   window ±{h:.3g}"]
+        parts = [f"t = {t:.3f}   window ±{h:.3g} (model units), drawn in {self.units.name}"]
         if reverse_note:
             parts.append(reverse_note)
         for name, (d, noise) in self.distances.items():
@@ -328,14 +353,18 @@ class _Planar(_View):
         return "   ".join(parts)
 
     def _show(self, name: str, density: np.ndarray, rect: QtCore.QRectF) -> None:
-        self.images[name].setImage(density, autoLevels=False)
+        self.images[name].setImage(self.units.density(density, 2), autoLevels=False)
         self.images[name].setRect(rect)
 
     def _draw_contours(self, exact: np.ndarray, h: float) -> None:
         levels = hdr_levels(exact)
         sub = exact[::2, ::2]  # a 64 x 64 grid: smooth enough, and 4x cheaper
         c = grid_centres(h, BINS_2D)[::2]
-        segments = [contour_segments(sub, c, c, level) for level in levels]
+        segments = []
+        for level in levels:
+            xs, ys = contour_segments(sub, c, c, level)
+            mapped = self.units.points(np.stack([xs, ys], axis=-1).reshape(-1, 2))
+            segments.append((mapped[:, 0], mapped[:, 1]))
         for lines in self.contours.values():
             for i, line in enumerate(lines):
                 if i < len(segments):
@@ -377,8 +406,6 @@ class _Line(_View):
             plot = layout.addPlot(row=0, col=col)
             set_title(plot, titles[name])
             plot.setLabel("bottom", "t")
-            linear = isinstance(state.sde, LinearSDE)
-            plot.setLabel("left", "x / √(m² + s²)" if linear else "x (model units)")
             plot.setMenuEnabled(False)
             image = _image_item()
             image.setColorMap(cmap)
@@ -386,7 +413,6 @@ class _Line(_View):
             line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ff4d4d", width=1.5))
             plot.addItem(line)
             self.markers.append(line)
-            plot.setRange(xRange=(0, T), yRange=(-self.H, self.H), padding=0)
             self.maps[name], self.images[name] = plot, image
             if col:
                 plot.setXLink(self.maps["forward"])
@@ -394,9 +420,7 @@ class _Line(_View):
         equal_columns(layout, list(self.maps.values()))
         self.no_reverse = message_item(NO_REVERSE)
         self.maps["reverse"].addItem(self.no_reverse)
-        self.no_reverse.setPos(T / 2, 0)
         self.curve_plot = layout.addPlot(row=1, col=0, colspan=len(names))
-        self.curve_plot.setLabel("bottom", "x (model units)")
         self.curve_plot.setLabel("left", "density")
         self.curve_plot.getAxis("left").enableAutoSIPrefix(False)
         self.curve_plot.showGrid(x=True, y=True, alpha=0.25)
@@ -418,6 +442,25 @@ class _Line(_View):
         self.heat: dict[str, np.ndarray] = {}
         self._build_forward_maps()
         self.distances: dict[str, tuple[float, float]] = {}
+        self._label()
+
+    def _heat_rect(self) -> QtCore.QRectF:
+        """The heat maps' [0, T] x [-H, H] (in u) with u mapped like x: the units' x₁ axis."""
+        lo, hi = self.units.window(self.H, 1)
+        return _rect(0, lo[0], self.T, hi[0] - lo[0])
+
+    def _label(self) -> None:
+        linear = isinstance(self.state.sde, LinearSDE)
+        left = self.units.label("x / √(m² + s²)" if linear else "x")
+        rect = self._heat_rect()
+        for name, plot in self.maps.items():
+            plot.setLabel("left", left)
+            plot.setRange(xRange=(0, self.T), yRange=(rect.top(), rect.bottom()), padding=0)
+            if name in self.heat:
+                self.images[name].setRect(rect)
+        self.no_reverse.setPos(self.T / 2, rect.center().y())
+        self.curve_plot.setLabel("bottom", self.units.label("x"))
+        self.curve_plot.setLabel("left", f"density ({self.units.name})")
 
     def _column_scaled(self, density: np.ndarray) -> np.ndarray:
         peak = density.max(axis=1, keepdims=True)
@@ -431,7 +474,7 @@ class _Line(_View):
             ok = (idx >= 0) & (idx < bins)
         flat = (np.arange(TIMES_1D)[:, None] * bins + np.where(ok, idx, 0)).astype(np.int64)
         counts = np.bincount(flat[ok], minlength=TIMES_1D * bins).reshape(TIMES_1D, bins)
-        rect = _rect(0, -H, self.T, 2 * H)
+        rect = self._heat_rect()
         self.heat["forward"] = self._column_scaled(counts.astype(np.float64))
         self.images["forward"].setImage(self.heat["forward"], levels=(0, 1))
         self.images["forward"].setRect(rect)
@@ -478,7 +521,7 @@ class _Line(_View):
         heat[valid] = self._column_scaled(heat[valid])
         self.heat["reverse"] = heat
         image.setImage(np.nan_to_num(heat, nan=0.0), levels=(0, 1))
-        image.setRect(_rect(0, -H, self.T, 2 * H))
+        image.setRect(self._heat_rect())
 
     def draw(self, t: float) -> str:
         for line in self.markers:
@@ -487,12 +530,16 @@ class _Line(_View):
         edges = np.linspace(-h, h, bins + 1)
         width = 2 * h / bins
         counts = histogram(self.cloud.at(t), h, bins)
-        self.curves["forward"].setData(edges, counts / (self.cloud.n * width))
+        u = self.units
+        shown = u.points(edges[:, None])[:, 0]
+        self.curves["forward"].setData(shown, u.density(counts / (self.cloud.n * width), 1))
         self.distances = {}
         exact_mass = None
         if self.truth is not None:
             fine = np.linspace(-h, h, 400)
-            self.curves["exact"].setData(fine, self.truth.density(t, fine[:, None]))
+            self.curves["exact"].setData(
+                u.points(fine[:, None])[:, 0], u.density(self.truth.density(t, fine[:, None]), 1)
+            )
             exact_mass = reference_grid(self.truth, t, h, bins) * width
             self.distances["forward"] = l1_distance(counts, exact_mass)
         row = self.row_at(t)
@@ -502,12 +549,14 @@ class _Line(_View):
         else:
             k, t_row, pts = row
             rcounts = histogram(pts[:, :1], h, bins)
-            self.curves["reverse"].setData(edges, rcounts / (max(len(pts), 1) * width))
+            self.curves["reverse"].setData(
+                shown, u.density(rcounts / (max(len(pts), 1) * width), 1)
+            )
             parts.append(f"reverse: row {k} of {self.trajectory.n_saved}, at t = {t_row:.3f}")
             if exact_mass is not None:
                 self.distances["reverse"] = l1_distance(rcounts, exact_mass)
         self.curve_plot.setTitle(f"p_t at t = {t:.3f}")
-        self.curve_plot.setXRange(-h, h, padding=0.02)
+        self.curve_plot.setXRange(float(shown[0]), float(shown[-1]), padding=0.02)
         for name, (d, noise) in self.distances.items():
             parts.append(
                 f"{name} vs {self.truth.short}: L1 = {d:.3f} (sampling noise ≈ {noise:.3f})"
@@ -634,6 +683,7 @@ class DensityTab(ReferencePlotTab):
         self.reference: Any = None
         self.view: _View | None = None
         self.last_redraw_ms = float("nan")
+        self.model_units = False  # data units unless the window's units switch says otherwise
 
         self._build_canvas("density")
         layout = QtWidgets.QVBoxLayout(self)
@@ -687,9 +737,17 @@ class DensityTab(ReferencePlotTab):
                 return
             self.cloud = cloud
             self.view = kind(self.layout_widget, state, cloud, reference)
+        self.view.set_units(Units.of(state, self.model_units))
         self.view.set_trajectory(self.trajectory)
         self.stack.setCurrentWidget(self.layout_widget)
         self.schedule_redraw()
+
+    def set_model_units(self, on: bool) -> None:
+        """Draw in the model's normalised units (True) or in data units (False)."""
+        self.model_units = bool(on)
+        if self.view is not None:
+            self.view.set_units(Units.of(self.state, self.model_units))
+            self.schedule_redraw()
 
     def set_time(self, t: float) -> None:
         self.t = float(t)

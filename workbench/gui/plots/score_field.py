@@ -11,6 +11,12 @@
 - 1-D data: the learned and the true score against x, and p_t beneath.
 - Images: a note (the field is drawn for 1-D and 2-D data).
 
+The field is computed in model units and drawn in data units unless the window's "model units"
+switch is on: points map by x = shift + scale y, scores by s / scale, densities by
+1 / prod(scale) (:class:`workbench.gui.state.Units`), and the arrows are re-scaled to the
+mapped grid (:func:`workbench.core.score_field.arrows_in_units`). The error map keeps its
+values (s(t)·|Δ| is the model's noise-prediction error) and only moves with the axes.
+
 The "true" score is the chosen reference's (:mod:`workbench.core.reference`): analytic, the
 Fokker–Planck solution's finite-difference grad log p_t (NaN, so left out of arrows and means,
 where p_t is below the solver's floor; the readout gives the p_t mass left out), or the
@@ -32,10 +38,11 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.clouds import ForwardCloud
-from workbench.core.score_field import FieldRequest, compute_field
+from workbench.core.score_field import FieldRequest, arrows_in_units, compute_field
 from workbench.core.sde import LinearSDE
 from workbench.gui.plots.base import TITLE_CHARS, ReferencePlotTab, set_title
 from workbench.gui.plots.density import equal_columns, message_item, same_process
+from workbench.gui.state import Units
 from workbench.gui.workers import Task
 
 if TYPE_CHECKING:
@@ -68,13 +75,12 @@ class _Field2D:
     ) -> None:
         self.layout = layout
         self.truth = reference
+        self.units = Units(state.normalizer)
         scaled = isinstance(state.sde, LinearSDE)
         self.error_label = "s(t)·|s_θ − ∇log p_t|" if scaled else "|s_θ − ∇log p_t|"
         self.field = layout.addPlot(row=0, col=0)
         set_title(self.field, "score at t")
         self.field.setAspectLocked(True, 1)
-        self.field.setLabel("bottom", "x₁ (model units)")
-        self.field.setLabel("left", "x₂ (model units)")
         self.field.setMenuEnabled(False)
         self.legend = self.field.addLegend(offset=(-5, 5), brush=pg.mkBrush(255, 255, 255, 200))
         self.background = pg.ImageItem()
@@ -94,8 +100,6 @@ class _Field2D:
         if self.truth is not None:
             self.error_plot = layout.addPlot(row=0, col=1, title=f"error {self.error_label}")
             self.error_plot.setAspectLocked(True, 1)
-            self.error_plot.setLabel("bottom", "x₁ (model units)")
-            self.error_plot.setLabel("left", "x₂ (model units)")
             self.error_plot.setMenuEnabled(False)
             self.error_image = pg.ImageItem()
             self.error_plot.addItem(self.error_image)
@@ -119,13 +123,24 @@ class _Field2D:
             plots.append(self.error_plot)
         equal_columns(layout, plots)
         self.result: dict[str, Any] | None = None
+        self.set_units(self.units)
+
+    def set_units(self, units: Units) -> None:
+        self.units = units
+        for plot in (self.field, self.error_plot):
+            if plot is not None:
+                plot.setLabel("bottom", units.label("x₁"))
+                plot.setLabel("left", units.label("x₂"))
 
     def show(self, r: dict[str, Any]) -> str:
         self.result = r
-        h, t = r["half"], r["t"]
-        rect = QtCore.QRectF(-h, -h, 2 * h, 2 * h)
+        h, t, u = r["half"], r["t"], self.units
+        lo, hi = u.window(h, 2)
+        rect = QtCore.QRectF(lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+        if not u.identity and "learned_segments" in r:
+            r = {**r, **arrows_in_units(r, u.points, u.score)}
         if "background" in r:
-            bg = r["background"]
+            bg = u.density(r["background"], 2)
             self.background.setImage(bg, levels=(0, float(bg.max()) or 1.0))
             self.background.setRect(rect)
         else:
@@ -138,8 +153,8 @@ class _Field2D:
             self.true_item.setData(*r["true_segments"])
         # the error panel says it where there is one; else a note over the arrows
         self.hint.setVisible(not r["has_model"] and self.error_plot is None)
-        self.hint.setPos(0, 0)
-        self.field.setRange(xRange=(-h, h), yRange=(-h, h), padding=0)
+        self.hint.setPos(rect.center().x(), rect.center().y())
+        self.field.setRange(rect, padding=0)
         set_title(
             self.field,
             f"score at t = {t:.3f} over the {r.get('background_kind', 'plane')}",
@@ -152,9 +167,10 @@ class _Field2D:
                 f"|score| = {r['cap_score']:.3g} (the 95th percentile), longer ones clipped"
             )
         if self.error_plot is not None:
-            self.error_plot.setRange(xRange=(-h, h), yRange=(-h, h), padding=0)
-            for item, segs in zip(self.contour_items, r.get("contours", []), strict=False):
-                item.setData(*segs)
+            self.error_plot.setRange(rect, padding=0)
+            for item, (xs, ys) in zip(self.contour_items, r.get("contours", []), strict=False):
+                pts = u.points(np.stack([xs, ys], axis=-1).reshape(-1, 2))
+                item.setData(pts[:, 0], pts[:, 1])
             if "error" in r:
                 err = r["error"]
                 finite = err[np.isfinite(err)]
@@ -177,7 +193,7 @@ class _Field2D:
             else:
                 self.error_image.clear()
                 self.error_hint.setVisible(True)
-                self.error_hint.setPos(0, 0)
+                self.error_hint.setPos(rect.center().x(), rect.center().y())
         else:
             parts.append(NO_TRUTH)
         if not r["has_model"]:
@@ -192,8 +208,8 @@ class _Field1D:
         self, layout: pg.GraphicsLayoutWidget, state: ExperimentState, reference: Any
     ) -> None:
         self.truth = reference
+        self.units = Units(state.normalizer)
         self.plot = layout.addPlot(row=0, col=0, title="score at t")
-        self.plot.setLabel("left", "score ∂/∂x log p_t")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 200))
         self.plot.getAxis("left").enableAutoSIPrefix(False)
@@ -206,8 +222,6 @@ class _Field1D:
         self.hint = message_item(_hint(self.truth), fill=True)
         self.plot.addItem(self.hint)
         self.density_plot = layout.addPlot(row=1, col=0)
-        self.density_plot.setLabel("left", "p_t")
-        self.density_plot.setLabel("bottom", "x (model units)")
         self.density_plot.showGrid(x=True, y=True, alpha=0.25)
         self.density_plot.getAxis("left").enableAutoSIPrefix(False)
         self.density_plot.setXLink(self.plot)
@@ -217,29 +231,42 @@ class _Field1D:
         layout.ci.layout.setRowStretchFactor(0, 3)
         layout.ci.layout.setRowStretchFactor(1, 1)
         self.result: dict[str, Any] | None = None
+        self.set_units(self.units)
+
+    def set_units(self, units: Units) -> None:
+        self.units = units
+        self.plot.setLabel("left", f"score ∂/∂x log p_t ({units.name})")
+        self.density_plot.setLabel("left", f"p_t ({units.name})")
+        self.density_plot.setLabel("bottom", units.label("x"))
 
     def show(self, r: dict[str, Any]) -> str:
         self.result = r
-        t, x = r["t"], r["x"]
+        u = self.units
+        t, x = r["t"], u.points(r["x"][:, None])[:, 0]
+        learned = None if r["learned"] is None else u.score(r["learned"][:, None])[:, 0]
+        true = None if r["true"] is None else u.score(r["true"][:, None])[:, 0]
         self.plot.setTitle(f"score at t = {t:.3f}")
-        if r["learned"] is not None:
-            self.learned_item.setData(x, r["learned"])
+        if learned is not None:
+            self.learned_item.setData(x, learned)
         else:
             self.learned_item.setData([], [])
-        if self.true_item is not None and r["true"] is not None:
-            self.true_item.setData(x, r["true"], connect="finite")
-        reference = r["true"] if r["true"] is not None else r["learned"]
+        if self.true_item is not None and true is not None:
+            self.true_item.setData(x, true, connect="finite")
+        reference = true if true is not None else learned
         if reference is not None and np.any(np.isfinite(reference)):
             lo, hi = float(np.nanmin(reference)), float(np.nanmax(reference))
             pad = 0.1 * (hi - lo) + 1e-9
             self.plot.setYRange(lo - pad, hi + pad, padding=0)
         self.plot.setXRange(float(x[0]), float(x[-1]), padding=0.02)
         self.hint.setVisible(not r["has_model"])
-        self.hint.setPos(0, 0 if reference is None else float(np.nanmean(reference)))
+        self.hint.setPos(
+            float(np.mean(x)), 0 if reference is None else float(np.nanmean(reference))
+        )
         if "density_edges" in r:
-            self.density_item.setData(r["density_edges"], r["density"], stepMode="center")
+            edges = u.points(r["density_edges"][:, None])[:, 0]
+            self.density_item.setData(edges, u.density(r["density"], 1), stepMode="center")
         elif "density" in r:
-            self.density_item.setData(x, r["density"])
+            self.density_item.setData(x, u.density(r["density"], 1))
         parts = [f"t = {t:.3f}" + ("" if t == r["t_requested"] else " (t ≥ 0.001 T is shown)")]
         if "mean_error" in r:
             if r["linear"]:
@@ -281,6 +308,7 @@ class ScoreFieldTab(ReferencePlotTab):
         self._task: Task | None = None
         self._queued = False  # a refresh asked for while one runs: started when it ends
         self._watched: QtWidgets.QWidget | None = None
+        self.model_units = False  # data units unless the window's units switch says otherwise
 
         self._build_canvas("scoreField")
         layout = QtWidgets.QVBoxLayout(self)
@@ -319,6 +347,7 @@ class ScoreFieldTab(ReferencePlotTab):
             if state.dim == 1
             else _Field2D(self.layout_widget, state, self.reference)
         )
+        self.view.set_units(Units.of(state, self.model_units))
         self.stack.setCurrentWidget(self.layout_widget)
         self.readout.setText(" ")
         self.request()
@@ -326,6 +355,16 @@ class ScoreFieldTab(ReferencePlotTab):
     def set_time(self, t: float) -> None:
         self.t = float(t)
         self.request()
+
+    def set_model_units(self, on: bool) -> None:
+        """Draw in model units (True) or data units (False): the last field, re-drawn."""
+        self.model_units = bool(on)
+        if self.view is None:
+            return
+        self.view.set_units(Units.of(self.state, self.model_units))
+        if self.view.result is not None:
+            self.readout.setText(self.view.show(self.view.result))
+            self.fieldUpdated.emit()
 
     def set_model(self, model: Any) -> None:
         self.model = model

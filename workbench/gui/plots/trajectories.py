@@ -1,14 +1,18 @@
 """The Trajectories tab: particle paths of the last sampling run, and where they are at t.
 
-Everything is shown in the trajectory file's model (normalised) units, as the sampler saw it.
+The file holds model (normalised) units, as the sampler saw them; the paths are drawn in data
+units (the file's normaliser, else the experiment's: x = shift + scale y) unless the window's
+"model units" switch is on (:class:`workbench.gui.state.Units`).
 
-- 2-D data: the paths of a contiguous block of particles (the first k, 200 by default: the file
+- 2-D data: the paths of a contiguous block of particles (the first k, 40 by default: the file
   is chunked by row, so a contiguous block reads a handful of chunks per row) drawn as line
   segments coloured by time, from t = T (light) to t = 0 (dark), with a colour bar. The
   segments are grouped into TIME_BANDS bands of time, one ``PlotDataItem(connect="pairs")`` in
-  one colour each: a few items, however many paths. Over them, faintly, the last row's samples
-  (the sampler's result, up to FINAL_POINTS of them) and the block's particles at the slider's
-  t as dots. Data with more than two coordinates show the first two.
+  one colour each: a few items, however many paths. The defaults are chosen to read: 40 paths
+  at opacity ~0.35 (fainter for more), so the final structure shows through them; the last
+  row's samples (the sampler's result, up to FINAL_POINTS of them) as a grey scatter, the
+  paths' end points at t = eps as dark dots, and the block's particles at the slider's t as
+  outlined dots. Data with more than two coordinates show the first two.
 - 1-D data: the paths as x against t (t from T on the left to 0 on the right), coloured the
   same way, a vertical marker at the slider's t and the particles there as dots.
 - Images: a GRID_SIDE x GRID_SIDE grid of the trajectory's first images at the row nearest the
@@ -38,6 +42,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.base import PlotTab
+from workbench.gui.state import Units
 
 if TYPE_CHECKING:
     from workbench.gui.state import ExperimentState
@@ -48,6 +53,8 @@ __all__ = [
     "band_segments",
     "image_mosaic",
     "DEFAULT_PATHS",
+    "PATH_OPACITY",
+    "path_alpha",
     "MIN_PATHS",
     "MAX_PATHS",
     "TIME_BANDS",
@@ -55,7 +62,9 @@ __all__ = [
     "HINT",
 ]
 
-DEFAULT_PATHS = 200
+DEFAULT_PATHS = 40
+# the opacity of the default number of paths; more paths are drawn fainter (see path_alpha)
+PATH_OPACITY = 0.35
 MIN_PATHS = 10
 MAX_PATHS = 2000
 TIME_BANDS = 16
@@ -73,6 +82,7 @@ FADE = 0.7  # path segments near t = T are drawn (1 - FADE) as opaque as those n
 HINT = "sample to see trajectories (Sampling panel → Sample)"
 
 _FINAL = (60, 60, 60, 80)
+_ENDS = "#0d0887"  # the time colour map at t = 0: the paths' ends are their own darkest point
 _MARKER = "#ff4d4d"
 _DOTS = "#111111"
 # t = 0 dark (the data end, where the structure is), t = T light (the noise end)
@@ -154,6 +164,13 @@ def image_mosaic(flat: np.ndarray, sample_shape: tuple[int, ...], side: int = GR
     return out.transpose(1, 0, 2)  # ImageItem: axis 0 is horizontal
 
 
+def path_alpha(k: int) -> int:
+    """The opacity (0-255) of k paths: PATH_OPACITY for DEFAULT_PATHS, falling as 1/sqrt(k)
+    (the ink per unit area of k overlapping random paths then stays about the same)."""
+    alpha = 255 * PATH_OPACITY * math.sqrt(DEFAULT_PATHS / max(int(k), 1))
+    return int(np.clip(alpha, 20, 200))
+
+
 def _is_image(sample_shape: tuple[int, ...]) -> bool:
     return len(sample_shape) >= 2 and math.prod(sample_shape[-2:]) > 1
 
@@ -177,6 +194,7 @@ class PathBlock:
         self.sampler = trajectory.sampler or "?"
         self.nfe = trajectory.nfe
         self.complete = bool(getattr(trajectory, "complete", True))
+        self.normalizer = getattr(trajectory, "normalizer", None)
         if self.n_saved == 0:
             raise WorkbenchError(
                 f"{self.name} holds no trajectory rows: its writer stopped before recording any"
@@ -279,6 +297,7 @@ class _View:
         self.cmap = time_colormap()
         self.n_paths = 0
         self.row = -1
+        self.units = Units(block.normalizer)
 
     def colour(self, t: float) -> QtGui.QColor:
         b = self.block
@@ -304,12 +323,9 @@ class _Paths(_View):
         plot.showGrid(x=True, y=True, alpha=0.2)
         if line:
             plot.setLabel("bottom", "t  (the sampler runs from T to 0)")
-            plot.setLabel("left", "x (model units)")
             plot.invertX(True)
         else:
             plot.setAspectLocked(True)
-            plot.setLabel("bottom", "x₁ (model units)")
-            plot.setLabel("left", "x₂ (model units)")
         plot.getAxis("left").enableAutoSIPrefix(False)
         plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot = plot
@@ -325,6 +341,12 @@ class _Paths(_View):
             size=3, pen=None, brush=pg.mkBrush(*_FINAL), symbol="o", pxMode=True
         )
         self.final_item.setZValue(5)
+        # the drawn paths' end points (the row at t = eps): where each path arrived
+        self.end_item = pg.ScatterPlotItem(
+            size=5, pen=None, brush=pg.mkBrush(_ENDS), symbol="o", pxMode=True
+        )
+        self.end_item.setZValue(7)
+        plot.addItem(self.end_item)
         self.marker = None
         if line:
             self.marker = pg.InfiniteLine(angle=90, pen=pg.mkPen(_MARKER, width=1.5))
@@ -332,9 +354,6 @@ class _Paths(_View):
             plot.addItem(self.marker)
         else:
             plot.addItem(self.final_item)
-            if block.final.shape[0]:
-                f = block.final
-                self.final_item.setData(f[:, 0], f[:, 1])
         self.dots = pg.ScatterPlotItem(
             size=6,
             pen=pg.mkPen(255, 255, 255, 230, width=1),
@@ -356,15 +375,30 @@ class _Paths(_View):
             layout.addItem(self.bar, row=0, col=1)
         self.positions = np.empty((0, 2))
         self.title = ""
+        self.alpha = 0
+
+    def set_units(self, units: Units) -> None:
+        """Draw in ``units`` (call set_paths and show_row again to redraw)."""
+        self.units = units
+        if self.line:
+            self.plot.setLabel("left", units.label("x"))
+        else:
+            self.plot.setLabel("bottom", units.label("x₁"))
+            self.plot.setLabel("left", units.label("x₂"))
+            f = units.points(self.block.final) if self.block.final.shape[0] else None
+            if f is not None:
+                self.final_item.setData(f[:, 0], f[:, 1])
+        self.row = -1
 
     def set_paths(self, k: int) -> None:
         b = self.block
         rows = b.drawn_rows(k)
-        paths = b.paths[rows, :k]
+        paths = self.units.points(b.paths[rows, :k])
         times = b.times[rows]
         segments = band_segments(paths, times, b.t_lo, b.t_hi, TIME_BANDS, self.line)
         # fainter lines for more paths: the picture stays readable from 10 to 2000
-        alpha = float(np.clip(255 * math.sqrt(25.0 / max(k, 1)), 35, 230))
+        alpha = path_alpha(k)
+        self.alpha = alpha
         for item, (xs, ys), tb in zip(self.band_items, segments, self.band_times, strict=True):
             colour = self.colour(float(tb))
             # the noise end fades: its long random steps would hide the structure near t = 0
@@ -374,6 +408,12 @@ class _Paths(_View):
             item.setData(xs, ys)
         self.n_paths = k
         self.row = -1
+        end = self.units.points(b.paths[-1, :k])
+        ok = np.isfinite(end).all(-1)
+        if self.line:
+            self.end_item.setData(np.full(int(ok.sum()), float(b.times[-1])), end[ok, 0])
+        else:
+            self.end_item.setData(end[ok, 0], end[ok, 1])
         # dots small enough that 2000 of them still leave the paths visible
         size, outline = (7, 1.0) if k <= 100 else (5, 1.0) if k <= 500 else (4, 0.0)
         pen = pg.mkPen(255, 255, 255, 230, width=outline) if outline else None
@@ -397,7 +437,7 @@ class _Paths(_View):
     def _range_2d(self, paths: np.ndarray) -> None:
         parts = [paths[..., :2].reshape(-1, 2)]
         if self.block.final.shape[0]:
-            parts.append(self.block.final[:, :2])
+            parts.append(self.units.points(self.block.final[:, :2]))
         pts = np.concatenate(parts)
         x0, x1 = self._finite_range(pts[:, 0])
         y0, y1 = self._finite_range(pts[:, 1])
@@ -411,7 +451,7 @@ class _Paths(_View):
     def show_row(self, k: int) -> None:
         b = self.block
         t_row = float(b.times[k])
-        pts = b.paths[k, : self.n_paths]
+        pts = self.units.points(b.paths[k, : self.n_paths])
         if self.line:
             self.positions = pts[:, :1]
             xs, ys = np.full(len(pts), t_row), pts[:, 0]
@@ -425,6 +465,7 @@ class _Paths(_View):
         what = "x against t" if self.line else "x₂ against x₁"
         self.plot.setTitle(
             f"{self.n_paths} paths ({what}), coloured by t; dots: the particles at t = {t_row:.3f}"
+            f" ({self.units.name})"
         )
 
 
@@ -480,6 +521,7 @@ class TrajectoryTab(PlotTab):
         self.problem: str | None = None
         self.t = 0.0
         self.last_redraw_ms = float("nan")
+        self.model_units = False  # data units unless the window's units switch says otherwise
         self._loaded = True  # the current trajectory (none yet) has been read, or has failed
         self._play_t = 0.0
         self.play_seconds = PLAY_SECONDS  # how long Play takes from T to 0
@@ -585,9 +627,25 @@ class TrajectoryTab(PlotTab):
             self.view = _Images(self.layout_widget, block)
         else:
             self.view = _Paths(self.layout_widget, block, line=block.dim == 1)
+            self.view.set_units(self._units())
             self.view.set_paths(block.k)
         self.stack.setCurrentWidget(self.layout_widget)
         self._update_controls()
+
+    def _units(self) -> Units:
+        """The file's normaliser (it says what its numbers mean), else the experiment's."""
+        norm = self.block.normalizer if self.block is not None else None
+        if norm is None and self.state is not None:
+            norm = self.state.normalizer
+        return Units(norm, self.model_units)
+
+    def set_model_units(self, on: bool) -> None:
+        """Draw in model units (True) or data units (False)."""
+        self.model_units = bool(on)
+        if isinstance(self.view, _Paths) and self.block is not None:
+            self.view.set_units(self._units())
+            self.view.set_paths(self.view.n_paths)
+            self.redraw()
 
     def _wanted_paths_for(self, traj: Any) -> int:
         try:
@@ -660,6 +718,13 @@ class TrajectoryTab(PlotTab):
             len(item.xData) // 2 for item in self.view.band_items if item.xData is not None
         )
         return segments // per_path if per_path > 0 else self.view.n_paths
+
+    def end_positions(self) -> np.ndarray:
+        """The paths' end points (n, 2) as drawn: (x1, x2), or (t_end, x) for 1-D data."""
+        if not isinstance(self.view, _Paths):
+            return np.empty((0, 2))
+        x, y = self.view.end_item.getData()
+        return np.stack([x, y], axis=1)
 
     def dot_positions(self) -> np.ndarray:
         """The dots' coordinates (n, 2) as drawn: (x1, x2), or (t, x) for 1-D data."""
