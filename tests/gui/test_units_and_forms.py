@@ -202,7 +202,7 @@ def test_every_invalid_field_is_marked_with_its_page(window: MainWindow) -> None
     sample.fields["eps"].widget.setText("2")
     assert not window.validate()
     assert train.fields["lr"].error and "> 0" in train.fields["lr"].error
-    assert sample.fields["eps"].error and "< 1" in sample.fields["eps"].error
+    assert sample.fields["eps"].error and "< T = 1" in sample.fields["eps"].error
     assert train.fields["lr"].error_label.text() == train.fields["lr"].error
     titles = [window.toolbox.itemText(i) for i in range(window.toolbox.count())]
     i_train = _page(window, window.training_panel)
