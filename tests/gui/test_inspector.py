@@ -19,8 +19,8 @@ from workbench.gui.inspector import (
     benchmark_open_and_slider,
 )
 from workbench.io.export import export_samples
-from workbench.io.sampling import load_model, sample_to_file
 from workbench.io.trajectories import TrajectoryWriter
+from workbench.jobs.sample import load_model, sample_to_file
 
 CONFIG = """
 [data]

@@ -5,7 +5,8 @@ import pytest
 from workbench.config import ExperimentConfig, default_config, load_config
 from workbench.core.train import Progress
 from workbench.errors import WorkbenchError
-from workbench.io.runs import RunFolder, read_metrics, train_in_folder
+from workbench.io.runs import RunFolder, read_metrics
+from workbench.jobs.train import train_in_folder
 
 
 def config(**overrides: object) -> ExperimentConfig:

@@ -30,10 +30,10 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.compare import COMPARE_REPEATS, COMPARE_SEED, compare_samples, subsample
 from workbench.core.contours import HDR_MASSES, contour_segments, hdr_levels
-from workbench.core.data import build_dataset
+from workbench.core.experiment import dataset_of, sde_of
 from workbench.core.mixture import GaussianMixture
 from workbench.core.reference import data_units_marginal
-from workbench.core.sde import LinearSDE, build_sde
+from workbench.core.sde import LinearSDE
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.trajectories import image_mosaic, time_colormap
 from workbench.gui.workers import Task
@@ -113,8 +113,8 @@ def density_at(tf: TrajectoryFile, t: float) -> GaussianMixture | None:
     data_units_marginal` does the maths; this reads the config)."""
     try:
         cfg = tf.read_config()
-        mixture = build_dataset(cfg.data.name, dict(cfg.data.params)).mixture()
-        sde = build_sde(cfg.sde.kind, dict(cfg.sde.params))
+        mixture = dataset_of(cfg).mixture()
+        sde = sde_of(cfg)
     except (WorkbenchError, ValueError, KeyError):
         return None
     if mixture is None or not isinstance(sde, LinearSDE) or mixture.dim != tf.dim:
@@ -611,8 +611,7 @@ class CompareView(_View):
         self.status.setText("")
 
     def _dataset(self, tf: TrajectoryFile) -> Any:
-        cfg = tf.read_config()
-        return build_dataset(cfg.data.name, dict(cfg.data.params))
+        return dataset_of(tf.read_config())
 
     def draw(self) -> None:
         self.compute()

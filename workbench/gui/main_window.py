@@ -597,7 +597,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         # our own run takes over the loss view and the model; a followed run stops updating them
         self.stop_following()
-        from workbench.io.runs import train_in_folder
+        from workbench.jobs.train import train_in_folder
 
         config = self.config
         self._training_config = config
@@ -662,19 +662,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._outcome = result
 
     def _build_model(self) -> torch.nn.Module | None:
-        from workbench.core.nets import build_score_model
-
         state = self.state
-        if state is None:
-            return None
-        cfg = state.config
-        mixture = state.dataset.mixture()
-        if mixture is not None:
-            mixture = state.normalizer.to_model_mixture(mixture)
-        params = {p.name: getattr(cfg.model, p.name) for p in cfg.model.PARAMS}
-        return build_score_model(
-            cfg.model.kind, params, state.sde, state.dataset.sample_shape, mixture
-        )
+        return None if state is None else state.build_model()
 
     def _load_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
         model = self._build_model()
@@ -708,7 +697,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def start_sampling(self) -> None:
         if self.task is not None or not self.validate():
             return
-        from workbench.io.sampling import sample_to_file
+        from workbench.jobs.sample import sample_to_file
 
         config = self.config
         model = self.model if config.model.kind != "analytic" else self._build_model()
