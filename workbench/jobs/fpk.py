@@ -77,8 +77,7 @@ def solve_config_to_file(
     normalizer = dataset.normalizer()
     gen = torch.Generator().manual_seed(0)
     x = normalizer.to_model(dataset.sample(20000, generator=gen).to(torch.float64))
-    x = x.reshape(len(x), -1).numpy()
-    bounds = grid_bounds(sde, x, max(ts))
+    bounds = grid_bounds(sde, x.reshape(len(x), -1).numpy(), max(ts))
     width0 = feature_width(dataset, normalizer)
     if grid is None and _pure_diffusion(sde):
         # VE spreads p_T over a range sigma_max wide while p_0 keeps the data's fine detail:
