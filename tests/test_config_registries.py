@@ -25,7 +25,7 @@ from workbench.core.samplers import SAMPLER_DEFAULTS, SAMPLERS, build_sampler
 from workbench.core.sde import build_sde
 from workbench.core.train import Trainer
 from workbench.errors import ConfigError
-from workbench.io.sampling import sample_params
+from workbench.jobs.sample import sample_params
 
 
 @pytest.fixture(params=sorted(DUMMIES))

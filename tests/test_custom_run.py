@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from workbench.core.data import build_dataset
-from workbench.io.runs import train_in_folder
-from workbench.io.sampling import load_model, sample_to_file, sde_for_sampling
+from workbench.jobs.sample import load_model, sample_to_file, sde_for_sampling
+from workbench.jobs.train import train_in_folder
 from workbench.presets import preset_config
 
 # Small and short enough for the 2-core CI machine; the double well's wells at +-1 hold the

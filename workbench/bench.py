@@ -283,7 +283,7 @@ def bench_recording(device: torch.device, n: int, steps: int, repeats: int = 2) 
     against the same run keeping only the final samples (both on the automatic fast path)."""
     import tempfile
 
-    from workbench.io.sampling import sample_to_file
+    from workbench.jobs.sample import sample_to_file
 
     cfg, model, _ = _sampling_setup(device, n)
     with tempfile.TemporaryDirectory() as tmp:

@@ -344,15 +344,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from workbench.io.runs import train_in_folder
+    from workbench.jobs.train import train_in_folder
 
     cfg = _load_experiment(args.config)
     if args.seed is not None:
         cfg = cfg.with_overrides({"train.seed": args.seed})
-    from workbench.io.distributed import launched_by_torchrun
+    from workbench.jobs.distributed import launched_by_torchrun
 
     if launched_by_torchrun():  # one rank of `torchrun ... -m workbench train`
-        from workbench.io.distributed import train_from_cli
+        from workbench.jobs.distributed import train_from_cli
 
         return train_from_cli(
             cfg, args.out, resume=args.resume, steps=args.steps, device=args.device, prog=PROG
@@ -443,7 +443,7 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from workbench.io.paths import check_destination
-    from workbench.io.sampling import load_model, sample_to_file
+    from workbench.jobs.sample import load_model, sample_to_file
 
     # before the model is loaded: a destination that will be refused costs nothing
     check_destination(args.out, args.force)
@@ -460,10 +460,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         overrides["train.device"] = args.device
     if overrides:
         config = config.with_overrides(overrides)
-    from workbench.io.distributed import launched_by_torchrun
+    from workbench.jobs.distributed import launched_by_torchrun
 
     if launched_by_torchrun():  # one rank of `torchrun ... -m workbench sample`
-        from workbench.io.distributed import sample_from_cli
+        from workbench.jobs.distributed import sample_from_cli
 
         return sample_from_cli(
             args.source, config, model, dataset, args.out, shards=args.shards, overwrite=args.force
@@ -513,7 +513,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _sample_result(config: ExperimentConfig, result: Any) -> dict[str, Any]:
-    """``sample --json``: the :class:`~workbench.io.sampling.SamplingResult` and the settings
+    """``sample --json``: the :class:`~workbench.jobs.sample.SamplingResult` and the settings
     that made it."""
     s = config.sample
     return {
@@ -536,7 +536,7 @@ def _args_nll(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_nll(args: argparse.Namespace) -> int:
-    from workbench.io.evaluation import data_nll
+    from workbench.jobs.nll import data_nll
 
     bar = progress_bar(args, "nll")
     n = args.n or 2000
@@ -575,7 +575,7 @@ def _args_fpk(p: argparse.ArgumentParser) -> None:
 def cmd_fpk(args: argparse.Namespace) -> int:
     import time
 
-    from workbench.io.fpk_file import solve_config_to_file
+    from workbench.jobs.fpk import solve_config_to_file
 
     config = _load_experiment(args.config)
     bar = progress_bar(args, "fpk")

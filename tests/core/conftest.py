@@ -8,8 +8,9 @@ from typing import Any
 
 from workbench.config import ExperimentConfig, default_config
 from workbench.core.analytic import AnalyticMarginal
-from workbench.core.data import DataSet, Normalizer, build_dataset
-from workbench.core.sde import SDE, LinearSDE, build_sde
+from workbench.core.data import DataSet, Normalizer
+from workbench.core.experiment import experiment_of
+from workbench.core.sde import SDE, LinearSDE
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,11 +35,8 @@ class State:
 def experiment(**overrides: Any) -> State:
     """The default experiment with dotted-key ``overrides`` (``**{"data.name": "moons"}``)."""
     config = default_config().with_overrides(overrides)
-    dataset = build_dataset(config.data.name, dict(config.data.params))
-    normalizer = dataset.normalizer()
-    sde = build_sde(config.sde.kind, dict(config.sde.params))
-    mixture = dataset.mixture()
+    built = experiment_of(config)
     truth = None
-    if mixture is not None and isinstance(sde, LinearSDE):
-        truth = AnalyticMarginal(normalizer.to_model_mixture(mixture), sde)
-    return State(config, dataset, normalizer, sde, truth)
+    if built.mixture is not None and isinstance(built.sde, LinearSDE):
+        truth = AnalyticMarginal(built.mixture, built.sde)
+    return State(config, built.dataset, built.normalizer, built.sde, truth)

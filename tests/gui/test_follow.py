@@ -108,7 +108,7 @@ def test_partial_lines_wait_and_a_replaced_file_starts_again(qtbot, tmp_path: Pa
 
 def test_a_damaged_checkpoint_is_reported_and_retried(qtbot, tmp_path: Path) -> None:
     from workbench.config import load_config
-    from workbench.io.runs import train_in_folder
+    from workbench.jobs.train import train_in_folder
 
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)

@@ -16,8 +16,8 @@ from workbench.config import parse_config
 from workbench.gui.inspector import INCOMPLETE_TEXT, FileView, InspectorWindow
 from workbench.gui.inspector.paths import PATH_PARTICLES
 from workbench.io.export import export_samples
-from workbench.io.sampling import load_model, sample_to_file
 from workbench.io.trajectories import TrajectoryWriter
+from workbench.jobs.sample import load_model, sample_to_file
 
 CONFIG = """
 [data]

@@ -15,8 +15,8 @@ import pytest
 from workbench.config import default_config, parse_config, to_toml
 from workbench.core.wording import floor_verdict
 from workbench.gui.inspector import FileView, InspectorWindow, density_at
-from workbench.io.sampling import load_model, sample_to_file
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
+from workbench.jobs.sample import load_model, sample_to_file
 
 CONFIG = """
 [data]

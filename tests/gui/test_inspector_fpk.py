@@ -12,7 +12,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from workbench.config import default_config
 from workbench.gui.inspector import FPKView, InspectorWindow
-from workbench.io.fpk_file import read_fpk, solve_config_to_file
+from workbench.io.fpk_file import read_fpk
+from workbench.jobs.fpk import solve_config_to_file
 
 
 @pytest.mark.parametrize(("data", "grid"), [("gmm1d", 64), ("8gaussians", 32)])

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from workbench.config import default_config, to_toml
-from workbench.io.runs import train_in_folder
 from workbench.io.trajectories import TrajectoryWriter
+from workbench.jobs.train import train_in_folder
 
 
 @dataclass(frozen=True)

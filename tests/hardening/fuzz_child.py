@@ -39,8 +39,8 @@ from workbench.core.train import Trainer
 from workbench.errors import WorkbenchError
 from workbench.gui.inspector import InspectorWindow
 from workbench.io.checkpoints import load_checkpoint
-from workbench.io.sampling import load_model
 from workbench.io.trajectories import TrajectoryFile
+from workbench.jobs.sample import load_model
 
 torch.set_num_threads(1)
 

@@ -40,9 +40,10 @@ from workbench.errors import WorkbenchError
 from workbench.io import export, runs
 from workbench.io.checkpoints import load_checkpoint
 from workbench.io.export import export_samples
-from workbench.io.runs import read_metrics, train_in_folder
+from workbench.io.runs import read_metrics
 from workbench.io.safety import DeviceOutOfMemoryError
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
+from workbench.jobs.train import train_in_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0
@@ -394,11 +395,11 @@ def test_oom_in_training_names_a_smaller_batch(
 @pytest.fixture
 def analytic_oom(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """The sampler's model fails above 120 samples per call."""
-    from workbench.io import sampling
+    from workbench.core import experiment
 
-    build = sampling.build_score_model
+    build = experiment.build_score_model
     monkeypatch.setattr(
-        sampling, "build_score_model", lambda *a, **k: OOMAbove(build(*a, **k), 120)
+        experiment, "build_score_model", lambda *a, **k: OOMAbove(build(*a, **k), 120)
     )
     yield 120
 

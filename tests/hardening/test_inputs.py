@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from workbench.config import default_config, save_config
-from workbench.io.runs import train_in_folder
 from workbench.io.safety import OutOfMemoryError
+from workbench.jobs.train import train_in_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_TIMEOUT_S = 240
@@ -32,7 +32,7 @@ CHILD_TIMEOUT_S = 240
 _LIMITED_CLI = """
 import resource, sys
 import torch
-import workbench.io.evaluation, workbench.io.runs, workbench.io.sampling, workbench.terminal
+import workbench.jobs.nll, workbench.jobs.sample, workbench.jobs.train, workbench.terminal
 from workbench.cli import main
 vm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:")][0]
 limit = vm + int(sys.argv[1])

@@ -31,7 +31,8 @@ from workbench.config import ExperimentConfig, default_config, load_config, save
 from workbench.errors import WorkbenchError
 from workbench.io.checkpoints import load_checkpoint, save_checkpoint
 from workbench.io.lock import RunLock
-from workbench.io.runs import read_metrics, train_in_folder
+from workbench.io.runs import read_metrics
+from workbench.jobs.train import train_in_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0
@@ -284,7 +285,7 @@ def test_moved_data_with_the_path_edited_passes(tmp_path: Path) -> None:
     csv_data(tmp_path / "other.csv", seed=5)
     edit(run, **{"data.path": str(tmp_path / "other.csv")})
     with pytest.raises(WorkbenchError, match=r"data\.path \('.*other\.csv' vs '.*points\.csv'\)"):
-        from workbench.io.sampling import load_model
+        from workbench.jobs.sample import load_model
 
         load_model(run)
 
@@ -341,7 +342,7 @@ def test_a_replaced_data_file_no_longer_rescales_the_samples(tmp_path: Path) -> 
     assert np.allclose(stored["shift"], points.mean(0)) and stored["mode"] == "standardise"
     csv_data(data, scale=100.0)
     with pytest.raises(WorkbenchError, match="changed since training"):
-        from workbench.io.sampling import load_model
+        from workbench.jobs.sample import load_model
 
         load_model(run)
 

@@ -33,9 +33,9 @@ from workbench.core.expr import parse_expression
 from workbench.errors import ExpressionError, WorkbenchError
 from workbench.io import safety
 from workbench.io.checkpoints import load_checkpoint
-from workbench.io.runs import train_in_folder
 from workbench.io.safety import ensure_inside, external_references, validate_in_child
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
+from workbench.jobs.train import train_in_folder
 
 PACKAGE = Path(__file__).resolve().parents[2] / "workbench"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from workbench.config import default_config, parse_config
 from workbench.core.train import Trainer
-from workbench.io.runs import RunFolder, checkpoint_state, train_in_folder
+from workbench.io.runs import RunFolder, checkpoint_state
+from workbench.jobs.train import train_in_folder
 
 
 def _config():

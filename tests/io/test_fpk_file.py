@@ -17,7 +17,8 @@ import torch
 from workbench.config import default_config, parse_config
 from workbench.core.data import build_dataset
 from workbench.errors import WorkbenchError
-from workbench.io.fpk_file import fpk_summary, has_fpk, read_fpk, solve_config_to_file
+from workbench.io.fpk_file import fpk_summary, has_fpk, read_fpk
+from workbench.jobs.fpk import solve_config_to_file
 
 ROOT = Path(__file__).resolve().parents[2]
 # asymmetric means and unequal spreads: shift and scale differ per coordinate, so a swapped

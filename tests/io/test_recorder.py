@@ -19,8 +19,8 @@ from workbench.core.samplers import build_sampler, sample
 from workbench.core.sde import build_sde
 from workbench.errors import WorkbenchError
 from workbench.io.recorder import RowRecorder
-from workbench.io.sampling import sample_params, sample_to_file
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
+from workbench.jobs.sample import sample_params, sample_to_file
 
 
 def writer(path: Path, n: int = 50, dim: int = 2) -> TrajectoryWriter:

@@ -696,7 +696,7 @@ def test_the_nexus_default_chain_leads_to_the_trajectories(
 
 
 def test_a_file_joining_shards_virtually_keeps_the_chain(tmp_path: Path, nexus_chain) -> None:
-    from workbench.io.distributed import join_shards_virtual, shard_path
+    from workbench.jobs.distributed import join_shards_virtual, shard_path
 
     out = tmp_path / "s.h5"
     parts = [shard_path(out, r) for r in range(2)]

@@ -719,11 +719,12 @@ class CustomSDE(SDE):
         ones (a user's file, digits); for those the count is checked when training starts.
         """
         super().check_experiment(config)
-        from workbench.core.data import DATASETS, ArrayDataSet, build_dataset
+        from workbench.core.data import DATASETS, ArrayDataSet
+        from workbench.core.experiment import dataset_of
 
         if issubclass(DATASETS.get(config.data.name), ArrayDataSet):
             return
-        dim = build_dataset(config.data.name, dict(config.data.params)).dim
+        dim = dataset_of(config).dim
         try:
             cls(**dict(config.sde.params)).check_dim(dim)
         except ConfigError as exc:

@@ -4,7 +4,7 @@
 moments, step, RNG state) and exposes it as a plain ``state_dict`` of tensors and numbers. Its
 :meth:`Trainer.run` is the long work: it calls ``on_progress`` every ``log_every`` steps, checks
 ``cancel`` after every step, and hands itself to ``on_checkpoint`` every ``checkpoint_every``
-steps. Files are not its business: the run-folder layer (``workbench.io.runs``) writes them, and
+steps. Files are not its business: the training job (``workbench.jobs.train``) writes them, and
 the GUI and the CLI both wrap that.
 
 Learning rate: linear warm-up over ``warmup`` steps, then constant, cosine or linear decay to 0
@@ -39,11 +39,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from workbench.core.data import DataSet, Normalizer, build_dataset
+from workbench.core.data import DataSet, Normalizer
+from workbench.core.experiment import experiment_of
 from workbench.core.fast import resolve_fast_path
 from workbench.core.losses import build_loss
-from workbench.core.nets import build_score_model
-from workbench.core.sde import build_sde
 from workbench.errors import ConfigError, WorkbenchError
 
 if TYPE_CHECKING:  # for the annotation only: core never imports the config at run time
@@ -150,22 +149,11 @@ class Trainer:
             resolve_device(config.train.device) if device is None else torch.device(device)
         )
         tc = config.train
-        self.dataset = dataset or build_dataset(config.data.name, dict(config.data.params))
-        self.normalizer = self.dataset.normalizer()
-        self.sde = build_sde(config.sde.kind, dict(config.sde.params))
-        mixture = self.dataset.mixture()
-        if mixture is not None:
-            mixture = self.normalizer.to_model_mixture(mixture)
-        # Initial weights from the experiment's seed, without touching the caller's global RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(tc.seed)
-            self.model = build_score_model(
-                config.model.kind,
-                _section_values(config.model),
-                self.sde,
-                self.dataset.sample_shape,
-                mixture,
-            ).to(self.device)
+        # initial weights from the experiment's seed (the caller's global RNG is left alone)
+        built = experiment_of(config, with_model=True, dataset=dataset, seed=tc.seed)
+        self.dataset, self.normalizer, self.sde = built.dataset, built.normalizer, built.sde
+        assert built.model is not None
+        self.model = built.model.to(self.device)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not self.trainable:
             raise ConfigError(

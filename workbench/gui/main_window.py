@@ -614,7 +614,7 @@ class MainWindow(DocumentWindow):
 
         def work(ctx: TaskContext) -> Any:
             # imported here, in the worker: a first import is long and holds the GIL
-            from workbench.io.runs import train_in_folder
+            from workbench.jobs.train import train_in_folder
 
             last = {"time": 0.0}
 
@@ -670,19 +670,8 @@ class MainWindow(DocumentWindow):
         self._outcome = result
 
     def _build_model(self) -> torch.nn.Module | None:
-        from workbench.core.nets import build_score_model
-
         state = self.state
-        if state is None:
-            return None
-        cfg = state.config
-        mixture = state.dataset.mixture()
-        if mixture is not None:
-            mixture = state.normalizer.to_model_mixture(mixture)
-        params = {p.name: getattr(cfg.model, p.name) for p in cfg.model.PARAMS}
-        return build_score_model(
-            cfg.model.kind, params, state.sde, state.dataset.sample_shape, mixture
-        )
+        return None if state is None else state.build_model()
 
     def _load_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
         model = self._build_model()
@@ -716,7 +705,7 @@ class MainWindow(DocumentWindow):
     def start_sampling(self) -> None:
         if self.task is not None or not self.validate():
             return
-        from workbench.io.sampling import sample_to_file
+        from workbench.jobs.sample import sample_to_file
 
         config = self.config
         model = self.model if config.model.kind != "analytic" else self._build_model()

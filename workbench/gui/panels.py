@@ -259,18 +259,11 @@ class NetworkPanel(Panel):
         self.layout_.addWidget(self.count)
 
     def update_state(self, state: ExperimentState) -> None:
-        from workbench.core.nets import build_score_model, count_parameters
+        from workbench.core.nets import count_parameters
         from workbench.errors import WorkbenchError
 
-        cfg = state.config
-        mixture = state.dataset.mixture()
-        if mixture is not None:
-            mixture = state.normalizer.to_model_mixture(mixture)
-        params = {p.name: getattr(cfg.model, p.name) for p in cfg.model.PARAMS}
         try:
-            model = build_score_model(
-                cfg.model.kind, params, state.sde, state.dataset.sample_shape, mixture
-            )
+            model = state.build_model()
         except WorkbenchError as exc:
             self.count.setText(f"parameters: — ({exc})")
             return

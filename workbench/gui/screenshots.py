@@ -180,7 +180,7 @@ def take_screenshots(
     # the inspector on a file from `sde-workbench fpk`
     from workbench.config import default_config
     from workbench.gui.inspector import InspectorWindow
-    from workbench.io.fpk_file import solve_config_to_file
+    from workbench.jobs.fpk import solve_config_to_file
 
     fpk_path = work / "fpk.h5"
     solve_config_to_file(

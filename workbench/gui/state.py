@@ -7,12 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 import workbench.io  # noqa: F401  (registers the reader of .h5 data files)
 from workbench.config import ExperimentConfig
 from workbench.core.analytic import AnalyticMarginal
-from workbench.core.data import DataSet, Normalizer, build_dataset
-from workbench.core.sde import SDE, LinearSDE, build_sde
+from workbench.core.data import DataSet, Normalizer
+from workbench.core.experiment import (
+    build_model,
+    experiment_of,
+    model_section,
+    model_units_mixture,
+)
+from workbench.core.sde import SDE, LinearSDE
 
 __all__ = ["ExperimentState", "Units", "preload_training"]
 
@@ -52,14 +59,17 @@ class ExperimentState:
     def build(cls, config: ExperimentConfig) -> ExperimentState:
         """May raise WorkbenchError (a data file that does not load, for one)."""
         preload_training()  # the window's first state: the app is starting, nothing to stall
-        dataset = build_dataset(config.data.name, dict(config.data.params))
-        normalizer = dataset.normalizer()
-        sde = build_sde(config.sde.kind, dict(config.sde.params))
-        mixture = dataset.mixture()
+        built = experiment_of(config)
         truth = None
-        if mixture is not None and isinstance(sde, LinearSDE):
-            truth = AnalyticMarginal(normalizer.to_model_mixture(mixture), sde)
-        return cls(config, dataset, normalizer, sde, truth)
+        if built.mixture is not None and isinstance(built.sde, LinearSDE):
+            truth = AnalyticMarginal(built.mixture, built.sde)
+        return cls(config, built.dataset, built.normalizer, built.sde, truth)
+
+    def build_model(self) -> nn.Module:
+        """The config's score model for this experiment, with fresh weights (the recipe's
+        last step, :func:`workbench.core.experiment.build_model`); may raise WorkbenchError."""
+        mixture = model_units_mixture(self.dataset, self.normalizer)
+        return build_model(model_section(self.config), self.sde, self.dataset, mixture)
 
     @property
     def dim(self) -> int:

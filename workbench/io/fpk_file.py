@@ -1,4 +1,5 @@
-"""Fokker–Planck solutions on disk: ``sde-workbench fpk`` writes them, the inspector reads them.
+"""Fokker–Planck solutions on disk: the fpk job (:mod:`workbench.jobs.fpk`) writes them, the
+inspector reads them.
 
 Layout (HDF5; docs/format.md is the specification)::
 
@@ -22,8 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,28 +38,21 @@ from workbench.io.paths import check_destination, replace_into
 if TYPE_CHECKING:
     from workbench.core.data import Normalizer
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FPKFileResult", "write_fpk", "solve_config_to_file"]
+__all__ = [
+    "EXISTS_HINT",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "FPKFileData",
+    "fpk_summary",
+    "has_fpk",
+    "read_fpk",
+    "write_fpk",
+]
 
 FORMAT = "sde-workbench/fpk"
 FORMAT_VERSION = 1
-DEFAULT_TIMES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
-_EXISTS_HINT = "choose another --out or remove it"
-
-
-#: the largest grid the default sizing picks for a pure diffusion (VE: one exact step per
-#: output time, so a fine grid is cheap); SDEs with a drift keep the default grid and warn
-AUTO_GRID_MAX = {1: 4096, 2: 512}
-
-
-@dataclass
-class FPKFileResult:
-    path: Path
-    grid: int
-    dim: int
-    times: np.ndarray
-    mass_error: float
-    clipped: float
-    warnings: list[str] = field(default_factory=list)
+#: how an existing destination is refused (the file is never overwritten)
+EXISTS_HINT = "choose another --out or remove it"
 
 
 def write_fpk(
@@ -76,7 +69,7 @@ def write_fpk(
     it so that a reader can map the grid and p_t back to data units
     (:meth:`FPKFileData.in_data_units`).
     """
-    path = check_destination(path, False, force_hint=_EXISTS_HINT)
+    path = check_destination(path, False, force_hint=EXISTS_HINT)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -107,7 +100,7 @@ def write_fpk(
             _describe(g, solution.dim, normalizer)
             f.attrs["complete"] = np.bool_(True)
         # linked into place only if the name is still free: nothing is ever replaced
-        replace_into(tmp, path, False, force_hint=_EXISTS_HINT)
+        replace_into(tmp, path, False, force_hint=EXISTS_HINT)
     except OSError as exc:
         raise WorkbenchError(f"could not write {path}: {exc.strerror or exc}") from None
     finally:
@@ -143,92 +136,6 @@ def _describe(g: h5py.Group, dim: int, normalizer: Normalizer | None) -> None:
     g.attrs["scale"] = np.asarray(scale, dtype=np.float64)
     g.attrs["mode"] = mode
     g.attrs["sample_shape"] = np.asarray(shape, dtype=np.int64)
-
-
-def solve_config_to_file(
-    config,
-    out: str | Path,
-    *,
-    grid: int | None = None,
-    times: Sequence[float] | None = None,
-    progress: Callable[[float], None] | None = None,
-) -> FPKFileResult:
-    """Solve the Fokker–Planck equation of an experiment's SDE and data; write it to ``out``."""
-    import torch
-
-    from workbench.config import to_toml
-    from workbench.core.data import build_dataset
-    from workbench.core.fpk import (
-        density_from_data,
-        feature_width,
-        grid_bounds,
-        resolution_check,
-        solve_fpk,
-    )
-    from workbench.core.sde import build_sde, check_times
-
-    # checked before the solve, which may take minutes, and again when the file is moved in
-    out = check_destination(out, False, force_hint=_EXISTS_HINT)
-    sde = build_sde(config.sde.kind, dict(config.sde.params))
-    T = float(getattr(sde, "T", 1.0))
-    if times is not None:  # refused now, not after minutes of solving towards a time past T
-        times = check_times(times, T, "--times: time")
-    dataset = build_dataset(config.data.name, dict(config.data.params))
-    if dataset.dim > 2:
-        raise WorkbenchError(
-            f"the Fokker–Planck solver works in 1-D and 2-D; data set {dataset.name!r} "
-            f"has {dataset.dim} dimensions"
-        )
-    ts = tuple(times) if times is not None else tuple(t * T for t in DEFAULT_TIMES)
-    n = grid or (256 if dataset.dim == 1 else 128)
-    normalizer = dataset.normalizer()
-    gen = torch.Generator().manual_seed(0)
-    x = normalizer.to_model(dataset.sample(20000, generator=gen).to(torch.float64))
-    x = x.reshape(len(x), -1).numpy()
-    bounds = grid_bounds(sde, x, max(ts))
-    width0 = feature_width(dataset, normalizer)
-    if grid is None and _pure_diffusion(sde):
-        # VE spreads p_T over a range sigma_max wide while p_0 keeps the data's fine detail:
-        # refine the grid (cheap without a drift) until every requested p_t is resolved
-        while n < AUTO_GRID_MAX[dataset.dim]:
-            spacing = [(hi - lo) / n for lo, hi in bounds]
-            if resolution_check(sde, width0, spacing, ts)[1] is None:
-                break
-            n = min(2 * n, AUTO_GRID_MAX[dataset.dim])
-
-    def initial(points: np.ndarray) -> np.ndarray:
-        axes = [np.unique(points[:, i]) for i in range(points.shape[1])]
-        return density_from_data(dataset, normalizer, axes).reshape(-1)
-
-    solution = solve_fpk(sde, initial, n, ts, bounds=bounds, progress=progress, width0=width0)
-    write_fpk(
-        out,
-        solution,
-        sde_kind=config.sde.kind,
-        config_toml=to_toml(config),
-        normalizer=normalizer,
-    )
-    return FPKFileResult(
-        path=out,
-        grid=n,
-        dim=dataset.dim,
-        times=solution.times,
-        mass_error=float(np.max(np.abs(solution.mass - 1.0))),
-        clipped=solution.clipped,
-        warnings=list(solution.warnings),
-    )
-
-
-def _pure_diffusion(sde) -> bool:
-    """Whether f = 0 on [0, T] (VE), where the solver needs no time steps between outputs."""
-    import torch
-
-    from workbench.core.sde import LinearSDE
-
-    if not isinstance(sde, LinearSDE):
-        return False
-    t = torch.linspace(0.0, float(sde.T), 17, dtype=torch.float64)
-    return bool(torch.all(torch.as_tensor(sde.drift_coeff(t)) == 0))
 
 
 @dataclass

@@ -17,7 +17,7 @@ from workbench.core.compare import (
     compare_samples,
     subsample,
 )
-from workbench.core.data import build_dataset
+from workbench.core.experiment import dataset_of
 from workbench.core.wording import floor_verdict
 from workbench.errors import WorkbenchError, one_line
 from workbench.gui.inspector.common import _YELLOW, _banner, _View
@@ -117,7 +117,7 @@ class CompareView(_View):
 
     def _dataset(self, tf: TrajectoryFile) -> Any:
         cfg = tf.read_config()
-        return build_dataset(cfg.data.name, dict(cfg.data.params))
+        return dataset_of(cfg)
 
     def draw(self) -> None:
         self.compute()

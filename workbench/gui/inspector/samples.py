@@ -10,10 +10,10 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from workbench.core.contours import HDR_MASSES, contour_segments, hdr_levels
-from workbench.core.data import build_dataset
+from workbench.core.experiment import dataset_of, sde_of
 from workbench.core.mixture import GaussianMixture
 from workbench.core.reference import data_units_marginal
-from workbench.core.sde import LinearSDE, build_sde
+from workbench.core.sde import LinearSDE
 from workbench.errors import WorkbenchError
 from workbench.gui.inspector.common import HIST_BINS, _View
 from workbench.gui.plots.base import set_title
@@ -45,8 +45,8 @@ def density_at(tf: TrajectoryFile, t: float) -> GaussianMixture | None:
     data_units_marginal` does the maths; this reads the config)."""
     try:
         cfg = tf.read_config()
-        mixture = build_dataset(cfg.data.name, dict(cfg.data.params)).mixture()
-        sde = build_sde(cfg.sde.kind, dict(cfg.sde.params))
+        mixture = dataset_of(cfg).mixture()
+        sde = sde_of(cfg)
     except (WorkbenchError, ValueError, KeyError):
         return None
     if mixture is None or not isinstance(sde, LinearSDE) or mixture.dim != tf.dim:

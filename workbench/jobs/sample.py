@@ -1,4 +1,4 @@
-"""Sampling into a trajectory file, and loading what to sample from: the work behind both
+"""Sampling into a trajectory file, and loading what to sample from: the job behind both
 ``sde-workbench sample`` and the GUI's Sample button.
 
 Rows are recorded every ``record_every`` solver steps (plus the prior row and the final one);
@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from workbench.config import ExperimentConfig, to_toml
-from workbench.core.data import DataSet, Normalizer, build_dataset
-from workbench.core.nets import build_score_model
+from workbench.core.data import DataSet
+from workbench.core.experiment import dataset_of, experiment_of, sde_of
 from workbench.core.samplers import build_sampler, sample
-from workbench.core.sde import SDE, build_sde
+from workbench.core.sde import SDE
 from workbench.core.simulation import terminal_bank
 from workbench.core.train import resolve_device
 from workbench.errors import ConfigError, WorkbenchError
@@ -63,11 +63,6 @@ def sample_params(config: ExperimentConfig) -> dict[str, Any]:
     return {p.name: getattr(config.sample, p.name) for p in config.sample.PARAMS}
 
 
-def _model_units_mixture(dataset: DataSet, normalizer: Normalizer) -> Any:
-    mixture = dataset.mixture()
-    return None if mixture is None else normalizer.to_model_mixture(mixture)
-
-
 def sde_for_sampling(config: ExperimentConfig, dataset: DataSet) -> SDE:
     """The config's SDE, ready to sample from.
 
@@ -77,7 +72,7 @@ def sde_for_sampling(config: ExperimentConfig, dataset: DataSet) -> SDE:
     Euler–Maruyama in float64 on the CPU with the seed ``train.seed + 2``. The same config
     therefore always gives the same prior, wherever it is sampled.
     """
-    sde = build_sde(config.sde.kind, dict(config.sde.params))
+    sde = sde_of(config)
     if not hasattr(sde, "set_terminal_bank"):
         return sde
     if isinstance(dataset, MissingData):
@@ -161,20 +156,13 @@ def load_model(
             f"a config with model.kind = {config.model.kind!r} has no weights: sample from a "
             "trained run folder, or set model.kind = 'analytic' (Gaussian-mixture data)"
         )
-    if checkpoint is not None:
-        dataset = run_dataset(config, checkpoint)
-    else:
-        dataset = build_dataset(config.data.name, dict(config.data.params))
-    normalizer = dataset.normalizer()
-    sde = build_sde(config.sde.kind, dict(config.sde.params))
-    params = {p.name: getattr(config.model, p.name) for p in config.model.PARAMS}
-    model = build_score_model(
-        config.model.kind,
-        params,
-        sde,
-        dataset.sample_shape,
-        _model_units_mixture(dataset, normalizer),
+    built = experiment_of(
+        config,
+        with_model=True,
+        dataset=None if checkpoint is None else run_dataset(config, checkpoint),
     )
+    dataset, model = built.dataset, built.model
+    assert model is not None
     if checkpoint is not None:
         try:
             model.load_state_dict(checkpoint["ema"])
@@ -264,7 +252,7 @@ def _sample_to_file(
     sc = config.sample
     dev = resolve_device(sc_device(config) if device is None else str(device))
     if dataset is None:  # a run's own data set (load_model) carries its stored normaliser
-        dataset = build_dataset(config.data.name, dict(config.data.params))
+        dataset = dataset_of(config)
     normalizer = dataset.normalizer()
     sde = sde_for_sampling(config, dataset)
     model = model.to(dev)

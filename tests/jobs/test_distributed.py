@@ -21,7 +21,9 @@ import torch
 
 from workbench.config import load_config
 from workbench.errors import ConfigError
-from workbench.io.distributed import (
+from workbench.io.runs import read_metrics
+from workbench.io.trajectories import TrajectoryFile
+from workbench.jobs.distributed import (
     DistEnv,
     gather_shards,
     launched_by_torchrun,
@@ -29,8 +31,7 @@ from workbench.io.distributed import (
     shard_sizes,
     train_distributed_in_folder,
 )
-from workbench.io.runs import read_metrics, train_in_folder
-from workbench.io.trajectories import TrajectoryFile
+from workbench.jobs.train import train_in_folder
 
 TINY = """
 [data]

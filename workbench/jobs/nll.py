@@ -21,7 +21,7 @@ from workbench.core.likelihood import data_units_logp, log_likelihood
 from workbench.errors import WorkbenchError
 from workbench.io.runs import MissingData
 from workbench.io.safety import OutOfMemoryError, out_of_memory_where, release_device_memory
-from workbench.io.sampling import load_model, sde_for_sampling
+from workbench.jobs.sample import load_model, sde_for_sampling
 
 __all__ = ["NLLReport", "data_nll"]
 

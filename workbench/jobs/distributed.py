@@ -58,14 +58,8 @@ from workbench.core.train import Progress, Trainer, TrainResult, resolve_device
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.io.checkpoints import save_checkpoint
 from workbench.io.lock import RunLock, RunLockedError, describe_holder, read_holder
-from workbench.io.runs import (
-    MetricsWriter,
-    RunFolder,
-    checkpoint_state,
-    make_run_folder,
-    prepare_run,
-    run_dataset,
-)
+from workbench.io.runs import MetricsWriter, RunFolder, checkpoint_state, run_dataset
+from workbench.jobs.train import make_run_folder, prepare_run
 
 __all__ = [
     "DistEnv",
@@ -322,7 +316,7 @@ def train_distributed_in_folder(
     cancel: Callable[[], bool] | None = None,
     env: DistEnv | None = None,
 ) -> TrainResult:
-    """:func:`~workbench.io.runs.train_in_folder` for one rank of a torchrun job.
+    """:func:`~workbench.jobs.train.train_in_folder` for one rank of a torchrun job.
 
     Every rank calls it; rank 0 alone writes the folder, and ``on_progress`` is called on rank 0
     only (with the global mean loss).
@@ -514,9 +508,9 @@ def sample_distributed(
     0 either gathers every shard into the single trajectory file ``out`` and deletes the shards
     (``shards=False``), or writes ``out`` as HDF5 virtual datasets over the shards, which stay
     (``shards=True``; ``out`` is then a small file that needs its shards beside it). Returns
-    the :class:`~workbench.io.sampling.SamplingResult` of ``out`` on rank 0, None elsewhere.
+    the :class:`~workbench.jobs.sample.SamplingResult` of ``out`` on rank 0, None elsewhere.
     """
-    from workbench.io.sampling import SamplingResult, sample_to_file
+    from workbench.jobs.sample import SamplingResult, sample_to_file
 
     env = env or DistEnv.from_environ()
     sc = config.sample
