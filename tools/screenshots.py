@@ -1,6 +1,6 @@
 """Screenshots of every tab after a short real training and sampling run.
 
-    python -m workbench.gui.screenshots OUTDIR [--steps N] [--data NAME]
+    python tools/screenshots.py OUTDIR [--steps N] [--data NAME]
 
 Runs offscreen (no display needed): trains the default experiment for a few hundred steps on
 the CPU, samples from it, moves the time slider, and saves one PNG per tab (window grabs, as a
