@@ -7,7 +7,6 @@ the writer's thread takes them off the sampler's hands, so the solver never wait
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -331,7 +330,3 @@ def _sample_to_file(
 def sc_device(config: ExperimentConfig) -> str:
     """Sampling runs where training does (the config has one device key, in [train])."""
     return config.train.device
-
-
-def steps_per_second(result: SamplingResult, steps: int) -> float:
-    return steps / result.seconds if result.seconds > 0 else math.inf

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -490,8 +490,3 @@ class TrajectoryFile:
         if isinstance(index, tuple) and not index:
             check_declared(obj, name.lstrip("/"), self._fail)
         return self._read(name, lambda: np.asarray(obj[index]))
-
-    def iter_rows(self, *, denormalise: bool = False) -> Iterator[np.ndarray]:
-        """Every row in order (each read when reached)."""
-        for k in range(self.n_saved):
-            yield self.row(k, denormalise=denormalise)
