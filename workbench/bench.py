@@ -457,7 +457,7 @@ class EventLoopProbe:
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
         self._timer = QtCore.QTimer()
-        self._timer.setTimerType(QtCore.Qt.PreciseTimer)
+        self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._tick)
         self._watchdog = threading.Thread(target=self._watch, name="gap watchdog", daemon=True)
@@ -600,7 +600,9 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
     probe = EventLoopProbe()
     with tempfile.TemporaryDirectory(prefix="sde-workbench-gui-bench-") as tmp:
         big = write_bench_trajectory(Path(tmp) / "big.h5", file_mb)
-        settings = QtCore.QSettings(str(Path(tmp) / "settings.ini"), QtCore.QSettings.IniFormat)
+        settings = QtCore.QSettings(
+            str(Path(tmp) / "settings.ini"), QtCore.QSettings.Format.IniFormat
+        )
         window = MainWindow(settings=settings, runs_dir=Path(tmp) / "runs")
         window.confirm = lambda _question: True
         window.set_config(

@@ -155,7 +155,7 @@ class MainWindow(DocumentWindow):
         dock.setObjectName("experimentDock")
         dock.setWidget(toolbox)
         dock.setMinimumWidth(330)
-        self.addDockWidget(QtCore.Qt.LeftDockWidgetArea, dock)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
 
     def _build_tabs(self) -> None:
         self.loss_tab = LossTab()
@@ -169,7 +169,7 @@ class MainWindow(DocumentWindow):
         for tab in self.tabs_by_name.values():
             self.tab_widget.addTab(tab, tab.title)
 
-        self.time_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.time_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.time_slider.setObjectName("timeSlider")
         self.time_slider.setRange(0, _SLIDER_STEPS)
         self.time_slider.setValue(_SLIDER_STEPS // 10)
@@ -322,8 +322,8 @@ class MainWindow(DocumentWindow):
         dock = QtWidgets.QDockWidget("Log", self)
         dock.setObjectName("logDock")
         dock.setWidget(self.log_view)
-        self.addDockWidget(QtCore.Qt.BottomDockWidgetArea, dock)
-        self.resizeDocks([dock], [110], QtCore.Qt.Vertical)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [110], QtCore.Qt.Orientation.Vertical)
         self.log_dock = dock
 
     def _build_menus(self) -> None:
@@ -466,18 +466,18 @@ class MainWindow(DocumentWindow):
         self.log(f"error: {message}")
         box = QtWidgets.QMessageBox(self)
         box.setObjectName("errorBox")
-        box.setIcon(QtWidgets.QMessageBox.Critical)
+        box.setIcon(QtWidgets.QMessageBox.Icon.Critical)
         box.setWindowTitle("SDE Workbench")
         box.setText(message)
         if details:
             box.setDetailedText(details)
         box.setModal(False)
-        box.setAttribute(QtCore.Qt.WA_DeleteOnClose)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
 
     def _ask_user(self, question: str) -> bool:
         answer = QtWidgets.QMessageBox.question(self, "SDE Workbench", question)
-        return answer == QtWidgets.QMessageBox.Yes
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     # ------------------------------------------------------------------------------ work
     def _start_task(self, name: str, fn: Any, on_progress: Any, on_done: Any) -> Task:

@@ -81,7 +81,7 @@ _SUFFIX = re.compile(r" \(\d+ errors?\)$")
 def mark_pages(toolbox: QtWidgets.QToolBox, panels: list[Panel]) -> None:
     """Title each toolbox page by its panel's errors: a warning icon and "(n error[s])" while
     the panel holds an invalid field, the plain title once none is left."""
-    warning = toolbox.style().standardIcon(QtWidgets.QStyle.SP_MessageBoxWarning)
+    warning = toolbox.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxWarning)
     for i in range(toolbox.count()):
         page = toolbox.widget(i)
         panel = page.widget() if isinstance(page, QtWidgets.QScrollArea) else page
@@ -113,7 +113,7 @@ class Panel(QtWidgets.QWidget):
         self.forms: dict[str, SectionForm] = {}
         self.layout_ = QtWidgets.QVBoxLayout(self)
         self.layout_.setContentsMargins(2, 2, 2, 2)
-        self.layout_.setAlignment(QtCore.Qt.AlignTop)
+        self.layout_.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)
         for section in self.sections:
             form = SectionForm(section)
             form.edited.connect(self._on_edit)

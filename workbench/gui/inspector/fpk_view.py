@@ -22,7 +22,7 @@ class FPKView(QtWidgets.QWidget):
         super().__init__(parent)
         self.setObjectName("fpkView")
         self.data = read_fpk(path)  # WorkbenchError: the FileView shows it
-        self.slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.slider.setObjectName("fpkTimeSlider")
         self.slider.setRange(0, len(self.data.times) - 1)
         self.label = QtWidgets.QLabel()

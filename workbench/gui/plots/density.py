@@ -435,7 +435,8 @@ class _Line(_View):
         }
         if self.truth is not None:
             self.curves["exact"] = self.curve_plot.plot(
-                pen=pg.mkPen(_EXACT, width=2, style=QtCore.Qt.DashLine), name=self.truth.label
+                pen=pg.mkPen(_EXACT, width=2, style=QtCore.Qt.PenStyle.DashLine),
+                name=self.truth.label,
             )
         layout.ci.layout.setRowStretchFactor(0, 3)
         layout.ci.layout.setRowStretchFactor(1, 2)
