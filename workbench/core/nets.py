@@ -543,7 +543,7 @@ class ScoreModel(nn.Module):
     def _coeffs(self, t: Tensor) -> tuple[Tensor | float, Tensor | float]:
         if not self.linear:
             return 1.0, 1.0  # unused: only the "score" output is allowed here
-        return self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+        return self.sde.marginal_coeffs(t)
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         """grad_x log p_t(x) as the model estimates it."""
@@ -630,7 +630,7 @@ class AnalyticScoreModel(nn.Module):
         """s(t) * grad_x log p_t(x), multiplied in float64."""
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
         t64 = as_batch_time(t, flat)
-        s = self.sde.std(t64)  # type: ignore[attr-defined]
+        s = self.sde.std(t64)
         score = self.marginal(x.device).score(flat, t64)
         return (broadcast_time(s, score) * score).reshape(x.shape).to(x.dtype)
 

@@ -181,7 +181,8 @@ def _image_layout(sample_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     if len(sample_shape) == 2:
         return (1, *sample_shape)
     if len(sample_shape) == 3 and sample_shape[0] in (1, 3, 4):
-        return sample_shape  # type: ignore[return-value]
+        c, h, w = sample_shape
+        return c, h, w
     return None
 
 
