@@ -213,8 +213,8 @@ class DataPanel(_KindSwitchingPanel):
             low, high = float(x.min()), float(x.max())
             tiles = np.full((16, h + 1, w + 1), low - 0.25 * (high - low))
             tiles[:, :h, :w] = x
-            grid = tiles.reshape(4, 4, h + 1, w + 1).transpose(0, 2, 1, 3)
-            grid = grid.reshape(4 * (h + 1), 4 * (w + 1))
+            blocks = tiles.reshape(4, 4, h + 1, w + 1).transpose(0, 2, 1, 3)
+            grid = blocks.reshape(4 * (h + 1), 4 * (w + 1))
             self.image.setImage(grid.T[:, ::-1])
             item.addItem(self.image)
             item.setAspectLocked(True)

@@ -75,6 +75,7 @@ class FPKView(QtWidgets.QWidget):
         else:
             x, y = d.axes
             hx, hy = x[1] - x[0], y[1] - y[0]
+            assert self.image is not None  # made when there is no curve (2-D)
             self.image.setImage(p, autoLevels=False)
             self.image.setRect(
                 QtCore.QRectF(x[0] - hx / 2, y[0] - hy / 2, len(x) * hx, len(y) * hy)
