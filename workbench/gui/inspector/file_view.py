@@ -239,8 +239,9 @@ class FileView(QtWidgets.QWidget):
         self.tree.expandAll()
         for c in range(5):
             self.tree.resizeColumnToContents(c)
-        if self.tree.topLevelItemCount():
-            self.tree.setCurrentItem(self.tree.topLevelItem(0))
+        first = self.tree.topLevelItem(0)
+        if first is not None:
+            self.tree.setCurrentItem(first)
 
     def tree_paths(self) -> dict[str, QtWidgets.QTreeWidgetItem]:
         """Every tree item by its HDF5 path."""
@@ -269,10 +270,12 @@ class FileView(QtWidgets.QWidget):
         self.attrs.resizeColumnToContents(0)
 
     def attributes_shown(self) -> dict[str, str]:
-        return {
-            self.attrs.item(r, 0).text(): self.attrs.item(r, 1).toolTip()
-            for r in range(self.attrs.rowCount())
-        }
+        shown = {}
+        for r in range(self.attrs.rowCount()):
+            key, value = self.attrs.item(r, 0), self.attrs.item(r, 1)
+            if key is not None and value is not None:  # every row gets both cells
+                shown[key.text()] = value.toolTip()
+        return shown
 
     # ------------------------------------------------------------------ slider and views
     def row_index(self) -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -108,7 +108,9 @@ class InspectorWindow(QtWidgets.QMainWindow):
         self.resize(1400, 850)
 
     def views(self) -> list[FileView]:
-        return [self.tabs.widget(i) for i in range(self.tabs.count())]
+        return [
+            cast(FileView, self.tabs.widget(i)) for i in range(self.tabs.count())
+        ]  # only FileViews are added
 
     def current(self) -> FileView | None:
         w = self.tabs.currentWidget()
