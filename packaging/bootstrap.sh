@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv for SDE Workbench, then launches the app (default) or runs the test suite.
 #   bash packaging/bootstrap.sh          # set up and open the GUI with the default experiment
-#   bash packaging/bootstrap.sh test     # set up and run lint + the whole test suite
+#   bash packaging/bootstrap.sh test     # set up and run lint, mypy + the whole test suite
 # torch comes first: with no NVIDIA GPU, torch==2.13.0 from pip's configured index, which is the
 # CPU build where that index or a local wheel folder serves one (plain PyPI serves the CUDA build
 # on Linux). Set TORCH_INDEX_URL to take torch from PyTorch's index for one build instead; that
@@ -42,6 +42,7 @@ case "$mode" in
         python -m pip install -e ".[test]"
         ruff check .
         ruff format --check .
+        mypy
         exec python -m pytest "$@"
         ;;
     *)

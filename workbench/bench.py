@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from workbench.config import default_config
 from workbench.core.fast import resolve_fast_path
+from workbench.core.nets import ScoreModel
 from workbench.core.samplers import build_sampler, sample
+from workbench.core.sde import LinearSDE
 from workbench.core.train import Trainer, device_description, resolve_device
 
 __all__ = [
@@ -166,8 +168,9 @@ def bench_training(
     # The plain loop: same network class and data, DSM with sigma^2 weighting written out,
     # Adam, clipping and an EMA updated parameter by parameter, as tutorials write it.
     plain_trainer = Trainer(cfg, device=device)
-    net = plain_trainer.model.net
-    sde = plain_trainer.sde
+    # the default experiment: a network (not the analytic model) under the VP SDE
+    net = cast(ScoreModel, plain_trainer.model).net
+    sde = cast(LinearSDE, plain_trainer.sde)
     data = plain_trainer.data
     params = [p for p in net.parameters() if p.requires_grad]
     ema = [p.detach().clone() for p in params]
@@ -457,7 +460,7 @@ class EventLoopProbe:
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
         self._timer = QtCore.QTimer()
-        self._timer.setTimerType(QtCore.Qt.PreciseTimer)
+        self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._tick)
         self._watchdog = threading.Thread(target=self._watch, name="gap watchdog", daemon=True)
@@ -489,7 +492,7 @@ class EventLoopProbe:
         while not self._stop.wait(0.005):
             if self._gap_stack is None and time.perf_counter() - self._last > self.blame_after:
                 frames = sys._current_frames()
-                frame = frames.get(self._main)
+                frame = frames.get(self._main) if self._main is not None else None
                 if frame is not None:
                     where = _where(frame)
                     if where.split(" < ")[0].endswith(" _wait"):
@@ -544,7 +547,7 @@ def _wait(app: Any, until: Callable[[], bool], timeout_s: float) -> bool:
     loop = QtCore.QEventLoop()
     poll = QtCore.QTimer()
     poll.setInterval(10)
-    poll.timeout.connect(lambda: until() and loop.quit())
+    poll.timeout.connect(lambda: loop.quit() if until() else None)
     QtCore.QTimer.singleShot(round(timeout_s * 1e3), loop.quit)
     poll.start()
     loop.exec()
@@ -600,7 +603,9 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
     probe = EventLoopProbe()
     with tempfile.TemporaryDirectory(prefix="sde-workbench-gui-bench-") as tmp:
         big = write_bench_trajectory(Path(tmp) / "big.h5", file_mb)
-        settings = QtCore.QSettings(str(Path(tmp) / "settings.ini"), QtCore.QSettings.IniFormat)
+        settings = QtCore.QSettings(
+            str(Path(tmp) / "settings.ini"), QtCore.QSettings.Format.IniFormat
+        )
         window = MainWindow(settings=settings, runs_dir=Path(tmp) / "runs")
         window.confirm = lambda _question: True
         window.set_config(

@@ -235,7 +235,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
     follow = bool(getattr(args, "follow", False))
     if follow and path is None:
         raise WorkbenchError("--follow needs the run folder to follow")
-    if follow and Path(path).exists() and not Path(path).is_dir():
+    if follow and path is not None and Path(path).exists() and not Path(path).is_dir():
         raise WorkbenchError(f"{path}: not a folder (--follow takes a run folder)")
     # with --follow the folder may not exist yet: the job may still be starting
     if path is not None and not follow and not Path(path).exists():
@@ -469,15 +469,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
             args.source, config, model, dataset, args.out, shards=args.shards, overwrite=args.force
         )
     bar = progress_bar(args, "sample")
-    start = {"t": None}
+    start: dict[str, float] = {}  # the first call's time
 
     def progress(done: int, total: int) -> None:
         import time
 
         now = time.perf_counter()
-        if start["t"] is None:
-            start["t"] = now
-        rate = done / (now - start["t"]) if now > start["t"] else 0.0
+        t0 = start.setdefault("t", now)
+        rate = done / (now - t0) if now > t0 else 0.0
         bar.update(done, total, rate)
 
     replacing = Path(args.out).is_file()  # with --force: the old file stays until the new ends

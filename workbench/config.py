@@ -722,7 +722,7 @@ def config_from_dict(tree: Mapping[str, Any]) -> ExperimentConfig:
     allowed = ["kind", *(p.name for p in sde_cls.params)]
     _check_keys("sde", sections["sde"], allowed, f"SDE {kind!r}")
 
-    fixed = {}
+    fixed: dict[str, Any] = {}  # section name -> its config class, as ExperimentConfig takes
     for section, cls in _SECTION_CLASSES.items():
         _check_keys(section, sections[section], [p.name for p in cls.PARAMS], f"[{section}]")
         fixed[section] = cls(**sections[section])

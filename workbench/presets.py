@@ -46,7 +46,7 @@ _CURVED = {
 # wells at +-1 like the quartic -4x(x^2 - 1), but f grows only linearly far out. With the
 # quartic's cubic drift the reverse SDE is unstable wherever the learned score is smaller than
 # f/g^2, i.e. beyond the data, and a few particles in thousands run off to infinity.
-_CUSTOM_TRAINING = {
+_CUSTOM_TRAINING: dict[str, dict[str, Any]] = {
     "model": {"kind": "mlp", "hidden": 128, "depth": 3, "output": "score"},
     "loss": {"kind": "ssm", "weighting": "none"},
     "train": {"steps": 3000, "batch_size": 512, "lr": 2e-3},

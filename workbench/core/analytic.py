@@ -50,7 +50,7 @@ class AnalyticMarginal:
 
     def _coeffs(self, t: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor]:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        m, s = self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+        m, s = self.sde.marginal_coeffs(t)
         return m, s
 
     def log_prob(self, x: Tensor, t: Tensor | float) -> Tensor:
@@ -67,7 +67,7 @@ class AnalyticMarginal:
 
     def mixture_at(self, t: float) -> GaussianMixture:
         """p_t itself, as a mixture."""
-        m, s = self.sde.marginal_coeffs(torch.tensor(float(t), dtype=torch.float64))  # type: ignore[attr-defined]
+        m, s = self.sde.marginal_coeffs(torch.tensor(float(t), dtype=torch.float64))
         return self.mixture.noised(float(m), float(s))
 
     def sample(
@@ -78,5 +78,5 @@ class AnalyticMarginal:
         dtype: torch.dtype = torch.float32,
     ) -> Tensor:
         """n draws from p_t."""
-        m, s = self.sde.marginal_coeffs(torch.tensor(float(t), dtype=torch.float64))  # type: ignore[attr-defined]
+        m, s = self.sde.marginal_coeffs(torch.tensor(float(t), dtype=torch.float64))
         return self.mixture.sample_with_labels(n, generator, dtype, float(m), float(s))[0]

@@ -42,6 +42,11 @@ class ForwardCloud:
             raise TypeError("the forward cloud needs a linear SDE")
         self.sde = sde
         self.key = (state.config.data, int(n), int(seed))
+        self.x0: np.ndarray
+        self.z: np.ndarray
+        self.q: float
+        self.n: int
+        self.dim: int
         if reuse is not None and reuse.key == self.key:
             self.x0, self.z, self.q = reuse.x0, reuse.z, reuse.q
             self.n, self.dim = reuse.n, reuse.dim

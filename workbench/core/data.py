@@ -528,7 +528,7 @@ class EightGaussians(MixtureDataSet):
         return GaussianMixture.isotropic(means, self.settings["std"])
 
 
-_GMM_DEFAULT = {
+_GMM_DEFAULT: dict[str, Any] = {
     "means": ((-2.0, -1.0), (2.0, -1.0), (0.0, 2.0)),
     "stds": (0.5, 0.7, 0.4),
     "weights": (0.3, 0.3, 0.4),

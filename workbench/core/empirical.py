@@ -53,7 +53,7 @@ class EmpiricalMarginal:
         if flat.shape[1] != self.dim:
             raise ValueError(f"points of {flat.shape[1]} values; the data have {self.dim}")
         t = torch.as_tensor(t, dtype=flat.dtype, device=flat.device)
-        m, s = self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+        m, s = self.sde.marginal_coeffs(t)
         m = m.expand(flat.shape[0])[:, None]
         s = s.expand(flat.shape[0])[:, None]
         run_max = torch.full((flat.shape[0], 1), -math.inf, dtype=flat.dtype, device=flat.device)

@@ -245,6 +245,7 @@ class Expression:
         if missing:
             raise ExpressionError(f"no value given for {', '.join(sorted(missing))}")
         use_torch = any(isinstance(v, torch.Tensor) for v in values.values())
+        env: dict[str, Any]  # tensors or float64 arrays, as the inputs are
         if use_torch:
             ref = next(v for v in values.values() if isinstance(v, torch.Tensor))
             env = {

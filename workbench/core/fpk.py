@@ -29,7 +29,7 @@ every step; when set, :class:`FPKCancelledError` is raised. Torch is used only t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,7 +190,7 @@ def resolution_check(
     sde: SDE,
     width0: float,
     spacing: Sequence[float],
-    times: Sequence[float],
+    times: Iterable[float],
 ) -> tuple[float | None, str | None]:
     """(first resolved time, warning) for a grid of cell sizes ``spacing``.
 
@@ -206,9 +206,9 @@ def resolution_check(
     if isinstance(sde, LinearSDE):
         tt = torch.as_tensor(ts, dtype=torch.float64)
         m, s = sde.marginal_coeffs(tt)
-        m = torch.as_tensor(m, dtype=torch.float64).expand(len(ts)).numpy()
-        s = torch.as_tensor(s, dtype=torch.float64).expand(len(ts)).numpy()
-        widths = np.sqrt(m * m * width0 * width0 + s * s)
+        m_t = torch.as_tensor(m, dtype=torch.float64).expand(len(ts)).numpy()
+        s_t = torch.as_tensor(s, dtype=torch.float64).expand(len(ts)).numpy()
+        widths = np.sqrt(m_t * m_t * width0 * width0 + s_t * s_t)
         ok = widths >= CELLS_PER_WIDTH * dx
     else:
         widths = np.full(len(ts), width0)
@@ -364,7 +364,7 @@ def solve_fpk(
     sde: SDE,
     initial: Callable[[np.ndarray], np.ndarray] | np.ndarray,
     grid_n: int,
-    times: Sequence[float],
+    times: Iterable[float],
     *,
     bounds: Sequence[tuple[float, float]] | None = None,
     samples: np.ndarray | None = None,

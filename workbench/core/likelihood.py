@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from workbench.core.data import Normalizer
 from workbench.core.odeint import METHODS, integrate
 from workbench.core.sde import SDE
 from workbench.errors import ConfigError, WorkbenchError
@@ -207,7 +208,7 @@ def bits_per_dim(logp_nats: Tensor | float, dim: int) -> Tensor | float:
     return -logp_nats / (dim * math.log(2.0))
 
 
-def data_units_logp(logp_model: Tensor, normalizer) -> Tensor:  # type: ignore[no-untyped-def]
+def data_units_logp(logp_model: Tensor, normalizer: Normalizer) -> Tensor:
     """log p in data units from log p in model units: y = (x - shift) / scale, so
     log p_x(x) = log p_y(y) + log |det dy/dx| = log p_y(y) - sum log scale."""
     return logp_model + normalizer.log_abs_det_jacobian()

@@ -24,7 +24,7 @@ from torch import Tensor
 __all__ = ["GaussianMixture"]
 
 
-def _as_tensor(value: Sequence | Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+def _as_tensor(value: Sequence | Tensor | float, dtype: torch.dtype = torch.float64) -> Tensor:
     return torch.as_tensor(value, dtype=dtype).clone()
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -527,6 +527,8 @@ class ScoreModel(nn.Module):
     which all wrap ``forward``, see the quantity every loss and sampler consumes.
     """
 
+    sample_shape: tuple[int, ...]  # set by build_score_model
+
     def __init__(self, net: nn.Module, sde: SDE, output: str = "eps") -> None:
         super().__init__()
         param = _check_output(output, sde)
@@ -543,7 +545,7 @@ class ScoreModel(nn.Module):
     def _coeffs(self, t: Tensor) -> tuple[Tensor | float, Tensor | float]:
         if not self.linear:
             return 1.0, 1.0  # unused: only the "score" output is allowed here
-        return self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+        return cast(LinearSDE, self.sde).marginal_coeffs(t)  # self.linear: it is one
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         """grad_x log p_t(x) as the model estimates it."""
@@ -585,6 +587,7 @@ class AnalyticScoreModel(nn.Module):
     """
 
     output: ClassVar[str] = "score"
+    sample_shape: tuple[int, ...]  # set by build_score_model
 
     def __init__(self, mixture: GaussianMixture, sde: SDE) -> None:
         super().__init__()
@@ -630,7 +633,7 @@ class AnalyticScoreModel(nn.Module):
         """s(t) * grad_x log p_t(x), multiplied in float64."""
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
         t64 = as_batch_time(t, flat)
-        s = self.sde.std(t64)  # type: ignore[attr-defined]
+        s = self.sde.std(t64)
         score = self.marginal(x.device).score(flat, t64)
         return (broadcast_time(s, score) * score).reshape(x.shape).to(x.dtype)
 

@@ -84,6 +84,11 @@ class Reference:
         self.key = process_key(state)
         self.dim = state.dim
 
+    @staticmethod
+    def unavailable(state: Any) -> str | None:
+        """Why this reference cannot serve ``state``, or None when it can."""
+        raise NotImplementedError
+
     def density(self, t: Any, pts: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 

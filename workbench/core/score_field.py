@@ -170,7 +170,7 @@ def compute_field(request: FieldRequest) -> dict[str, Any]:
         p = truth.density(t, fine)
         grid = p.reshape(ERROR_GRID, ERROR_GRID)
         out["contours"] = [contour_segments(grid, ce, ce, lv) for lv in hdr_levels(grid)]
-        if learned_all is not None:
+        if learned_all is not None and true_all is not None:  # true_all: truth is given
             raw = np.linalg.norm(learned_all[n:] - true_all[n:], axis=1)
             err = s_t * raw
             out["error"] = err.reshape(ERROR_GRID, ERROR_GRID)

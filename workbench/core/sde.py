@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,7 +92,11 @@ class SDE(ABC):
 
     @abstractmethod
     def prior_sample(
-        self, shape: tuple[int, ...], generator: torch.Generator | None = None, **kw: Any
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
     ) -> Tensor:
         """Draws from the distribution the reverse process starts from at t = T."""
 
@@ -252,7 +256,7 @@ class LinearSDE(SDE):
 MAX_PRIOR_SNR = 0.25
 
 
-def check_times(times: Sequence[float], T: float, what: str = "time") -> tuple[float, ...]:
+def check_times(times: Iterable[float], T: float, what: str = "time") -> tuple[float, ...]:
     """``times`` as floats, each finite and within the SDE's [0, T]; WorkbenchError naming the
     first one outside (the diffusion is not defined there, and a solver asked for it would
     run on for nothing)."""

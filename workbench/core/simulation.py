@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -87,7 +87,7 @@ def _em_step(sde: SDE, x: Tensor, t: Tensor, h: Tensor | float, z: Tensor) -> Te
     return x + sde.drift(x, t) * h + g * math.sqrt(h) * z
 
 
-def checked_times(times: Tensor | Sequence[float], T: float) -> list[float]:
+def checked_times(times: Tensor | Iterable[float], T: float) -> list[float]:
     """``times`` as floats, checked to be non-negative, strictly increasing and at most T."""
     ts = (
         times.detach().to("cpu", torch.float64).reshape(-1).tolist()
@@ -104,7 +104,7 @@ def checked_times(times: Tensor | Sequence[float], T: float) -> list[float]:
 def simulate(
     sde: SDE,
     x0: Tensor,
-    times: Sequence[float] | Tensor,
+    times: Iterable[float] | Tensor,
     *,
     dt: float | None = None,
     generator: torch.Generator | None = None,

@@ -154,14 +154,14 @@ class Trainer:
         self.dataset, self.normalizer, self.sde = built.dataset, built.normalizer, built.sde
         assert built.model is not None
         self.model = built.model.to(self.device)
-        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable: list[Tensor] = [p for p in self.model.parameters() if p.requires_grad]
         if not self.trainable:
             raise ConfigError(
                 "model.kind",
                 f"the {config.model.kind!r} model has nothing to train; sample from it directly",
             )
         self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
-        self.ema_params = list(self.ema_model.parameters())
+        self.ema_params: list[Tensor] = list(self.ema_model.parameters())
         self.loss_fn = build_loss(config.loss.kind, _section_values(config.loss), self.sde)
 
         # The training set: n points drawn once with the experiment's seed, in model units.
@@ -326,7 +326,8 @@ class Trainer:
         w: float | Tensor = 1.0 - self.ema_decay()
         if gate is not None:
             w = gate * w
-        torch._foreach_lerp_(self.ema_params, self.trainable, w)
+        # torch's stubs give the weight as a number only; the op also takes a 0-d tensor
+        torch._foreach_lerp_(self.ema_params, self.trainable, w)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def _guarded_update(self, loss: Tensor, grad_norm: Tensor, guard: _Guard) -> None:
@@ -538,7 +539,8 @@ class _StepGraph:
         t.optimizer.step()
         t.optimizer.found_inf = None  # type: ignore[attr-defined]
         with torch.no_grad():
-            torch._foreach_lerp_(t.ema_params, t.trainable, self.ema_weight * self.guard.ok_float)
+            weight = self.ema_weight * self.guard.ok_float  # a 0-d tensor: see update_ema
+            torch._foreach_lerp_(t.ema_params, t.trainable, weight)  # type: ignore[call-overload]
 
     def step(self, ema_weight: float) -> tuple[Tensor, Tensor]:
         self.ema_weight.fill_(ema_weight)

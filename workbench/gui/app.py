@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from typing import cast
 
 from PySide6 import QtGui, QtWidgets
 
@@ -69,7 +70,8 @@ def app_icon() -> QtGui.QIcon:
 
 def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     """The process's QApplication (created once), named so QSettings has a home."""
-    app = QtWidgets.QApplication.instance()
+    # the one instance is a QApplication: the GUI never makes a bare QCoreApplication
+    app = cast(QtWidgets.QApplication | None, QtWidgets.QApplication.instance())
     if app is None:
         app = QtWidgets.QApplication(argv if argv is not None else sys.argv[:1])
     app.setApplicationName("SDE Workbench")
@@ -80,7 +82,7 @@ def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     app.setDesktopFileName(APP_ID)  # the .desktop entry's name: the shell groups windows by it
 
     app.setWindowIcon(app_icon())
-    return app  # type: ignore[return-value]
+    return app
 
 
 def run_gui(path: str | None = None, follow: bool = False) -> int:

@@ -37,7 +37,11 @@ _INVALID_STYLE = "border: 1px solid #d9534f; background: #fff3f3;"
 
 
 class ParamField(QtCore.QObject):
-    """A widget for one key: ``value()``, ``set_value()``, ``edited`` and error marking."""
+    """A widget for one key: ``value()``, ``set_value()``, ``edited`` and error marking.
+
+    Each subclass declares ``widget`` as the widget class it makes, so its own calls
+    (``text()``, ``setValue()``) are checked against that class, not against QWidget.
+    """
 
     edited = QtCore.Signal()
 
@@ -55,7 +59,9 @@ class ParamField(QtCore.QObject):
         self.error_label.setObjectName(f"error_{param.name}")
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #c9302c; font-size: small;")
-        self.error_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.error_label.setTextInteractionFlags(
+            QtCore.Qt.TextInteractionFlag.TextSelectableByMouse
+        )
         self.error_label.setVisible(False)
         # (value loaded, what the widget showed for it): see value()
         self._loaded: tuple[Any, Any] | None = None
@@ -98,6 +104,8 @@ class ParamField(QtCore.QObject):
 class _TextNumber(ParamField):
     """Floats as text, so 1e-5 and 2e-3 are typed and shown as they are meant."""
 
+    widget: QtWidgets.QLineEdit
+
     def __init__(self, param: Param) -> None:
         super().__init__(param, QtWidgets.QLineEdit())
         self.widget.setPlaceholderText(param.describe())
@@ -133,12 +141,15 @@ class _IntField(ParamField):
     """Integers in a spin box bounded by the declared range: Qt's QSpinBox when the range fits
     its 32 bits, else a spin box on Python integers (a seed may be any 64-bit integer)."""
 
+    widget: QtWidgets.QSpinBox | WideSpinBox
+
     def __init__(self, param: Param, check: Int) -> None:
         low = -(2**63) if check.low is None else check.low
         high = 2**63 - 1 if check.high is None else check.high
         if low >= _QT_INT_MIN and high <= _QT_INT_MAX:
-            box: QtWidgets.QAbstractSpinBox = QtWidgets.QSpinBox()
-            box.setRange(low, high)
+            spin = QtWidgets.QSpinBox()
+            spin.setRange(low, high)
+            box: QtWidgets.QSpinBox | WideSpinBox = spin
         else:
             box = WideSpinBox(low, high)
         super().__init__(param, box)
@@ -205,23 +216,27 @@ class WideSpinBox(QtWidgets.QAbstractSpinBox):
         self.selectAll()
 
     def stepEnabled(self) -> QtWidgets.QAbstractSpinBox.StepEnabledFlag:
-        flags = QtWidgets.QAbstractSpinBox.StepNone
+        flags = QtWidgets.QAbstractSpinBox.StepEnabledFlag.StepNone
         if self._value > self._low:
-            flags |= QtWidgets.QAbstractSpinBox.StepDownEnabled
+            flags |= QtWidgets.QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
         if self._value < self._high:
-            flags |= QtWidgets.QAbstractSpinBox.StepUpEnabled
+            flags |= QtWidgets.QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
         return flags
 
-    def validate(self, text: str, pos: int) -> object:
+    def validate(self, text: str, pos: int) -> tuple[QtGui.QValidator.State, str, int]:
         stripped = text.strip()
         if stripped in ("", "-", "+"):
-            return QtGui.QValidator.Intermediate, text, pos
+            return QtGui.QValidator.State.Intermediate, text, pos
         try:
             number = int(stripped)
         except ValueError:
-            return QtGui.QValidator.Invalid, text, pos
+            return QtGui.QValidator.State.Invalid, text, pos
         ok = self._low <= number <= self._high
-        return (QtGui.QValidator.Acceptable if ok else QtGui.QValidator.Intermediate), text, pos
+        return (
+            (QtGui.QValidator.State.Acceptable if ok else QtGui.QValidator.State.Intermediate),
+            text,
+            pos,
+        )
 
     def fixup(self, text: str) -> str:
         return str(self._value)
@@ -234,6 +249,8 @@ class WideSpinBox(QtWidgets.QAbstractSpinBox):
 
 
 class _ChoiceField(ParamField):
+    widget: QtWidgets.QComboBox
+
     def __init__(self, param: Param, options: tuple[str, ...]) -> None:
         super().__init__(param, QtWidgets.QComboBox())
         self.widget.addItems(list(options))
@@ -255,6 +272,8 @@ class _ChoiceField(ParamField):
 
 
 class _BoolField(ParamField):
+    widget: QtWidgets.QCheckBox
+
     def __init__(self, param: Param) -> None:
         super().__init__(param, QtWidgets.QCheckBox())
         self.widget.toggled.connect(lambda _: self.edited.emit())
@@ -271,6 +290,8 @@ class _BoolField(ParamField):
 
 
 class _TextField(ParamField):
+    widget: QtWidgets.QLineEdit
+
     def __init__(self, param: Param) -> None:
         super().__init__(param, QtWidgets.QLineEdit())
         self.widget.textEdited.connect(lambda _: self.edited.emit())
@@ -290,16 +311,20 @@ class _ExpressionListField(ParamField):
     """Several expressions separated by ';' (a custom SDE's drift, one per coordinate): typed
     one per line in a monospace box, joined with '; ' for the config, split again to show."""
 
+    widget: QtWidgets.QPlainTextEdit
+
     def __init__(self, param: Param) -> None:
         super().__init__(param, QtWidgets.QPlainTextEdit())
-        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont)
+        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
         self.widget.setFont(font)
         self.widget.setTabChangesFocus(True)
-        self.widget.setLineWrapMode(QtWidgets.QPlainTextEdit.NoWrap)
+        self.widget.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
         self.widget.setPlaceholderText("one expression per line: f1(x1, x2, t), f2(...)")
         lines = QtGui.QFontMetrics(font).lineSpacing()
         self.widget.setFixedHeight(4 * lines + 12)  # the form must not stretch it
-        self.widget.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Fixed)
+        self.widget.setSizePolicy(
+            QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed
+        )
         self.widget.setMinimumWidth(220)
         self.widget.textChanged.connect(self.edited.emit)
 
@@ -326,6 +351,8 @@ def _is_expression_list(param: Param) -> bool:
 
 class _ArrayField(ParamField):
     """Nested lists typed as a TOML literal, e.g. ``[[0, 1], [2, 3]]``."""
+
+    widget: QtWidgets.QLineEdit
 
     def __init__(self, param: Param) -> None:
         super().__init__(param, QtWidgets.QLineEdit())
@@ -394,7 +421,9 @@ class SectionForm(QtWidgets.QWidget):
         self.labels: dict[str, QtWidgets.QLabel] = {}
         self._cells: dict[str, QtWidgets.QWidget] = {}
         self._layout = QtWidgets.QFormLayout(self)
-        self._layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
+        self._layout.setFieldGrowthPolicy(
+            QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow
+        )
         self._layout.setContentsMargins(4, 4, 4, 4)
 
     def set_params(self, params: tuple[Param, ...], values: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import copy
 import datetime as _dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -47,6 +47,10 @@ from workbench.gui.plots.loss import LossTab
 from workbench.gui.plots.schedule import ScheduleTab
 from workbench.gui.state import ExperimentState
 from workbench.gui.workers import Task, TaskContext
+
+if TYPE_CHECKING:  # imported where they are used, lazily
+    from workbench.gui.follow import RunFollower
+    from workbench.gui.plots.trajectories import TrajectoryTab
 
 __all__ = ["MainWindow", "default_runs_dir"]
 
@@ -155,7 +159,8 @@ class MainWindow(DocumentWindow):
         dock.setObjectName("experimentDock")
         dock.setWidget(toolbox)
         dock.setMinimumWidth(330)
-        self.addDockWidget(QtCore.Qt.LeftDockWidgetArea, dock)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.experiment_dock = dock
 
     def _build_tabs(self) -> None:
         self.loss_tab = LossTab()
@@ -169,7 +174,7 @@ class MainWindow(DocumentWindow):
         for tab in self.tabs_by_name.values():
             self.tab_widget.addTab(tab, tab.title)
 
-        self.time_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.time_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.time_slider.setObjectName("timeSlider")
         self.time_slider.setRange(0, _SLIDER_STEPS)
         self.time_slider.setValue(_SLIDER_STEPS // 10)
@@ -180,7 +185,8 @@ class MainWindow(DocumentWindow):
         self.time_label.setObjectName("timeLabel")
         self.time_label.setMinimumWidth(90)
         self.time_slider.valueChanged.connect(self._time_changed)
-        self.tabs_by_name["trajectories"].timeRequested.connect(self._request_time)
+        trajectories = cast("TrajectoryTab", self.tabs_by_name["trajectories"])
+        trajectories.timeRequested.connect(self._request_time)
         export = QtWidgets.QPushButton("Export plot…")
         export.setObjectName("exportPlotButton")
         export.clicked.connect(self._export_current_plot)
@@ -257,9 +263,7 @@ class MainWindow(DocumentWindow):
         )
         for kind in ("auto", "analytic", "fpk", "empirical", "none"):
             combo.addItem(describe(kind), kind)
-        combo.currentIndexChanged.connect(
-            lambda _: self.references.set_kind(self.reference_combo.currentData())
-        )
+        combo.currentIndexChanged.connect(lambda _: self.references.set_kind(combo.currentData()))
         self.reference_combo = combo
         self._slider_row.insertWidget(self._slider_row.count() - 1, QtWidgets.QLabel("truth"))
         self._slider_row.insertWidget(self._slider_row.count() - 1, combo)
@@ -306,7 +310,8 @@ class MainWindow(DocumentWindow):
         """Grey out the kinds this experiment cannot have, with the reason as tooltip."""
         from workbench.core.reference import unavailable_reason
 
-        model = self.reference_combo.model()
+        # a QComboBox's own model is a QStandardItemModel: its items can be disabled
+        model = cast(QtGui.QStandardItemModel, self.reference_combo.model())
         for i in range(self.reference_combo.count()):
             kind = self.reference_combo.itemData(i)
             reason = None if kind == "auto" else unavailable_reason(kind, self.state)
@@ -322,8 +327,8 @@ class MainWindow(DocumentWindow):
         dock = QtWidgets.QDockWidget("Log", self)
         dock.setObjectName("logDock")
         dock.setWidget(self.log_view)
-        self.addDockWidget(QtCore.Qt.BottomDockWidgetArea, dock)
-        self.resizeDocks([dock], [110], QtCore.Qt.Vertical)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [110], QtCore.Qt.Orientation.Vertical)
         self.log_dock = dock
 
     def _build_menus(self) -> None:
@@ -355,7 +360,7 @@ class MainWindow(DocumentWindow):
         quit_action.setShortcut(std.Quit)
         quit_action.triggered.connect(self.close)
         view = self.menuBar().addMenu("&View")
-        view.addAction(self.findChild(QtWidgets.QDockWidget, "experimentDock").toggleViewAction())
+        view.addAction(self.experiment_dock.toggleViewAction())
         view.addAction(self.log_dock.toggleViewAction())
         from workbench.gui.actions import build_help_menu, build_run_actions
 
@@ -466,18 +471,18 @@ class MainWindow(DocumentWindow):
         self.log(f"error: {message}")
         box = QtWidgets.QMessageBox(self)
         box.setObjectName("errorBox")
-        box.setIcon(QtWidgets.QMessageBox.Critical)
+        box.setIcon(QtWidgets.QMessageBox.Icon.Critical)
         box.setWindowTitle("SDE Workbench")
         box.setText(message)
         if details:
             box.setDetailedText(details)
         box.setModal(False)
-        box.setAttribute(QtCore.Qt.WA_DeleteOnClose)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
 
     def _ask_user(self, question: str) -> bool:
         answer = QtWidgets.QMessageBox.question(self, "SDE Workbench", question)
-        return answer == QtWidgets.QMessageBox.Yes
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     # ------------------------------------------------------------------------------ work
     def _start_task(self, name: str, fn: Any, on_progress: Any, on_done: Any) -> Task:
@@ -581,7 +586,7 @@ class MainWindow(DocumentWindow):
             self.show_error(f"{path}: not a folder (Follow takes a run folder)")
             return False
         self.stop_following()
-        self.follower = follow_in_window(self, path)
+        self.follower: RunFollower | None = follow_in_window(self, path)
         self.statusBar().showMessage(f"following {path}", 5000)
         return True
 
@@ -912,7 +917,7 @@ class MainWindow(DocumentWindow):
         return result.path
 
     def _export_current_plot(self) -> None:
-        tab = self.tab_widget.currentWidget()
+        tab = cast(PlotTab, self.tab_widget.currentWidget())  # every tab is a PlotTab
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Export plot", f"{tab.title.lower()}.png", "PNG (*.png);;SVG (*.svg);;CSV (*.csv)"
         )

@@ -81,7 +81,7 @@ _SUFFIX = re.compile(r" \(\d+ errors?\)$")
 def mark_pages(toolbox: QtWidgets.QToolBox, panels: list[Panel]) -> None:
     """Title each toolbox page by its panel's errors: a warning icon and "(n error[s])" while
     the panel holds an invalid field, the plain title once none is left."""
-    warning = toolbox.style().standardIcon(QtWidgets.QStyle.SP_MessageBoxWarning)
+    warning = toolbox.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxWarning)
     for i in range(toolbox.count()):
         page = toolbox.widget(i)
         panel = page.widget() if isinstance(page, QtWidgets.QScrollArea) else page
@@ -113,7 +113,7 @@ class Panel(QtWidgets.QWidget):
         self.forms: dict[str, SectionForm] = {}
         self.layout_ = QtWidgets.QVBoxLayout(self)
         self.layout_.setContentsMargins(2, 2, 2, 2)
-        self.layout_.setAlignment(QtCore.Qt.AlignTop)
+        self.layout_.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)
         for section in self.sections:
             form = SectionForm(section)
             form.edited.connect(self._on_edit)
@@ -213,8 +213,8 @@ class DataPanel(_KindSwitchingPanel):
             low, high = float(x.min()), float(x.max())
             tiles = np.full((16, h + 1, w + 1), low - 0.25 * (high - low))
             tiles[:, :h, :w] = x
-            grid = tiles.reshape(4, 4, h + 1, w + 1).transpose(0, 2, 1, 3)
-            grid = grid.reshape(4 * (h + 1), 4 * (w + 1))
+            blocks = tiles.reshape(4, 4, h + 1, w + 1).transpose(0, 2, 1, 3)
+            grid = blocks.reshape(4 * (h + 1), 4 * (w + 1))
             self.image.setImage(grid.T[:, ::-1])
             item.addItem(self.image)
             item.setAspectLocked(True)

@@ -101,6 +101,10 @@ class Units:
     def identity(self) -> bool:
         return self.model or self.normalizer is None
 
+    def _through(self) -> Normalizer | None:
+        """The normaliser the maps go through, None where each is the identity."""
+        return None if self.model else self.normalizer
+
     @property
     def name(self) -> str:
         return "model units" if self.model else "data units"
@@ -112,18 +116,22 @@ class Units:
     def points(self, y: Any) -> np.ndarray:
         """Model-unit points (..., c) in the units shown."""
         y = np.asarray(y, dtype=np.float64)
-        return y if self.identity else self.normalizer.points_to_data(y)
+        n = self._through()
+        return y if n is None else n.points_to_data(y)
 
     def density(self, p: Any, coords: int) -> np.ndarray:
         p = np.asarray(p, dtype=np.float64)
-        return p if self.identity else self.normalizer.density_to_data(p, coords)
+        n = self._through()
+        return p if n is None else n.density_to_data(p, coords)
 
     def score(self, s: Any) -> np.ndarray:
         s = np.asarray(s, dtype=np.float64)
-        return s if self.identity else self.normalizer.score_to_data(s)
+        n = self._through()
+        return s if n is None else n.score_to_data(s)
 
     def window(self, half: float, coords: int) -> tuple[np.ndarray, np.ndarray]:
         """The model-unit window [-half, half]^coords as (low, high) corners shown."""
-        if self.identity:
+        n = self._through()
+        if n is None:
             return np.full(coords, -float(half)), np.full(coords, float(half))
-        return self.normalizer.rect_to_data(half, coords)
+        return n.rect_to_data(half, coords)

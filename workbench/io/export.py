@@ -181,7 +181,8 @@ def _image_layout(sample_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     if len(sample_shape) == 2:
         return (1, *sample_shape)
     if len(sample_shape) == 3 and sample_shape[0] in (1, 3, 4):
-        return sample_shape  # type: ignore[return-value]
+        c, h, w = sample_shape
+        return c, h, w
     return None
 
 
@@ -382,14 +383,14 @@ def _export(
     out_shape = (count, *shape)
     with _atomic(out, force) as tmp:
         if kind == "npy":
-            with open(tmp, "wb") as fh:
-                _write_npy_stream(fh, out_shape, blocks())
+            with open(tmp, "wb") as raw:
+                _write_npy_stream(raw, out_shape, blocks())
         elif kind == "npz":
             with (
                 zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf,
-                zf.open("samples.npy", "w", force_zip64=True) as fh,
+                zf.open("samples.npy", "w", force_zip64=True) as member,
             ):
-                _write_npy_stream(fh, out_shape, blocks())
+                _write_npy_stream(member, out_shape, blocks())
         elif kind == "csv":
             with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(",".join(f"x{i + 1}" for i in range(dim)) + "\n")
@@ -399,7 +400,8 @@ def _export(
         elif kind == "h5":
             _write_h5(tmp, tf, out_shape, blocks(), row, denormalise, block)
         else:
-            images = np.concatenate(list(blocks())).reshape(count, *layout)  # type: ignore[misc]
+            assert layout is not None  # png without an image layout was refused above
+            images = np.concatenate(list(blocks())).reshape(count, *layout)
             low, high = _pixel_range(images, normalizer, denormalise)
             tmp.write_bytes(png_bytes(_grid(images, low, high)))
     n_rows = tf.n_saved

@@ -455,7 +455,7 @@ def train_from_cli(
             steps=steps,
             device=device,
             on_progress=on_progress,
-            cancel=lambda: stop["asked"],
+            cancel=lambda: bool(stop["asked"]),
             env=env,
         )
     finally:

@@ -62,7 +62,15 @@ class NoneCorrector(Corrector):
     def nfe_per_step(self) -> int:
         return 0
 
-    def correct(self, x, i, t, score_fn, noise, advance):  # type: ignore[no-untyped-def]
+    def correct(
+        self,
+        x: Tensor,
+        i: int,
+        t: Tensor,
+        score_fn: ScoreFn,
+        noise: Callable[[Tensor], Tensor],
+        advance: Advance,
+    ) -> Tensor:
         return x
 
 
@@ -87,7 +95,15 @@ class LangevinCorrector(Corrector):
     def prepare(self, sched: Schedule) -> None:
         self.alphas = [r * r for r in sched.r] if sched.linear else [1.0] * sched.n_steps
 
-    def correct(self, x, i, t, score_fn, noise, advance):  # type: ignore[no-untyped-def]
+    def correct(
+        self,
+        x: Tensor,
+        i: int,
+        t: Tensor,
+        score_fn: ScoreFn,
+        noise: Callable[[Tensor], Tensor],
+        advance: Advance,
+    ) -> Tensor:
         alpha = self.alphas[i]
         n = x.shape[0]
         for _ in range(self.n_steps):

@@ -70,7 +70,9 @@ class ImputationSampler(Sampler):
         self.guide: Guide | None = None
 
     @classmethod
-    def from_params(cls, sde, score_model, params):  # type: ignore[no-untyped-def]
+    def from_params(
+        cls, sde: SDE, score_model: nn.Module | ScoreFn, params: Mapping[str, Any]
+    ) -> Sampler:
         raise TypeError("build an ImputationSampler with impute() or from a built sampler")
 
     @property
@@ -78,7 +80,7 @@ class ImputationSampler(Sampler):
         return self.base.n_steps
 
     @property
-    def nfe(self) -> int:  # type: ignore[override]
+    def nfe(self) -> int:
         return self.base.nfe if "base" in self.__dict__ else 0
 
     @nfe.setter

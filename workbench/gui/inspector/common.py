@@ -24,7 +24,7 @@ def _banner(name: str, style: str) -> QtWidgets.QLabel:
     label.setObjectName(name)
     label.setWordWrap(True)
     label.setStyleSheet(style)
-    label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+    label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
     label.hide()
     return label
 

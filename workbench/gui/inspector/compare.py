@@ -74,7 +74,7 @@ class CompareView(_View):
             ["Metric", "Value", "Noise floor (mean ± std)", "Verdict"]
         )
         self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMaximumHeight(140)
         layout.addWidget(self.plot, 1)
@@ -95,7 +95,9 @@ class CompareView(_View):
         self.against.addItem(DATA_SET_CHOICE, None)
         for path in paths:
             self.against.addItem(path.name, str(path))
-            self.against.setItemData(self.against.count() - 1, str(path), QtCore.Qt.ToolTipRole)
+            self.against.setItemData(
+                self.against.count() - 1, str(path), QtCore.Qt.ItemDataRole.ToolTipRole
+            )
         index = self.against.findData(current) if current is not None else 0
         self.against.setCurrentIndex(max(0, index))
         self.against.blockSignals(False)

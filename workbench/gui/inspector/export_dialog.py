@@ -75,9 +75,10 @@ class ExportDialog(QtWidgets.QDialog):
         self.progress.setRange(0, 1000)
         self.progress.hide()
         buttons = QtWidgets.QDialogButtonBox(
-            QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel
+            QtWidgets.QDialogButtonBox.StandardButton.Ok
+            | QtWidgets.QDialogButtonBox.StandardButton.Cancel
         )
-        buttons.button(QtWidgets.QDialogButtonBox.Ok).setText("Export")
+        buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok).setText("Export")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QtWidgets.QVBoxLayout(self)
@@ -98,7 +99,7 @@ class ExportDialog(QtWidgets.QDialog):
             "Export samples",
             self.path_edit.text(),
             f"{fmt} files (*.{fmt});;All files (*)",
-            options=QtWidgets.QFileDialog.DontConfirmOverwrite,
+            options=QtWidgets.QFileDialog.Option.DontConfirmOverwrite,
         )
         if name:
             self.path_edit.setText(name)
@@ -107,7 +108,7 @@ class ExportDialog(QtWidgets.QDialog):
         answer = QtWidgets.QMessageBox.question(
             self, "Export samples", f"{path} already exists. Replace it?"
         )
-        return answer == QtWidgets.QMessageBox.Yes
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     def options(self) -> dict[str, Any]:
         """The export_samples keyword arguments the fields describe (without force)."""
@@ -147,7 +148,9 @@ class ExportDialog(QtWidgets.QDialog):
         def progress(fraction: float) -> None:
             self.progress.setValue(int(1000 * fraction))
             if big:
-                QtWidgets.QApplication.processEvents(QtCore.QEventLoop.ExcludeUserInputEvents)
+                QtWidgets.QApplication.processEvents(
+                    QtCore.QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents
+                )
 
         try:
             result = run_export(self.tf, out, force=force, progress=progress, **self.options())

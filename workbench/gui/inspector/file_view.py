@@ -96,10 +96,10 @@ class FileView(QtWidgets.QWidget):
         self.attrs.setHorizontalHeaderLabels(["Attribute", "Value"])
         self.attrs.horizontalHeader().setStretchLastSection(True)
         self.attrs.verticalHeader().hide()
-        self.attrs.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.attrs.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.attrs.setWordWrap(False)
         self.attrs.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
-        left = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         left.addWidget(self.tree)
         left.addWidget(self.attrs)
         left.setSizes([400, 250])
@@ -111,7 +111,7 @@ class FileView(QtWidgets.QWidget):
         self.views = QtWidgets.QTabWidget()
         self.views.setObjectName("inspectorViews")
         self.view_list: list[_View] = []
-        self.slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.slider.setObjectName("inspectorTimeSlider")
         self.play_button = QtWidgets.QPushButton("Play")
         self.play_button.setObjectName("inspectorPlayButton")
@@ -163,11 +163,11 @@ class FileView(QtWidgets.QWidget):
             )
             note.setObjectName("foreignNote")
             note.setWordWrap(True)
-            note.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
+            note.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
             self.views.addTab(note, "About")
         self.views.currentChanged.connect(lambda _: self._draw_current())
 
-        splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
@@ -234,13 +234,14 @@ class FileView(QtWidgets.QWidget):
                     cols = [label, "", "group", "", ""]
                 item = QtWidgets.QTreeWidgetItem(cols)
                 (parent.addChild(item) if parent is not None else self.tree.addTopLevelItem(item))
-            item.setData(0, QtCore.Qt.UserRole, name)
+            item.setData(0, QtCore.Qt.ItemDataRole.UserRole, name)
             items[name] = item
         self.tree.expandAll()
         for c in range(5):
             self.tree.resizeColumnToContents(c)
-        if self.tree.topLevelItemCount():
-            self.tree.setCurrentItem(self.tree.topLevelItem(0))
+        first = self.tree.topLevelItem(0)
+        if first is not None:
+            self.tree.setCurrentItem(first)
 
     def tree_paths(self) -> dict[str, QtWidgets.QTreeWidgetItem]:
         """Every tree item by its HDF5 path."""
@@ -248,7 +249,7 @@ class FileView(QtWidgets.QWidget):
         it = QtWidgets.QTreeWidgetItemIterator(self.tree)
         while it.value():
             item = it.value()
-            out[item.data(0, QtCore.Qt.UserRole)] = item
+            out[item.data(0, QtCore.Qt.ItemDataRole.UserRole)] = item
             it += 1
         return out
 
@@ -256,7 +257,7 @@ class FileView(QtWidgets.QWidget):
         self.attrs.setRowCount(0)
         if item is None:
             return
-        name = item.data(0, QtCore.Qt.UserRole)
+        name = item.data(0, QtCore.Qt.ItemDataRole.UserRole)
         node = next((n for n in self.nodes if n["name"] == name), None)
         attrs = {} if node is None else node.get("attrs", {})
         self.attrs.setRowCount(len(attrs))
@@ -269,10 +270,12 @@ class FileView(QtWidgets.QWidget):
         self.attrs.resizeColumnToContents(0)
 
     def attributes_shown(self) -> dict[str, str]:
-        return {
-            self.attrs.item(r, 0).text(): self.attrs.item(r, 1).toolTip()
-            for r in range(self.attrs.rowCount())
-        }
+        shown = {}
+        for r in range(self.attrs.rowCount()):
+            key, value = self.attrs.item(r, 0), self.attrs.item(r, 1)
+            if key is not None and value is not None:  # every row gets both cells
+                shown[key.text()] = value.toolTip()
+        return shown
 
     # ------------------------------------------------------------------ slider and views
     def row_index(self) -> int | None:

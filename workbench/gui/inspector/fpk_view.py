@@ -22,7 +22,7 @@ class FPKView(QtWidgets.QWidget):
         super().__init__(parent)
         self.setObjectName("fpkView")
         self.data = read_fpk(path)  # WorkbenchError: the FileView shows it
-        self.slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.slider.setObjectName("fpkTimeSlider")
         self.slider.setRange(0, len(self.data.times) - 1)
         self.label = QtWidgets.QLabel()
@@ -75,6 +75,7 @@ class FPKView(QtWidgets.QWidget):
         else:
             x, y = d.axes
             hx, hy = x[1] - x[0], y[1] - y[0]
+            assert self.image is not None  # made when there is no curve (2-D)
             self.image.setImage(p, autoLevels=False)
             self.image.setRect(
                 QtCore.QRectF(x[0] - hx / 2, y[0] - hy / 2, len(x) * hx, len(y) * hy)

@@ -38,8 +38,10 @@ class SummaryView(_View):
         ):
             value = QtWidgets.QLabel()
             value.setObjectName(f"summary_{key}")
-            value.setTextFormat(QtCore.Qt.PlainText)  # a file's "<b>" is text, not markup
-            value.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+            value.setTextFormat(
+                QtCore.Qt.TextFormat.PlainText
+            )  # a file's "<b>" is text, not markup
+            value.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             self.fields[key] = value
             self.form.addRow(label + ":", value)
         layout.addLayout(self.form)
@@ -47,7 +49,9 @@ class SummaryView(_View):
         self.config = QtWidgets.QPlainTextEdit()
         self.config.setObjectName("inspectorConfig")
         self.config.setReadOnly(True)
-        self.config.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont))
+        self.config.setFont(
+            QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+        )
         layout.addWidget(self.config, 1)
 
     def draw(self) -> None:

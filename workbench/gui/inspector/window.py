@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -84,7 +84,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
             "Open a trajectory file (.h5) with File > Open trajectory file, or drop one on the "
             "main window."
         )
-        self.placeholder.setAlignment(QtCore.Qt.AlignCenter)
+        self.placeholder.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         central = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(central)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -96,10 +96,10 @@ class InspectorWindow(QtWidgets.QMainWindow):
 
         menu = self.menuBar().addMenu("&File")
         self.open_action = menu.addAction("&Open…", self._open_dialog)
-        self.open_action.setShortcut(QtGui.QKeySequence.Open)
+        self.open_action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
         self.refresh_action = menu.addAction("&Refresh", self.refresh)
-        self.refresh_action.setShortcut(QtGui.QKeySequence.Refresh)
-        self.refresh_action.setShortcutContext(QtCore.Qt.WindowShortcut)
+        self.refresh_action.setShortcut(QtGui.QKeySequence.StandardKey.Refresh)
+        self.refresh_action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
         self.export_action = menu.addAction("&Export samples…", self._export)
         menu.addSeparator()
         menu.addAction("&Close file", lambda: self.close_tab(self.tabs.currentIndex()))
@@ -108,7 +108,9 @@ class InspectorWindow(QtWidgets.QMainWindow):
         self.resize(1400, 850)
 
     def views(self) -> list[FileView]:
-        return [self.tabs.widget(i) for i in range(self.tabs.count())]
+        return [
+            cast(FileView, self.tabs.widget(i)) for i in range(self.tabs.count())
+        ]  # only FileViews are added
 
     def current(self) -> FileView | None:
         w = self.tabs.currentWidget()
@@ -201,10 +203,10 @@ class InspectorWindow(QtWidgets.QMainWindow):
             "SDE Workbench — external references",
             f"{path.name} refers to files outside its folder:\n\n{shown}\n\nReading those "
             "parts reads the other files. Follow these references?",
-            QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No,
-            QtWidgets.QMessageBox.No,
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.No,
         )
-        return answer == QtWidgets.QMessageBox.Yes
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     def _failed(self, message: str) -> bool:
         self.last_error = one_line(message)

@@ -32,7 +32,7 @@ __all__ = [
 
 TITLE_CHARS = 34  # a narrow panel's width in characters (three panels side by side)
 
-_PALETTE_EVENTS = (QtCore.QEvent.PaletteChange, QtCore.QEvent.ApplicationPaletteChange)
+_PALETTE_EVENTS = (QtCore.QEvent.Type.PaletteChange, QtCore.QEvent.Type.ApplicationPaletteChange)
 
 
 def plot_colours(palette: QtGui.QPalette | None = None) -> tuple[QtGui.QColor, QtGui.QColor]:
@@ -40,7 +40,7 @@ def plot_colours(palette: QtGui.QPalette | None = None) -> tuple[QtGui.QColor, Q
     content area (a list, a text field), so a plot looks like the rest of the application's
     content in a light or a dark theme."""
     pal = palette if palette is not None else QtWidgets.QApplication.palette()
-    return pal.color(QtGui.QPalette.Base), pal.color(QtGui.QPalette.Text)
+    return pal.color(QtGui.QPalette.ColorRole.Base), pal.color(QtGui.QPalette.ColorRole.Text)
 
 
 def apply_palette(root: QtWidgets.QWidget) -> None:
@@ -226,18 +226,20 @@ class PlotTab(LazyRedraw):
         self.layout_widget.installEventFilter(self)
         self.message = QtWidgets.QLabel()
         self.message.setObjectName(f"{prefix}Message")
-        self.message.setAlignment(QtCore.Qt.AlignCenter)
+        self.message.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.message.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         self.stack = QtWidgets.QStackedWidget()
         self.stack.addWidget(self.layout_widget)
         self.stack.addWidget(self.message)
         self.readout = QtWidgets.QLabel(" ")
         self.readout.setObjectName(f"{prefix}Readout")
         self.readout.setWordWrap(True)
-        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.readout.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         # the readout stays under the plots when square panels leave height to spare
-        self.readout.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignTop)
+        self.readout.setAlignment(
+            QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignTop
+        )
         follow_palette(self.layout_widget)
 
     def _show_message(self, text: str) -> None:
@@ -253,8 +255,8 @@ class PlotTab(LazyRedraw):
 
     def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
         if watched is getattr(self, "layout_widget", None) and event.type() in (
-            QtCore.QEvent.Resize,
-            QtCore.QEvent.LayoutRequest,
+            QtCore.QEvent.Type.Resize,
+            QtCore.QEvent.Type.LayoutRequest,
         ):
             QtCore.QTimer.singleShot(0, self.fit_square_panels)
         return super().eventFilter(watched, event)

@@ -217,10 +217,11 @@ class _View:
         try:
             k = nearest_row(traj, t)
             key = (id(traj), k)
-            if self._row_key != key:
-                self._row = reverse_points(traj, k, self.state)
+            row = self._row
+            if self._row_key != key or row is None:  # the key is only set with a row
+                row = self._row = reverse_points(traj, k, self.state)
                 self._row_key = key
-            return k, float(np.asarray(traj.times)[k]), self._row
+            return k, float(np.asarray(traj.times)[k]), row
         except WorkbenchError as exc:  # a file gone bad under us: say so, keep running
             self.problem = str(exc)
             self.trajectory = None
@@ -435,7 +436,8 @@ class _Line(_View):
         }
         if self.truth is not None:
             self.curves["exact"] = self.curve_plot.plot(
-                pen=pg.mkPen(_EXACT, width=2, style=QtCore.Qt.DashLine), name=self.truth.label
+                pen=pg.mkPen(_EXACT, width=2, style=QtCore.Qt.PenStyle.DashLine),
+                name=self.truth.label,
             )
         layout.ci.layout.setRowStretchFactor(0, 3)
         layout.ci.layout.setRowStretchFactor(1, 2)
@@ -709,6 +711,7 @@ class DensityTab(ReferencePlotTab):
         self.layout_widget.clear()
         self.view = None
         reuse, self.cloud = self.cloud, None
+        kind: type[_Line] | type[_Planar] | type[_Images]
         if not isinstance(state.sde, LinearSDE):
             cloud = getattr(reference, "cloud", None)
             if cloud is None or state.is_image or state.dim > 2:

@@ -124,7 +124,7 @@ class LossTab(PlotTab):
         self.empty_note.setParentItem(self.item.vb)
         self.item.vb.sigResized.connect(self._centre_empty_note)
 
-        self.smoothing = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.smoothing = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.smoothing.setObjectName("smoothingSlider")
         self.smoothing.setRange(0, 99)
         self.smoothing.setValue(60)

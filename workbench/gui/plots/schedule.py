@@ -41,7 +41,9 @@ class ScheduleTab(PlotTab):
             item.setLabel("bottom", "t")
             self.plots[key] = item
             self.curves[key] = item.plot(pen=pg.mkPen("#1f77b4", width=2))
-            line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#d62728", style=QtCore.Qt.DashLine))
+            line = pg.InfiniteLine(
+                angle=90, pen=pg.mkPen("#d62728", style=QtCore.Qt.PenStyle.DashLine)
+            )
             item.addItem(line)
             self.markers.append(line)
         self.plots["snr"].setLogMode(y=True)

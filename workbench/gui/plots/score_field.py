@@ -445,7 +445,7 @@ class ScoreFieldTab(ReferencePlotTab):
         super().showEvent(event)  # and a refresh asked for while hidden (LazyRedraw)
 
     def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
-        if watched is self._watched and event.type() == QtCore.QEvent.Close:
+        if watched is self._watched and event.type() == QtCore.QEvent.Type.Close:
             self.shutdown()
         return False
 

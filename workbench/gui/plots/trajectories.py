@@ -455,7 +455,8 @@ class _Paths(_View):
         if self.line:
             self.positions = pts[:, :1]
             xs, ys = np.full(len(pts), t_row), pts[:, 0]
-            self.marker.setValue(t_row)
+            if self.marker is not None:  # made with the line view
+                self.marker.setValue(t_row)
         else:
             self.positions = pts[:, :2]
             xs, ys = pts[:, 0], pts[:, 1]
@@ -669,11 +670,10 @@ class TrajectoryTab(PlotTab):
         if k != self.view.row:
             self.view.show_row(k)
         self.last_redraw_ms = 1000.0 * (time.perf_counter() - start)
-        self.readout.setText(self._readout(k))
+        self.readout.setText(self._readout(self.block, k))
         self.drawn.emit()
 
-    def _readout(self, k: int) -> str:
-        b = self.block
+    def _readout(self, b: PathBlock, k: int) -> str:
         nfe = "?" if b.nfe is None else f"{b.nfe}"
         parts = [
             b.name + ("" if b.complete else " (incomplete)"),

@@ -267,7 +267,7 @@ class TrajectoryWriter:
         try:
             yield
         finally:
-            if locked:
+            if locked and fd is not None:  # locked implies fd
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _write_row(self, step: int, t: float, row: np.ndarray) -> None:
