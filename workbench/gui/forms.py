@@ -477,11 +477,6 @@ class SectionForm(QtWidgets.QWidget):
             out[name] = value
         return out
 
-    def set_values(self, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            if name in self.fields and value is not None:
-                self.fields[name].set_value(value)
-
     def mark(self, key: str | None, message: str | None) -> bool:
         """Clear every mark, then mark ``key`` with ``message``; True if the key is here."""
         return bool(self.mark_all({} if key is None else {key: message or ""}))
