@@ -574,11 +574,19 @@ class ScoreModel(nn.Module):
             return 1.0, 1.0  # unused: only the "score" output is allowed here
         return self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
 
+    def _score_coeffs(self, t: Tensor) -> tuple[Tensor | float, Tensor | float]:
+        # only what to_score reads (m is unused by eps, both by score): fewer ops per step
+        if not self.linear or self.output == "score":
+            return 1.0, 1.0
+        if self.output == "eps":
+            return 1.0, self.sde.std(t)  # type: ignore[attr-defined]
+        return self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         """grad_x log p_t(x) as the model estimates it."""
         # (1,) for a time shared by the batch: m(t), s(t) and the time branch once, broadcast
         t = time_rows(t, x)
-        m, s = self._coeffs(t)
+        m, s = self._score_coeffs(t)
         return self.parameterisation.to_score(self.net(x, t), x, m, s)
 
     def score(self, x: Tensor, t: Tensor | float) -> Tensor:
