@@ -18,6 +18,7 @@ TINY = BenchSizes(
     sample_steps=(3, 2),
     repeats=1,
     record_n=128,
+    reference_steps=2,
 )
 
 
@@ -29,6 +30,10 @@ def test_the_report_has_every_row_and_column() -> None:
     assert works[0].startswith("DSM training step") and "batch 64" in works[0]
     assert "128 particles" in works[1] and "256 particles" in works[2]
     assert works[3].startswith("EM as above, recording")
+    # the defaults against the score_sde_pytorch-style loop, one row each for sampling, training
+    assert works[4] == "vs score_sde_pytorch-style loop: EM step, 128 particles"
+    assert works[5] == "vs score_sde_pytorch-style loop: DSM training step, batch 64"
+    assert len(works) == 6
     for row in report["rows"]:
         assert row["plain_ms"] > 0 and row["workbench_ms"] > 0 and math.isfinite(row["speedup"])
         assert row["fast_ms"] is None and row["bf16_ms"] is None  # not run on the CPU

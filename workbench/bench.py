@@ -30,8 +30,10 @@ __all__ = [
     "BenchRow",
     "BenchSizes",
     "EventLoopProbe",
+    "ReferenceNet",
     "bench_gui",
     "bench_recording",
+    "bench_reference",
     "bench_sampling",
     "bench_training",
     "benchmark_open_and_slider",
@@ -76,6 +78,7 @@ class BenchSizes:
     sample_steps: tuple[int, ...] = (100, 5)
     record_n: int = 4096
     repeats: int = 5
+    reference_steps: int = 200
 
     @classmethod
     def for_device(cls, device: torch.device, quick: bool = False) -> BenchSizes:
@@ -84,10 +87,15 @@ class BenchSizes:
                 train_batches=(4096, 65536),
                 sample_steps=(100, 100) if quick else (1000, 1000),
                 repeats=2 if quick else 5,
+                reference_steps=20 if quick else 200,
             )
         # The CPU cannot run 262144 particles x 1000 steps in a bench's time: it runs fewer
         # steps and reports per 1000 (every step costs the same).
-        return cls(sample_steps=(10, 1) if quick else (100, 5), repeats=2 if quick else 5)
+        return cls(
+            sample_steps=(10, 1) if quick else (100, 5),
+            repeats=2 if quick else 5,
+            reference_steps=10 if quick else 200,
+        )
 
 
 def _sync(device: torch.device) -> None:
@@ -281,6 +289,127 @@ def bench_sampling(
     )
 
 
+class ReferenceNet(torch.nn.Module):
+    """The score_sde_pytorch-style toy network: 16 Gaussian Fourier features of t (8 fixed
+    frequencies ~ N(0, 16^2), sin and cos) concatenated to x, then 3 SiLU layers of 256 and a
+    linear output, every particle computing its own features (as ``vec_t`` there is)."""
+
+    def __init__(self, dim: int, hidden: int = 256, features: int = 16, scale: float = 16.0):
+        super().__init__()
+        self.register_buffer("W", torch.randn(features // 2) * scale)
+        act = torch.nn.SiLU
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(dim + features, hidden),
+            act(),
+            torch.nn.Linear(hidden, hidden),
+            act(),
+            torch.nn.Linear(hidden, hidden),
+            act(),
+            torch.nn.Linear(hidden, dim),
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        arg = t[:, None] * self.W[None, :] * (2 * math.pi)
+        return self.net(torch.cat([x, torch.sin(arg), torch.cos(arg)], dim=-1))
+
+
+def bench_reference(
+    device: torch.device, n: int, steps: int, batch: int, train_steps: int, repeats: int = 3
+) -> list[BenchRow]:
+    """The workbench's defaults (sampler ``em``, the 3x256 MLP with its 128-wide embedding,
+    DSM training) against a score_sde_pytorch-style loop around :class:`ReferenceNet`, written
+    as there: VP coefficients per particle (``vec_t = ones(n) * t``), score = -net / std,
+    the reverse drift f - g^2 score, x_mean + g sqrt(dt) z; training with the continuous
+    DSM loss ||score std + z||^2, Adam, clipping and an EMA updated parameter by parameter.
+    Two rows: one sampling step, one training step."""
+    cfg = default_config().with_overrides(
+        {
+            "train.device": str(device),
+            "train.batch_size": batch,
+            "train.steps": 10**9,
+            "train.warmup": 0,
+            "train.fast_path": "off",
+        }
+    )
+    trainer = Trainer(cfg, device=device)
+    sde = trainer.sde
+    b0, b1 = float(sde.beta_0), float(sde.beta_1)  # type: ignore[attr-defined]
+    params = {p.name: getattr(cfg.sample, p.name) for p in cfg.sample.PARAMS}
+    params.update(steps=steps, denoise=False)
+    model = trainer.ema_model.eval().requires_grad_(False)
+    sampler = build_sampler(sde, model, params)
+    torch.manual_seed(0)
+    ref = ReferenceNet(2).to(device)
+    eps_t, T = cfg.sample.eps, sde.T
+
+    def marginal(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_m = -0.25 * t**2 * (b1 - b0) - 0.5 * t * b0
+        return torch.exp(log_m), torch.sqrt(1.0 - torch.exp(2.0 * log_m))
+
+    @torch.no_grad()
+    def plain_sample() -> None:
+        x = torch.randn(n, 2, device=device)
+        timesteps = torch.linspace(T, eps_t, steps, device=device)
+        dt = -(T - eps_t) / steps
+        for i in range(steps):
+            vec_t = torch.ones(n, device=device) * timesteps[i]
+            beta = b0 + vec_t * (b1 - b0)
+            drift, g = -0.5 * beta[:, None] * x, torch.sqrt(beta)
+            score = -ref(x, vec_t) / marginal(vec_t)[1][:, None]
+            drift = drift - g[:, None] ** 2 * score
+            x_mean = x + drift * dt
+            x = x_mean + g[:, None] * math.sqrt(-dt) * torch.randn_like(x)
+
+    @torch.no_grad()
+    def ours_sample() -> None:
+        for _ in sample(sampler, n, (2,), None, device):
+            pass
+
+    data = trainer.data
+    ref_params = list(ref.parameters())
+    ema = [p.detach().clone() for p in ref_params]
+    opt = torch.optim.Adam(ref_params, lr=cfg.train.lr)
+
+    def plain_train() -> None:
+        for _ in range(train_steps):
+            x0 = data[torch.randint(data.shape[0], (batch,), device=device)]
+            t = torch.rand(batch, device=device) * (T - cfg.loss.eps) + cfg.loss.eps
+            z = torch.randn_like(x0)
+            m, std = marginal(t)
+            score = -ref(m[:, None] * x0 + std[:, None] * z, t) / std[:, None]
+            loss = torch.mean(0.5 * torch.sum((score * std[:, None] + z) ** 2, dim=-1))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ref_params, cfg.train.grad_clip)
+            opt.step()
+            with torch.no_grad():
+                for e, p in zip(ema, ref_params, strict=True):
+                    e.mul_(cfg.train.ema).add_(p, alpha=1 - cfg.train.ema)
+
+    def ours_train() -> None:
+        trainer.run(steps=trainer.step + train_steps)
+
+    for fn in (plain_sample, ours_sample, plain_train, ours_train):
+        fn()  # warm-up
+    t_ours_s, t_plain_s, t_ours_t, t_plain_t = _time_all(
+        [ours_sample, plain_sample, ours_train, plain_train], device, repeats
+    )
+    return [
+        BenchRow(
+            f"vs score_sde_pytorch-style loop: EM step, {n} particles",
+            _ms(t_ours_s, 1.0 / steps),  # type: ignore[arg-type]
+            _ms(t_plain_s, 1.0 / steps),  # type: ignore[arg-type]
+            "ms",
+        ),
+        BenchRow(
+            f"vs score_sde_pytorch-style loop: DSM training step, batch {batch}",
+            _ms(t_ours_t, 1.0 / train_steps),  # type: ignore[arg-type]
+            _ms(t_plain_t, 1.0 / train_steps),  # type: ignore[arg-type]
+            "ms",
+        ),
+    ]
+
+
 def bench_recording(device: torch.device, n: int, steps: int, repeats: int = 2) -> BenchRow:
     """The cost of writing every 10th row to HDF5: sampling to a file with record_every = 10
     against the same run keeping only the final samples (both on the automatic fast path)."""
@@ -342,6 +471,14 @@ def run_bench(
         repeats = 1 if quick or (not cuda and n > 100_000) else sizes.repeats
         rows.append(bench_sampling(device, n, steps, repeats, fast, bf16=cuda))
     rows.append(bench_recording(device, sizes.record_n, sizes.sample_steps[0], 1 if quick else 2))
+    rows += bench_reference(
+        device,
+        sizes.record_n,
+        sizes.reference_steps,
+        sizes.train_batches[0] if sizes.train_batches else 4096,
+        sizes.train_steps,
+        1 if quick else sizes.repeats,
+    )
     return {
         "device": device_description(device),
         "torch": torch.__version__,

@@ -448,3 +448,83 @@ def test_core_nets_imports_neither_qt_nor_h5py() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the time branch once per distinct t
+# --------------------------------------------------------------------------------------------
+def test_time_rows_reads_a_shared_time_from_the_shape() -> None:
+    from workbench.core.nets import time_rows
+
+    x = torch.zeros(5, 2)
+    assert time_rows(0.3, x).shape == (1,)
+    assert time_rows(torch.tensor(0.3), x).shape == (1,)
+    assert time_rows(torch.tensor(0.3).reshape(1).expand(5), x).shape == (1,)
+    assert time_rows(torch.rand(5), x).shape == (5,)
+    # equal values in separate entries take the per-sample path (no value is compared)
+    assert time_rows(torch.full((5,), 0.3), x).shape == (5,)
+    assert time_rows(torch.rand(5, dtype=F64), x).dtype == torch.float32
+
+
+SHARED_T_CASES = [
+    (kind, shape, embedding)
+    for kind, shape in [("mlp", (2,)), ("resmlp", (3,)), ("unet", (1, 7, 7))]
+    for embedding in ("fourier", "sinusoidal")
+]
+
+
+@pytest.mark.parametrize(("kind", "shape", "embedding"), SHARED_T_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_shared_time_gives_the_per_particle_function(kind, shape, embedding, dtype) -> None:
+    # the default widths (128-wide embedding, 256 hidden) where the saving matters
+    sizes = {"channels": 8} if kind == "unet" else {"hidden": 256, "depth": 3}
+    torch.manual_seed(0)
+    net = NETS.get(kind).from_params(shape, time_embedding=embedding, embed_dim=128, **sizes)
+    net = net.to(dtype)
+    model = ScoreModel(net, build_sde("vp"), "eps")
+    x = torch.randn(64, *shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    seen: list[tuple[int, ...]] = []
+    time_layer = net.time_mlp[0] if kind == "unet" else getattr(net, "time", None)
+    if time_layer is None:
+        time_layer = net.blocks[0].time
+    hook = time_layer.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    try:
+        for t in (0.001, 0.37, 1.0):
+            shared = model(x, torch.tensor(t, dtype=dtype))
+            assert seen[-1] == (1, 128)  # the time branch ran for one row
+            per_particle = model(x, torch.full((64,), t, dtype=dtype))
+            assert seen[-1] == (64, 128)
+            scale = per_particle.abs().max()
+            tol = 1e-6 if dtype == torch.float32 else 1e-13
+            assert (shared - per_particle).abs().max() <= tol * scale, (t, dtype)
+            raw_shared = net(x, torch.tensor(t, dtype=dtype))
+            raw_each = net(x, torch.full((64,), t, dtype=dtype))
+            assert (raw_shared - raw_each).abs().max() <= tol * raw_each.abs().max()
+    finally:
+        hook.remove()
+
+
+def test_shared_time_path_keeps_parameter_names_and_shapes() -> None:
+    # old runs' state dicts must load: the split first layer reuses inp/time as they were
+    net = MLPNet.from_params((2,), hidden=256, depth=3)
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert shapes == {
+        "embed.W": (64,),
+        "inp.weight": (256, 2),
+        "inp.bias": (256,),
+        "time.weight": (256, 128),
+        "time.bias": (256,),
+        "hidden.0.weight": (256, 256),
+        "hidden.0.bias": (256,),
+        "hidden.1.weight": (256, 256),
+        "hidden.1.bias": (256,),
+        "out.weight": (2, 256),
+        "out.bias": (2,),
+    }
+
+
+def test_gradients_flow_through_a_shared_time() -> None:
+    net = make_net("mlp", (2,))
+    x = torch.randn(8, 2)
+    net(x, torch.tensor(0.4)).pow(2).sum().backward()
+    assert net.time.weight.grad is not None and net.time.weight.grad.abs().sum() > 0

@@ -54,6 +54,7 @@ __all__ = [
     "MODEL_DEFAULTS",
     "ANALYTIC",
     "as_batch_time",
+    "time_rows",
     "build_score_model",
     "count_parameters",
 ]
@@ -92,6 +93,31 @@ def as_batch_time(t: Tensor | float, x: Tensor) -> Tensor:
     """
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return t.reshape(-1).expand(x.shape[0])
+
+
+def time_rows(t: Tensor | float, x: Tensor) -> Tensor:
+    """``t`` as the rows the time branch of a network must compute: shape (1,) when every sample
+    has the same time, else (batch,); x's dtype and device.
+
+    Within a sampling step every particle has the same t (the samplers pass a 0-d tensor), so
+    the embedding and the Linear layers on it are computed for one row and broadcast, not for
+    every particle: for the default MLP at 4096 particles that row replaces a (4096 x 128) @
+    (128 x 256) product, as large as one hidden layer. "The same time" is read from the
+    shape alone (one element, or a (batch,) view with stride 0, as made by ``expand``): no
+    value is read back to the host and no comparison of values is made, so this stays free of
+    synchronisation and traceable by ``torch.compile``; a (batch,) tensor of equal but separate
+    values takes the per-sample path, which gives the same function.
+    """
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.numel() == 1 or (t.ndim == 1 and t.stride(0) == 0 and t.shape[0] > 0):
+        return t.reshape(-1)[:1]
+    return t.reshape(-1).expand(x.shape[0])
+
+
+def _affine_plus_rows(rows: Tensor, h: Tensor, layer: nn.Linear) -> Tensor:
+    """layer(h) + rows, as one addmm: ``rows`` (1 or batch, out) is added by broadcasting, with
+    the layer's bias folded into it (one pass over the batch fewer than Linear, then add)."""
+    return torch.addmm(rows + layer.bias, h, layer.weight.t())
 
 
 class TimeEmbedding(nn.Module):
@@ -225,8 +251,9 @@ class MLPNet(_VectorNet):
         self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        t = as_batch_time(t, x)
-        h = self.act(self.inp(x.reshape(x.shape[0], -1)) + self.time(self.embed(t)))
+        # the first layer is inp(x) + time(emb(t)): the t part is one row when t is shared
+        trow = self.time(self.embed(time_rows(t, x)))
+        h = self.act(_affine_plus_rows(trow, x.reshape(x.shape[0], -1), self.inp))
         for layer in self.hidden:
             h = self.act(layer(h))
         return self.out(h).reshape(x.shape)
@@ -244,7 +271,8 @@ class _ResMLPBlock(nn.Module):
         self.lin2 = nn.Linear(hidden, hidden)
 
     def forward(self, h: Tensor, temb: Tensor) -> Tensor:
-        return h + self.lin2(self.act(self.lin1(self.norm(h)) + self.time(temb)))
+        # temb may be one row shared by every sample (see time_rows)
+        return h + self.lin2(self.act(_affine_plus_rows(self.time(temb), self.norm(h), self.lin1)))
 
 
 @NETS.register("resmlp")
@@ -280,7 +308,7 @@ class ResMLPNet(_VectorNet):
         self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        temb = self.embed(as_batch_time(t, x))
+        temb = self.embed(time_rows(t, x))
         h = self.inp(x.reshape(x.shape[0], -1))
         for block in self.blocks:
             h = block(h, temb)
@@ -394,7 +422,8 @@ class UNet(nn.Module):
         )
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        temb = self.time_mlp(self.embed(as_batch_time(t, x)))
+        # one row when t is shared (time_rows); it broadcasts over the batch in every block
+        temb = self.time_mlp(self.embed(time_rows(t, x)))
         h = self.conv_in(x)
         skips = []
         for block, down in zip(self.down, self.downsample, strict=True):
@@ -540,17 +569,26 @@ class ScoreModel(nn.Module):
 
     def raw(self, x: Tensor, t: Tensor | float) -> Tensor:
         """The network's output, as it is (score, eps or x0 by ``output``)."""
-        return self.net(x, as_batch_time(t, x))
+        return self.net(x, time_rows(t, x))
 
     def _coeffs(self, t: Tensor) -> tuple[Tensor | float, Tensor | float]:
         if not self.linear:
             return 1.0, 1.0  # unused: only the "score" output is allowed here
         return cast(LinearSDE, self.sde).marginal_coeffs(t)  # self.linear: it is one
 
+    def _score_coeffs(self, t: Tensor) -> tuple[Tensor | float, Tensor | float]:
+        # only what to_score reads (m is unused by eps, both by score): fewer ops per step
+        if not self.linear or self.output == "score":
+            return 1.0, 1.0
+        if self.output == "eps":
+            return 1.0, self.sde.std(t)  # type: ignore[attr-defined]
+        return self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         """grad_x log p_t(x) as the model estimates it."""
-        t = as_batch_time(t, x)
-        m, s = self._coeffs(t)
+        # (1,) for a time shared by the batch: m(t), s(t) and the time branch once, broadcast
+        t = time_rows(t, x)
+        m, s = self._score_coeffs(t)
         return self.parameterisation.to_score(self.net(x, t), x, m, s)
 
     def score(self, x: Tensor, t: Tensor | float) -> Tensor:
@@ -563,7 +601,7 @@ class ScoreModel(nn.Module):
         """
         if not self.linear:
             raise WorkbenchError(f"s(t) * score needs a linear SDE; {self.sde.describe()} is not")
-        t = as_batch_time(t, x)
+        t = time_rows(t, x)
         m, s = self._coeffs(t)
         return self.parameterisation.to_sigma_score(self.net(x, t), x, m, s)
 

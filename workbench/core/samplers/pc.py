@@ -100,6 +100,8 @@ class PCSampler(Sampler):
         if guide is None:
 
             def advance(mean: Tensor, std: float | Tensor, z: Tensor, k: int) -> Tensor:
+                if isinstance(std, float):  # one fused pass, no scaled copy of z
+                    return torch.add(mean, z, alpha=std)
                 return mean + std * z
 
             x = x_T
