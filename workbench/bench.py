@@ -294,6 +294,8 @@ class ReferenceNet(torch.nn.Module):
     frequencies ~ N(0, 16^2), sin and cos) concatenated to x, then 3 SiLU layers of 256 and a
     linear output, every particle computing its own features (as ``vec_t`` there is)."""
 
+    W: torch.Tensor
+
     def __init__(self, dim: int, hidden: int = 256, features: int = 16, scale: float = 16.0):
         super().__init__()
         self.register_buffer("W", torch.randn(features // 2) * scale)

@@ -116,7 +116,7 @@ class DocumentWindow(QtWidgets.QMainWindow):
         return [str(v) for v in value] if isinstance(value, list) else []
 
     def _add_recent(self, path: Path) -> None:
-        entry = str(path.resolve())
+        entry = os.path.realpath(path)  # never raises, a symlink loop included
         recent = [p for p in self.recent_files() if p != entry]
         self.settings.setValue("recentFiles", [entry, *recent][:_MAX_RECENT])
         self._refresh_recent_menu()

@@ -125,12 +125,12 @@ class InspectorWindow(QtWidgets.QMainWindow):
         Never raises.
         """
         path = Path(path)
+        key = _same_file_key(path)
         for i, view in enumerate(self.views()):
-            if view.path.resolve() == path.resolve():
+            if _same_file_key(view.path) == key:
                 self.tabs.setCurrentIndex(i)
                 view.refresh()
                 return True
-        key = path.resolve()
         pending = self.opening.get(key)
         if pending is None:
             pending = self.opening[key] = _Opening(path, self._generation)
@@ -160,7 +160,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
     def _open_failed(self, pending: _Opening, message: str) -> None:
         if pending.generation != self._generation:
             return
-        self.opening.pop(pending.path.resolve(), None)
+        self.opening.pop(_same_file_key(pending.path), None)
         pending.finish(self._failed(message))
 
     def _opened(self, pending: _Opening, result: tuple[str, Any]) -> None:
@@ -172,7 +172,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
         if pending.generation != self._generation:
             value[0].close()  # the window was shut while the file opened
             return pending.finish(False)
-        self.opening.pop(path.resolve(), None)
+        self.opening.pop(_same_file_key(path), None)
         try:
             view = FileView(path, opened=value)
         except WorkbenchError as exc:
@@ -264,3 +264,10 @@ class InspectorWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
+
+
+def _same_file_key(path: Path) -> Path:
+    """The path with links resolved, to tell one file opened twice; never raises (a symlink
+    loop, which ``Path.resolve`` turns into a RuntimeError, stays as it is, and the open then
+    reports it in one line)."""
+    return Path(os.path.realpath(path))
