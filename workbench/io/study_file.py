@@ -138,7 +138,7 @@ class StudyFile:
         times: Sequence[float],
         n_curve: int,
     ) -> None:
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        now = datetime.datetime.now(datetime.UTC).isoformat()
         attrs: Any = f.attrs
         attrs["NX_class"] = "NXroot"
         attrs["default"] = ENTRY

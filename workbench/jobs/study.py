@@ -403,7 +403,12 @@ def loss_study(
             curve: list[tuple[int, float]] = []
             offset = (ran + skipped) / len(names)
 
-            def report(p: Progress, offset: float = offset, name: str = name) -> None:
+            def report(
+                p: Progress,
+                offset: float = offset,
+                name: str = name,
+                curve: list[tuple[int, float]] = curve,
+            ) -> None:
                 curve.append((p.step, p.loss))
                 _tick(progress, offset + p.step / p.total / len(names), f"{name} step {p.step}")
 
