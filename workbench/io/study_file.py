@@ -85,9 +85,14 @@ class StudyFile:
         with other arguments or another experiment."""
         path = Path(path)
         if path.exists():
+            if not path.is_file():
+                raise WorkbenchError(f"{path} exists and is not a file: choose another --out")
             return cls._resume(path, kind, arguments, config_toml)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(path, "w")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = h5py.File(path, "w")
+        except OSError as exc:
+            raise WorkbenchError(f"cannot create {path}: {exc.strerror or exc}") from None
         try:
             cls._create(f, kind, arguments, config_toml, names, nfe, times, n_curve)
         except BaseException:
