@@ -393,7 +393,13 @@ def loss_study(
     ran = skipped = 0
     warnings: list[str] = []
     with StudyFile.open(
-        out, "losses", arguments, to_toml(config), names=names, times=times, n_curve=n_curve
+        out,
+        "losses",
+        arguments,
+        to_toml(config),
+        names=names,
+        times=times.tolist(),
+        n_curve=n_curve,
     ) as study:
         done = study.done()
         for i, name in enumerate(names):
