@@ -110,3 +110,20 @@ def test_other_arguments_on_an_existing_study_are_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "n = 200, not 250" in err[0]
     assert out.read_bytes() == before
+
+
+def test_study_of_a_trained_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "exp.toml"
+    assert main(["init", str(cfg), "--preset", "gmm1d"]) == 0
+    run = tmp_path / "run"
+    train = ["train", str(cfg), "--out", str(run), "--steps", "5", "-q"]
+    assert main(train) == 0
+    out = tmp_path / "s.h5"
+    capsys.readouterr()
+    argv = ["study", str(run), "--samplers", "em,ode", "--nfe", "3", "--n", "100"]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["nfe"] for r in report["rows"]] == [3, 3]
+    # the network's ODE has a reference solution too: a finite pathwise error for ode only
+    assert report["rows"][0]["pathwise_error"] is None
+    assert report["rows"][1]["pathwise_error"] > 0

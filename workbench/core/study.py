@@ -79,16 +79,19 @@ def _standard_score(x: Tensor, t: Tensor) -> Tensor:
     return -x
 
 
-def count_nfe(make: Callable[[int, Any], Any], steps: int, dim: int) -> int:
-    """Score evaluations of one run of the sampler ``make(steps, score_fn)`` on one particle."""
+def count_nfe(make: Callable[[int, Any], Any], steps: int, shape: int | Sequence[int]) -> int:
+    """Score evaluations of one run of the sampler ``make(steps, score_fn)`` on one particle
+    of ``shape`` (a sample's shape, or its number of values)."""
     sampler = make(steps, _standard_score)
-    x_T = torch.zeros(1, dim)
+    x_T = torch.zeros(1, *((shape,) if isinstance(shape, int) else tuple(shape)))
     for _ in sampler.run(x_T, torch.Generator().manual_seed(0)):
         pass
     return int(sampler.nfe)
 
 
-def steps_for_nfe(make: Callable[[int, Any], Any], nfe: int, dim: int) -> tuple[int, int]:
+def steps_for_nfe(
+    make: Callable[[int, Any], Any], nfe: int, shape: int | Sequence[int]
+) -> tuple[int, int]:
     """The step count whose run costs ``nfe`` score evaluations, and that cost.
 
     The cost of a fixed-grid sampler is affine in the steps, nfe(s) = a s + b (a evaluations
@@ -97,13 +100,13 @@ def steps_for_nfe(make: Callable[[int, Any], Any], nfe: int, dim: int) -> tuple[
     budget exactly (a second-order step costs 2 per step) the largest one under it is taken
     (s = 1 if even that is over): the actual count is what is returned and recorded.
     """
-    one, two = count_nfe(make, 1, dim), count_nfe(make, 2, dim)
+    one, two = count_nfe(make, 1, shape), count_nfe(make, 2, shape)
     per_step = max(two - one, 1)
     base = one - per_step
     guess = max(1, (nfe - base) // per_step)
     best = (1, one)
     for steps in sorted({max(1, guess - 1), guess, guess + 1}):
-        cost = one if steps == 1 else count_nfe(make, steps, dim)
+        cost = one if steps == 1 else count_nfe(make, steps, shape)
         if cost <= nfe and steps >= best[0]:
             best = (steps, cost)
     return best

@@ -200,7 +200,6 @@ def sampler_study(
     model = model.to(dev)
     base = sample_params(config)
     shape = tuple(dataset.sample_shape)
-    dim = math.prod(shape)
     labels = [_label(s) for s in specs]
     arguments = {
         "source": source,
@@ -252,7 +251,7 @@ def sampler_study(
                     steps = -1
                     sampler = probe
                 else:
-                    steps, _ = steps_for_nfe(make, budget, dim)
+                    steps, _ = steps_for_nfe(make, budget, shape)
                     sampler = make(steps, model)
                 noise = torch.Generator(device=dev).manual_seed(seed * 1009 + 7919 * (i + 1) + j)
                 t0 = time.perf_counter()
