@@ -82,7 +82,7 @@ def test_pathwise_error_is_rms_distance() -> None:
 
 def test_true_samples_meet_their_floors_and_spread_ones_do_not() -> None:
     mixture = _mixture()
-    n = 1500
+    n = 1000
     gen = torch.Generator().manual_seed(1)
     reference = mixture.sample(20000, gen, torch.float64)
     fl = floors(mixture, n, reference, seed=2)
