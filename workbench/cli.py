@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from workbench import __version__
+from workbench.cli_study import STUDY_HELP, args_study, cmd_study
 from workbench.cli_support import (
     DEVICE_CHOICES,
     FORMAT_CHOICES,
@@ -781,6 +782,7 @@ COMMANDS: dict[str, Command] = {
     "inspect": Command(cmd_inspect, _args_inspect, "summarise a trajectory .h5 file"),
     "export": Command(cmd_export, _args_export, "export samples from a trajectory .h5 file"),
     "bench": Command(cmd_bench, _args_bench, "time the training and sampling steps on a device"),
+    "study": Command(cmd_study, args_study, STUDY_HELP),
 }
 
 

@@ -60,6 +60,9 @@ class Sampler(ABC):
 
     config_name: ClassVar[str] = ""
     adaptive: ClassVar[bool] = False
+    #: False: the run is a deterministic function of x_T (an ODE solver); its error against a
+    #: tight-tolerance solution from the same x_T is then measurable (the study's pathwise error)
+    stochastic: ClassVar[bool] = True
     direction: ClassVar[str] = "reverse"
 
     def __init__(

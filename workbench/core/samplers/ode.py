@@ -28,6 +28,8 @@ class ODESampler(Sampler):
     every accepted step. ``denoise`` adds Tweedie's formula at eps, as for the SDE samplers.
     """
 
+    stochastic = False
+
     def __init__(
         self,
         sde: SDE,
