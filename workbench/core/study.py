@@ -205,7 +205,7 @@ def score_error_curve(
     out = np.empty(len(times))
     for i, t in enumerate(times):
         x = truth.sample(n, float(t), generator=gen, dtype=torch.float64)
-        _, s = truth.sde.marginal_coeffs(torch.tensor(float(t), dtype=torch.float64))  # type: ignore[attr-defined]
+        _, s = truth.sde.marginal_coeffs(torch.tensor(float(t), dtype=torch.float64))
         true = truth.score(x, float(t))
         tt = torch.full((n,), float(t), dtype=torch.float32, device=device)
         with torch.no_grad():
