@@ -301,7 +301,13 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
     # (0, T): the upper end is the SDE's T, checked by ExperimentConfig
     Param("eps", _pos(), _S["eps"], "time the solver stops at"),
     Param("grid", Choice(TIME_GRIDS.names), _S["grid"], "spacing of the solver's time steps"),
-    Param("rho", _pos(), _S["rho"], "exponent of the edm time grid", _when(grid=("edm",))),
+    Param(
+        "rho",
+        _pos(),
+        _S["rho"],
+        "exponent of the edm (sigma) and power_t time grids",
+        _when(grid=("edm", "power_t")),
+    ),
     Param(
         "predictor",
         Choice(PREDICTORS.names),
