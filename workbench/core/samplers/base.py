@@ -48,6 +48,11 @@ SAMPLER_DEFAULTS: dict[str, Any] = {
     "rtol": 1e-5,
     "atol": 1e-5,
     "denoise": True,
+    "eta": 0.0,
+    "s_churn": 0.0,
+    "s_tmin": 0.0,
+    "s_tmax": 1e30,  # Karras's infinity, as a finite number a config can hold
+    "s_noise": 1.0,
 }
 
 
