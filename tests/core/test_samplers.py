@@ -642,4 +642,13 @@ def test_nonlinear_sde_cannot_be_denoised_by_tweedie() -> None:
 
 
 def test_registry_lists_the_samplers() -> None:
-    assert SAMPLERS.names() == ["pc", "em", "ode"]
+    assert SAMPLERS.names() == [
+        "pc",
+        "em",
+        "ode",
+        "ddim",
+        "euler_ancestral",
+        "dpmpp_2m",
+        "dpmpp_2m_sde",
+        "heun_churn",
+    ]
