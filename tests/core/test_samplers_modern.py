@@ -235,3 +235,24 @@ def test_bad_settings_of_the_modern_samplers_name_their_key(params: dict, key: s
     with pytest.raises(ConfigError) as exc:
         build_sampler(build_sde("vp"), lambda x, t: x, params)
     assert exc.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("sample", "key"),
+    [
+        ({"sampler": "dpmpp_2m"}, "sample.sampler"),
+        ({"sampler": "em", "grid": "edm"}, "sample.grid"),
+    ],
+)
+def test_a_config_with_a_non_linear_sde_refuses_them_where_the_user_sees_it(
+    sample: dict, key: str
+) -> None:
+    from workbench.config import default_config
+
+    base = {"sde.kind": "custom", "sde.drift": "-x1^3; -x2^3", "loss.kind": "ssm"}
+    base.update({"loss.weighting": "none", "model.output": "score"})
+    base["sample.denoise"] = False
+    default_config().with_overrides({**base, "sample.sampler": "em"})  # the rest is fine
+    with pytest.raises(ConfigError) as exc:
+        default_config().with_overrides({**base, **{f"sample.{k}": v for k, v in sample.items()}})
+    assert exc.value.key == key and "\n" not in str(exc.value)

@@ -66,6 +66,8 @@ class Sampler(ABC):
     config_name: ClassVar[str] = ""
     adaptive: ClassVar[bool] = False
     direction: ClassVar[str] = "reverse"
+    #: written in m(t), s(t): refused for a non-linear SDE (by ``SDE.check_experiment`` too)
+    linear_only: ClassVar[bool] = False
 
     def __init__(
         self, sde: SDE, score_model: nn.Module | ScoreFn, *, eps: float = 1e-3, denoise: bool = True

@@ -48,6 +48,7 @@ __all__ = [
 class LinearSolver(Sampler):
     """The grid and m_i, s_i, sigma_i = s_i/m_i, lambda_i = log(m_i/s_i) on the host."""
 
+    linear_only = True
     #: the [sample] keys a subclass takes beyond the grid's
     extra_keys: ClassVar[tuple[str, ...]] = ()
 
