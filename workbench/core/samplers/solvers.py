@@ -148,9 +148,9 @@ class DDIMSampler(AffineSolver):
     At eta = 1, sigma_eta^2 is the variance of the exact forward posterior
     q(x_{t'} | x_t, x0) = N(., s'^2 (s^2 - r^2 s'^2)/s^2), r = m/m', so the step is ancestral
     sampling; for VP (s^2 = 1 - m^2, alpha = m^2) it is eq. 16's
-    (1 - alpha')/(1 - alpha) (1 - alpha/alpha'). eta = 0 is deterministic: Euler on
-    dy/dsigma = eps^ in y = x/m (Karras et al. 2022, §3), a first-order solver of the
-    probability-flow ODE. ``eta`` in [0, 1].
+    (1 - alpha')/(1 - alpha) (1 - alpha/alpha'). eta = 0 is deterministic: Euler's method on
+    dy/dsigma = eps^ in y = x/m (as Karras et al. 2022, §3, read DDIM), a first-order solver of
+    the probability-flow ODE. ``eta`` in [0, 1].
     """
 
     extra_keys = ("eta",)
@@ -177,8 +177,8 @@ class EulerAncestralSampler(AffineSolver):
 
     with (sigma_down, sigma_up) the ancestral split of sigma' (sigma_down^2 + sigma_up^2 =
     sigma'^2, sigma_up^2 = sigma'^2 (sigma^2 - sigma'^2)/sigma^2). Written out,
-    y' = D + sigma_down eps^ + sigma_up z: the same step as ``ddim`` with eta = 1, as Karras
-    et al. (2022, App. B.1) note for DDIM and Euler in sigma.
+    y' = D + sigma_down eps^ + sigma_up z: the same step as ``ddim`` with eta = 1 (for VE also
+    SMLD's ancestral chain, the ``pc`` sampler's ``ancestral`` predictor).
     """
 
     def coefficients(self, i: int) -> tuple[float, float, float, float]:
@@ -207,8 +207,11 @@ class DPMPP2MSampler(AffineSolver):
 
 @SAMPLERS.register("dpmpp_2m_sde")
 class DPMPP2MSDESampler(AffineSolver):
-    """SDE-DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", §5 and App.; k-diffusion's
-    sample_dpmpp_2m_sde with eta = 1, solver_type "midpoint"), on the reverse SDE in lambda:
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++"; as k-diffusion's
+    sample_dpmpp_2m_sde with eta = 1, solver_type "midpoint"). Integrating the linear part of
+    the reverse SDE exactly in lambda, with x0^ held fixed, gives the first-order step
+    (s'/s) e^{-h} x + m' (1 - e^{-2h}) x0^ + s' sqrt(1 - e^{-2h}) z; the multistep term
+    corrects x0^ by its slope in lambda:
 
         x_{i+1} = (s_{i+1}/s_i) e^{-h} x_i + m_{i+1} (1 - e^{-2h}) D_i
                   + 1/2 m_{i+1} (1 - e^{-2h}) / r_i (D_i - D_{i-1}) + s_{i+1} sqrt(1 - e^{-2h}) z,
