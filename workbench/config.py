@@ -293,7 +293,8 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
         "sampler",
         Choice(SAMPLERS.names),
         _S["sampler"],
-        "Euler-Maruyama, predictor-corrector or the probability-flow ODE",
+        "Euler-Maruyama, predictor-corrector, the probability-flow ODE, or a solver for linear "
+        "SDEs (DDIM, DPM-Solver++, Euler ancestral, Karras's Heun)",
     ),
     Param("steps", Int(1, 10**6), _S["steps"], "solver steps from T to eps"),
     Param("n", Int(1, 10**8), 10000, "number of samples"),
@@ -301,7 +302,13 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
     # (0, T): the upper end is the SDE's T, checked by ExperimentConfig
     Param("eps", _pos(), _S["eps"], "time the solver stops at"),
     Param("grid", Choice(TIME_GRIDS.names), _S["grid"], "spacing of the solver's time steps"),
-    Param("rho", _pos(), _S["rho"], "exponent of the edm time grid", _when(grid=("edm",))),
+    Param(
+        "rho",
+        _pos(),
+        _S["rho"],
+        "exponent of the edm (sigma) and power_t time grids",
+        _when(grid=("edm", "power_t")),
+    ),
     Param(
         "predictor",
         Choice(PREDICTORS.names),
@@ -350,6 +357,41 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
         _S["atol"],
         "absolute tolerance of the adaptive ODE integrator",
         _when(sampler=("ode",), integrator=("rk45",)),
+    ),
+    Param(
+        "eta",
+        Float(0.0, 1.0),
+        _S["eta"],
+        "DDIM's noise: 0 deterministic, 1 the exact posterior (ancestral)",
+        _when(sampler=("ddim",)),
+    ),
+    Param(
+        "s_churn",
+        Float(0.0),
+        _S["s_churn"],
+        "Karras's churn: noise added back per step, gamma = min(s_churn/steps, sqrt(2) - 1)",
+        _when(sampler=("heun_churn",)),
+    ),
+    Param(
+        "s_tmin",
+        Float(0.0),
+        _S["s_tmin"],
+        "churn only where the noise level sigma = s/m is at least this",
+        _when(sampler=("heun_churn",)),
+    ),
+    Param(
+        "s_tmax",
+        _pos(),
+        _S["s_tmax"],
+        "churn only where the noise level sigma = s/m is at most this",
+        _when(sampler=("heun_churn",)),
+    ),
+    Param(
+        "s_noise",
+        Float(0.0),
+        _S["s_noise"],
+        "scale of the churn's fresh noise (Karras's S_noise)",
+        _when(sampler=("heun_churn",)),
     ),
     Param("denoise", Bool(), _S["denoise"], "take one last noise-free step at t = eps"),
     Param("seed", Int(0, _INT64_MAX), 0, "random seed of the sampler"),
@@ -561,6 +603,11 @@ class SampleConfig(_Section):
     integrator: str = _SAMPLE["integrator"]
     rtol: float = _SAMPLE["rtol"]
     atol: float = _SAMPLE["atol"]
+    eta: float = _SAMPLE["eta"]
+    s_churn: float = _SAMPLE["s_churn"]
+    s_tmin: float = _SAMPLE["s_tmin"]
+    s_tmax: float = _SAMPLE["s_tmax"]
+    s_noise: float = _SAMPLE["s_noise"]
     denoise: bool = _SAMPLE["denoise"]
     seed: int = _SAMPLE["seed"]
     fast_path: str = _SAMPLE["fast_path"]

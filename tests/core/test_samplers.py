@@ -160,19 +160,21 @@ def test_matmul_score_equals_analytic_score(kind: str) -> None:
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", TIME_GRIDS.names())
 @pytest.mark.parametrize("rho", [1.0, 3.0, 7.0])
-def test_time_grids_run_from_T_to_eps(kind: str, rho: float) -> None:
-    grid = time_grid(kind, 37, 2.0, 1e-3, rho)
+@pytest.mark.parametrize("sde_kind", ["vp", "ve"])
+def test_time_grids_run_from_T_to_eps(kind: str, rho: float, sde_kind: str) -> None:
+    sde = build_sde(sde_kind, {"T": 2.0})
+    grid = time_grid(kind, 37, 2.0, 1e-3, rho, sde)
     assert grid.dtype == F64 and grid.shape == (38,)
     assert grid[0] == 2.0 and grid[-1] == 1e-3
     assert bool((grid.diff() < 0).all())
 
 
-def test_edm_grid_with_rho_one_is_uniform_and_others_crowd_eps() -> None:
+def test_power_t_grid_with_rho_one_is_uniform_and_others_crowd_eps() -> None:
     torch.testing.assert_close(
-        time_grid("edm", 50, 1.0, 1e-3, 1.0), time_grid("uniform", 50, 1.0, 1e-3)
+        time_grid("power_t", 50, 1.0, 1e-3, 1.0), time_grid("uniform", 50, 1.0, 1e-3)
     )
-    for kind in ("quadratic", "edm"):
-        steps = -time_grid(kind, 50, 1.0, 1e-3).diff()
+    for kind in ("quadratic", "power_t", "edm"):
+        steps = -time_grid(kind, 50, 1.0, 1e-3, 7.0, build_sde("vp")).diff()
         assert steps[-1] < steps[0] / 10
 
 
@@ -640,4 +642,13 @@ def test_nonlinear_sde_cannot_be_denoised_by_tweedie() -> None:
 
 
 def test_registry_lists_the_samplers() -> None:
-    assert SAMPLERS.names() == ["pc", "em", "ode"]
+    assert SAMPLERS.names() == [
+        "pc",
+        "em",
+        "ode",
+        "ddim",
+        "euler_ancestral",
+        "dpmpp_2m",
+        "dpmpp_2m_sde",
+        "heun_churn",
+    ]

@@ -155,6 +155,19 @@ class SDE(ABC):
                 "model.output",
                 f"{config.model.output!r} converts through m(t), s(t), and {what}; use 'score'",
             )
+        from workbench.core.samplers import SAMPLERS  # lazy: the samplers import this module
+
+        sampler = config.sample.sampler
+        if sampler in SAMPLERS.names() and SAMPLERS.get(sampler).linear_only:
+            raise ConfigError(
+                "sample.sampler",
+                f"{sampler!r} is written in m(t), s(t), and {what}; use 'em', 'pc' or 'ode'",
+            )
+        if config.sample.grid == "edm":
+            raise ConfigError(
+                "sample.grid",
+                f"'edm' spaces sigma = s(t)/m(t), and {what}; use 'power_t' (the same in t)",
+            )
         if config.sample.denoise:
             raise ConfigError(
                 "sample.denoise",

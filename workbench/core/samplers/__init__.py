@@ -25,7 +25,10 @@ Registered samplers (:data:`SAMPLERS`, config key ``sampler``):
   ``reverse_diffusion``, ``ancestral``) and a corrector (:data:`CORRECTORS`: ``langevin``,
   ``none``) per step;
 * ``ode`` the probability-flow ODE with an integrator of :mod:`workbench.core.odeint`
-  (``euler``, ``heun``, ``rk4`` on the time grid, or adaptive ``rk45``).
+  (``euler``, ``heun``, ``rk4`` on the time grid, or adaptive ``rk45``);
+* ``ddim`` (with ``eta``), ``euler_ancestral``, ``dpmpp_2m``, ``dpmpp_2m_sde``, ``heun_churn``
+  (Karras et al. 2022, Alg. 2): k-diffusion's solvers written in m(t), s(t) of any linear SDE
+  (:mod:`~workbench.core.samplers.solvers`).
 
 A sampler's :meth:`Sampler.run` is a generator of :class:`SamplerStep` rows: step 0 is the prior
 draw at t = T, then one row per solver step, and last the final samples (denoised by Tweedie's
@@ -46,6 +49,7 @@ One module per piece, each short enough to read against its paper:
 * :mod:`~workbench.core.samplers.predictors`, :mod:`~workbench.core.samplers.correctors`: the
   steps of the ``pc`` loop, in :mod:`~workbench.core.samplers.pc` (``pc``, ``em``);
 * :mod:`~workbench.core.samplers.ode`: the probability-flow ODE sampler (``ode``);
+* :mod:`~workbench.core.samplers.solvers`: DDIM, DPM-Solver++, Euler ancestral, Karras's Heun;
 * :mod:`~workbench.core.samplers.guides`, :mod:`~workbench.core.samplers.imputation`:
   conditional sampling;
 * :mod:`~workbench.core.samplers.run`: :func:`sample` (prior draw, fast path, chunks);
@@ -56,6 +60,13 @@ One module per piece, each short enough to read against its paper:
 # isort: off
 from workbench.core.samplers.pc import EulerMaruyamaSampler, PCSampler
 from workbench.core.samplers.ode import ODESampler
+from workbench.core.samplers.solvers import (
+    DDIMSampler,
+    DPMPP2MSampler,
+    DPMPP2MSDESampler,
+    EulerAncestralSampler,
+    HeunChurnSampler,
+)
 
 # isort: on
 from workbench.core.samplers.base import (
@@ -103,6 +114,11 @@ __all__ = [
     "PCSampler",
     "EulerMaruyamaSampler",
     "ODESampler",
+    "DDIMSampler",
+    "EulerAncestralSampler",
+    "DPMPP2MSampler",
+    "DPMPP2MSDESampler",
+    "HeunChurnSampler",
     "ImputationSampler",
     "Guide",
     "ReplacementGuide",

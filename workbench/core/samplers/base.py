@@ -48,6 +48,11 @@ SAMPLER_DEFAULTS: dict[str, Any] = {
     "rtol": 1e-5,
     "atol": 1e-5,
     "denoise": True,
+    "eta": 0.0,
+    "s_churn": 0.0,
+    "s_tmin": 0.0,
+    "s_tmax": 1e30,  # Karras's infinity, as a finite number a config can hold
+    "s_noise": 1.0,
 }
 
 
@@ -64,6 +69,8 @@ class Sampler(ABC):
     #: tight-tolerance solution from the same x_T is then measurable (the study's pathwise error)
     stochastic: ClassVar[bool] = True
     direction: ClassVar[str] = "reverse"
+    #: written in m(t), s(t): refused for a non-linear SDE (by ``SDE.check_experiment`` too)
+    linear_only: ClassVar[bool] = False
 
     def __init__(
         self, sde: SDE, score_model: nn.Module | ScoreFn, *, eps: float = 1e-3, denoise: bool = True

@@ -53,7 +53,7 @@ class ODESampler(Sampler):
         if integrator == "rk45":
             self.times = torch.tensor([sde.T, self.eps], dtype=torch.float64)
         else:
-            self.times = time_grid(grid, steps, sde.T, eps, rho)
+            self.times = time_grid(grid, steps, sde.T, eps, rho, sde)
         self._time_list: list[float] = self.times.tolist()
 
     @classmethod

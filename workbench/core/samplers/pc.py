@@ -56,7 +56,7 @@ class PCSampler(Sampler):
             raise ConfigError(
                 "n_corrector_steps", f"must be an integer >= 0, got {n_corrector_steps!r}"
             )
-        self.times = time_grid(grid, steps, sde.T, eps, rho)
+        self.times = time_grid(grid, steps, sde.T, eps, rho, sde)
         self.predictor = PREDICTORS.get(predictor)(sde)
         self.corrector = CORRECTORS.get(corrector)(sde, snr, n_corrector_steps)
         self.schedule = Schedule(sde, self.times)
