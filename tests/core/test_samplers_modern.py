@@ -256,3 +256,25 @@ def test_a_config_with_a_non_linear_sde_refuses_them_where_the_user_sees_it(
     with pytest.raises(ConfigError) as exc:
         default_config().with_overrides({**base, **{f"sample.{k}": v for k, v in sample.items()}})
     assert exc.value.key == key and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("params", "stochastic"),
+    [
+        ({"sampler": "ddim"}, False),
+        ({"sampler": "ddim", "eta": 0.5}, True),
+        ({"sampler": "euler_ancestral"}, True),
+        ({"sampler": "dpmpp_2m"}, False),
+        ({"sampler": "dpmpp_2m_sde"}, True),
+        ({"sampler": "heun_churn"}, False),
+        ({"sampler": "heun_churn", "s_churn": 10.0}, True),
+    ],
+)
+def test_a_sampler_says_whether_its_run_is_a_function_of_x_T(
+    params: dict, stochastic: bool
+) -> None:
+    """The study claims a pathwise error only for runs that are deterministic given x_T: DDIM
+    at eta = 0, DPM-Solver++(2M), Heun without churn; the others draw noise every step."""
+    sde = build_sde("vp")
+    sampler = build_sampler(sde, MatmulMixtureScore(MIX, sde), {**params, "steps": 20})
+    assert sampler.stochastic is stochastic

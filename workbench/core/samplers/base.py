@@ -67,7 +67,7 @@ class Sampler(ABC):
     adaptive: ClassVar[bool] = False
     #: False: the run is a deterministic function of x_T (an ODE solver); its error against a
     #: tight-tolerance solution from the same x_T is then measurable (the study's pathwise error)
-    stochastic: ClassVar[bool] = True
+    stochastic: bool = True
     direction: ClassVar[str] = "reverse"
     #: written in m(t), s(t): refused for a non-linear SDE (by ``SDE.check_experiment`` too)
     linear_only: ClassVar[bool] = False

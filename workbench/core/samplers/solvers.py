@@ -159,6 +159,7 @@ class DDIMSampler(AffineSolver):
         if not 0.0 <= eta <= 1.0:
             raise ConfigError("eta", f"must be between 0 and 1, got {eta!r}")
         self.eta = float(eta)
+        self.stochastic = self.eta > 0
         super().__init__(*args, **kwargs)
 
     def coefficients(self, i: int) -> tuple[float, float, float, float]:
@@ -197,6 +198,8 @@ class DPMPP2MSampler(AffineSolver):
 
     second order in h. As k-diffusion's sample_dpmpp_2m (which does it in y = x/m).
     """
+
+    stochastic = False
 
     def coefficients(self, i: int) -> tuple[float, float, float, float]:
         h = self.lam[i + 1] - self.lam[i]
@@ -270,6 +273,7 @@ class HeunChurnSampler(LinearSolver):
             else 0.0
             for i in range(n)
         ]
+        self.stochastic = any(g > 0 for g in gam)
         self.sig_hat = [sig[i] * (1.0 + gam[i]) for i in range(n)]
         self.churn = [
             s_noise * math.sqrt(max(h * h - sig[i] ** 2, 0.0)) for i, h in enumerate(self.sig_hat)
