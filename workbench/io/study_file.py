@@ -304,3 +304,35 @@ class StudyFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a study file holds, for a plot: ``kind``, ``names`` and, for samplers, ``nfe``,
+    ``nfe_actual``, every :data:`SAMPLER_METRICS` array, ``done`` and ``floors`` (name ->
+    (mean, std)); for losses ``t``, ``error`` and ``done``. Read-only."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise WorkbenchError(f"{path} is not a readable HDF5 file ({exc})") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise WorkbenchError(f"{path} is not a study file")
+        kind = str(json.loads(str(f.attrs["arguments"]))["study"])
+        g: Any = f[f"{ENTRY}/{kind}"]
+        key = "sampler" if kind == "samplers" else "loss"
+        names = [s.decode() if isinstance(s, bytes) else str(s) for s in g[key][()]]
+        out: dict[str, Any] = {"kind": kind, "names": names, "done": g["done"][()]}
+        if kind == "samplers":
+            out["nfe"] = g["nfe"][()]
+            out["nfe_actual"] = g["nfe_actual"][()]
+            for name in SAMPLER_METRICS:
+                out[name] = g[name][()]
+            out["floors"] = {
+                name: (float(g[f"{name}_floor"][()]), float(g[f"{name}_floor_std"][()]))
+                for name in FLOORED
+            }
+        else:
+            out["t"] = g["t"][()]
+            out["error"] = g["error"][()]
+        return out
