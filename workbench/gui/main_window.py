@@ -226,12 +226,14 @@ class MainWindow(DocumentWindow):
         """Densities, score field and trajectories (their modules may grow independently)."""
         from workbench.gui.plots.density import DensityTab
         from workbench.gui.plots.score_field import ScoreFieldTab
+        from workbench.gui.plots.study import StudyTab
         from workbench.gui.plots.trajectories import TrajectoryTab
 
         return {
             "density": DensityTab(),
             "score": ScoreFieldTab(),
             "trajectories": TrajectoryTab(),
+            "study": StudyTab(),
         }
 
     def _build_status(self) -> None:

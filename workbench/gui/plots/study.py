@@ -1,0 +1,489 @@
+"""The Study tab: run a sampler or loss study (:mod:`workbench.jobs.study`) off the GUI thread
+and plot it.
+
+A sampler study is drawn as error against NFE on log-log axes, one curve per sampler, with the
+noise floor of the chosen measurement as a band: what a perfect sampler scores with the same n
+(floor mean ± 2 sd). A curve that reaches the band has no error left that this n can see. A
+loss study is drawn as the weighted score error e(t) against t, log-log, one curve per loss.
+
+The tab needs nothing of the main window but what any QMainWindow has (its status bar, for the
+progress and Cancel) and, optionally, ``runs_dir`` (where studies go by default), ``run_dir``
+(a trained run to study the samplers of) and ``log``; so the window's edit is one line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6 import QtCore, QtWidgets
+
+from workbench.errors import WorkbenchError
+from workbench.gui.plots.base import PlotTab, follow_palette
+from workbench.gui.workers import Task, TaskContext, TaskProgress
+
+__all__ = ["METRICS", "StudyTab", "parse_nfe"]
+
+#: the chooser's measurements: (label, column of the study file, has a noise floor)
+METRICS = (
+    ("log-density gap |gap|", "log_density_gap", True),
+    ("sliced Wasserstein", "sw", True),
+    ("MMD", "mmd", True),
+    ("energy distance", "energy", True),
+    ("pathwise error (deterministic samplers)", "pathwise_error", False),
+)
+DEFAULT_NFE = "5,10,20,50"
+_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+_MAX_N = 10_000_000
+
+
+def parse_nfe(text: str) -> list[int]:
+    """``"5,10,20"`` (commas or spaces) as budgets; one-line WorkbenchError naming the bad one."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    if not parts:
+        raise WorkbenchError("NFE: give at least one budget, e.g. 5,10,20,50")
+    budgets: list[int] = []
+    for part in parts:
+        try:
+            value = int(part)
+        except ValueError:
+            raise WorkbenchError(
+                f"NFE: {part!r} is not a whole number of score evaluations"
+            ) from None
+        if value < 1:
+            raise WorkbenchError(f"NFE: {value} is not a positive number of score evaluations")
+        if value in budgets:
+            raise WorkbenchError(f"NFE: {value} is named twice")
+        budgets.append(value)
+    return budgets
+
+
+def _checkable(name: str, names: list[str], checked: set[str]) -> QtWidgets.QListWidget:
+    box = QtWidgets.QListWidget()
+    box.setObjectName(name)
+    for item_name in names:
+        item = QtWidgets.QListWidgetItem(item_name)
+        item.setFlags(item.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(
+            QtCore.Qt.CheckState.Checked if item_name in checked else QtCore.Qt.CheckState.Unchecked
+        )
+        box.addItem(item)
+    box.setMaximumHeight(150)
+    return box
+
+
+def _checked(box: QtWidgets.QListWidget) -> list[str]:
+    return [
+        box.item(i).text()
+        for i in range(box.count())
+        if box.item(i).checkState() == QtCore.Qt.CheckState.Checked
+    ]
+
+
+def set_checked(box: QtWidgets.QListWidget, names: list[str]) -> None:
+    """Check exactly ``names`` in a checkable list (a test's or a preset's choice)."""
+    for i in range(box.count()):
+        item = box.item(i)
+        on = item.text() in names
+        item.setCheckState(QtCore.Qt.CheckState.Checked if on else QtCore.Qt.CheckState.Unchecked)
+
+
+class StudyTab(PlotTab):
+    """Choose, run and plot a study. ``studyFinished`` carries the ``StudyResult`` (None when
+    the study failed) once the worker thread has ended."""
+
+    title = "Study"
+    studyFinished = QtCore.Signal(object)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        from workbench.core.losses import LOSSES
+        from workbench.core.samplers import SAMPLERS
+
+        self.setObjectName("studyTab")
+        self.state: Any = None
+        self.data: dict[str, Any] | None = None
+        self.task: Task | None = None
+        self.work: TaskProgress | None = None
+        self.result: Any = None
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.band: pg.FillBetweenItem | None = None
+        self.worker_threads: list[threading.Thread] = []
+
+        self.kind = QtWidgets.QComboBox()
+        self.kind.setObjectName("studyKind")
+        self.kind.addItems(["samplers", "losses"])
+        self.samplers = _checkable("studySamplers", SAMPLERS.names(), {"em", "ode"})
+        self.nfe = QtWidgets.QLineEdit(DEFAULT_NFE)
+        self.nfe.setObjectName("studyNfe")
+        self.nfe.setToolTip("score-evaluation budgets, comma separated")
+        self.n = QtWidgets.QSpinBox()
+        self.n.setObjectName("studyN")
+        self.n.setRange(2, _MAX_N)
+        self.n.setValue(2000)
+        self.n.setToolTip("samples per sampler and budget (the noise floor shrinks as 1/sqrt(n))")
+        self.losses = _checkable("studyLosses", LOSSES.names(), set(LOSSES.names()[:2]))
+        self.steps = QtWidgets.QSpinBox()
+        self.steps.setObjectName("studySteps")
+        self.steps.setRange(1, _MAX_N)
+        self.steps.setValue(2000)
+        self.out = QtWidgets.QLineEdit()
+        self.out.setObjectName("studyOut")
+        self.out.setPlaceholderText("runs/studies/<time>-<data>-<kind>.h5")
+        self.out.setToolTip(
+            "the study file (and its .csv); empty: a new file in the runs folder's studies/. "
+            "Naming an existing study of the same arguments resumes it."
+        )
+        browse = QtWidgets.QToolButton()
+        browse.setText("…")
+        browse.clicked.connect(self._browse)
+        self.metric = QtWidgets.QComboBox()
+        self.metric.setObjectName("studyMetric")
+        self.metric.addItems([label for label, _, _ in METRICS])
+        self.run_button = QtWidgets.QPushButton("Run")
+        self.run_button.setObjectName("studyRun")
+        self.run_button.clicked.connect(self.run_study)
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setObjectName("studyCancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_study)
+        self.status = QtWidgets.QLabel("")
+        self.status.setObjectName("studyStatus")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        sampler_page = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(sampler_page)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("samplers", self.samplers)
+        form.addRow("NFE", self.nfe)
+        form.addRow("n", self.n)
+        loss_page = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(loss_page)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("losses", self.losses)
+        form.addRow("steps", self.steps)
+        self.pages = QtWidgets.QStackedWidget()
+        self.pages.addWidget(sampler_page)
+        self.pages.addWidget(loss_page)
+        self.kind.currentIndexChanged.connect(self.pages.setCurrentIndex)
+
+        out_row = QtWidgets.QHBoxLayout()
+        out_row.addWidget(self.out, 1)
+        out_row.addWidget(browse)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        controls = QtWidgets.QWidget()
+        controls.setMaximumWidth(320)
+        column = QtWidgets.QFormLayout(controls)
+        column.addRow("study", self.kind)
+        column.addRow(self.pages)
+        column.addRow("output", out_row)
+        column.addRow(buttons)
+        column.addRow("metric", self.metric)
+        column.addRow(self.status)
+
+        self.plot = pg.PlotWidget()
+        self.plot.setObjectName("studyPlot")
+        self.item = self.plot.getPlotItem()
+        for side in ("left", "bottom"):
+            self.item.getAxis(side).enableAutoSIPrefix(False)
+        self.item.showGrid(x=True, y=True, alpha=0.25)
+        self.item.setLogMode(x=True, y=True)
+        self.legend = self.item.addLegend(offset=(-10, 10))
+        self.readout = QtWidgets.QLabel(" ")
+        self.readout.setObjectName("studyReadout")
+        self.readout.setWordWrap(True)
+
+        right = QtWidgets.QVBoxLayout()
+        right.addWidget(self.plot, 1)
+        right.addWidget(self.readout)
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.addWidget(controls)
+        layout.addLayout(right, 1)
+        self.metric.currentIndexChanged.connect(self.schedule_redraw)
+        follow_palette(self.plot)
+        self._redraw()
+
+    # -- the experiment -----------------------------------------------------------------------
+    def set_experiment(self, state: Any) -> None:
+        self.state = state
+
+    def _window_attr(self, name: str, default: Any = None) -> Any:
+        return getattr(self.window(), name, default)
+
+    def _log(self, message: str) -> None:
+        log = self._window_attr("log")
+        if callable(log):
+            log(message)
+
+    def default_out(self, kind: str) -> Path:
+        """A new file in the runs folder's ``studies/``, named by time, data and kind."""
+        runs = self._window_attr("runs_dir")
+        if runs is None:
+            from workbench.gui.main_window import default_runs_dir
+
+            runs = default_runs_dir()
+        data = self.state.config.data.name if self.state is not None else "study"
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path(runs) / "studies" / f"{stamp}-{data}-{kind}"
+        path, k = base.with_suffix(".h5"), 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}.h5")
+        return path
+
+    def _browse(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Study file", self.out.text(), "HDF5 (*.h5);;All files (*)"
+        )
+        if path:
+            self.out.setText(path)
+
+    # -- running ------------------------------------------------------------------------------
+    def _fail(self, message: str) -> None:
+        self.status.setText(message)
+        self._log(f"study: {message}")
+
+    def run_study(self) -> Task | None:
+        """Check the choices (one line in the status on a bad one), then run the study in a
+        worker; returns the task, or None when nothing was started."""
+        if self.task is not None:
+            return None
+        if self.state is None:
+            self._fail("no valid experiment to study yet")
+            return None
+        from workbench.jobs import study as jobs
+
+        config = self.state.config
+        kind = self.kind.currentText()
+        try:
+            if kind == "samplers":
+                samplers = _checked(self.samplers)
+                jobs.parse_samplers(samplers)
+                budgets = parse_nfe(self.nfe.text())
+                source = self._sampler_source(config)
+            else:
+                losses = jobs.check_losses(_checked(self.losses))
+        except WorkbenchError as exc:
+            self._fail(" ".join(str(exc).split()))
+            return None
+        text = self.out.text().strip()
+        out = Path(os.path.expanduser(text)) if text else self.default_out(kind)
+        n, steps = self.n.value(), self.steps.value()
+        threads = self.worker_threads
+
+        def work(ctx: TaskContext) -> Any:
+            threads.append(threading.current_thread())
+            previous = torch.get_num_threads()
+            # torch would take every core and the event loop would wait its turn
+            torch.set_num_threads(max(1, min(previous, (os.cpu_count() or 2) - 1)))
+
+            def progress(fraction: float, what: str) -> None:
+                ctx.report((round(1000 * fraction), 1000))
+                ctx.report(what)
+
+            try:
+                if kind == "samplers":
+                    from workbench.jobs.sample import load_model
+
+                    loaded, model, dataset = load_model(source)
+                    result = jobs.sampler_study(
+                        loaded,
+                        model,
+                        dataset,
+                        out,
+                        samplers=samplers,
+                        nfe=budgets,
+                        n=n,
+                        source=str(source) if isinstance(source, Path) else "",
+                        progress=progress,
+                        cancel=ctx.cancelled,
+                    )
+                else:
+                    result = jobs.loss_study(
+                        config,
+                        out,
+                        losses=losses,
+                        steps=steps,
+                        progress=progress,
+                        cancel=ctx.cancelled,
+                    )
+            finally:
+                torch.set_num_threads(previous)
+            from workbench.io.study_file import read_study
+
+            return result, read_study(result.path)
+
+        task = Task("study", work, self)
+        task.progress.connect(self._progress)
+        task.done.connect(self._done)
+        task.failed.connect(self._failed)
+        task.finished.connect(self._finished)
+        self.task = task
+        self.result = None
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"running the {kind} study into {out}…")
+        self._log(f"study: {kind} into {out}")
+        bar = (
+            self.window().statusBar() if isinstance(self.window(), QtWidgets.QMainWindow) else None
+        )
+        if bar is not None:
+            if self.work is None:
+                self.work = TaskProgress(bar, "studyWork")
+            self.work.track(task, f"{kind} study")
+        task.start()
+        return task
+
+    def _sampler_source(self, config: Any) -> Any:
+        """What the samplers sample from: the analytic score, or the window's trained run."""
+        if config.model.kind == "analytic":
+            return config
+        run_dir = self._window_attr("run_dir")
+        if run_dir is not None and (Path(run_dir) / "checkpoint.pt").exists():
+            return Path(run_dir)
+        raise WorkbenchError(
+            "a sampler study needs a score: train a run first (or open one), or choose "
+            "model.kind = analytic"
+        )
+
+    def cancel_study(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.status.setText("stopping after the current solver or training step…")
+
+    def _progress(self, payload: Any) -> None:
+        if isinstance(payload, str):
+            self.status.setText(f"study: {payload}…")
+
+    def _done(self, outcome: tuple[Any, dict[str, Any]]) -> None:
+        self.result, self.data = outcome
+        r = self.result
+        self.status.setText(
+            f"study {r.status}: {r.ran} run, {r.skipped} already stored, {r.seconds:.1f} s — "
+            f"{r.path}" + "".join(f"\n{w}" for w in r.warnings)
+        )
+        self._log(f"study {r.status}: {r.path} ({r.ran} run, {r.skipped} skipped)")
+        self.schedule_redraw()
+
+    def _failed(self, message: str, details: str) -> None:
+        self._fail(f"study failed: {message}")
+        show = self._window_attr("show_error")
+        if callable(show) and details:
+            show(f"study failed: {message}", details)
+
+    def _finished(self) -> None:
+        task = self.task
+        if task is not None:
+            task.wait()
+        self.task = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.studyFinished.emit(self.result)
+
+    # -- drawing ------------------------------------------------------------------------------
+    def metric_key(self) -> tuple[str, str, bool]:
+        return METRICS[self.metric.currentIndex()]
+
+    def _clear(self) -> None:
+        self.item.clear()
+        self.legend.clear()
+        self.curves = {}
+        self.band = None
+
+    def _redraw(self) -> None:
+        self._clear()
+        self.item.setLogMode(x=True, y=True)
+        data = self.data
+        if data is None:
+            self.item.setLabel("bottom", "NFE (score evaluations)")
+            self.item.setLabel("left", "error")
+            self.item.setTitle("no study yet: choose one and press Run")
+            return
+        if data["kind"] == "samplers":
+            self._draw_samplers(data)
+        else:
+            self._draw_losses(data)
+
+    def _draw_samplers(self, data: dict[str, Any]) -> None:
+        label, key, floored = self.metric_key()
+        self.item.setTitle(f"{label} against NFE")
+        self.item.setLabel("bottom", "NFE (score evaluations)")
+        self.item.setLabel("left", label)
+        values = np.abs(data[key]) if key == "log_density_gap" else data[key]
+        xs: list[float] = []
+        empty: list[str] = []
+        for i, name in enumerate(data["names"]):
+            x = np.where(data["nfe_actual"][i] > 0, data["nfe_actual"][i], data["nfe"]).astype(
+                float
+            )
+            y = values[i].astype(float)
+            ok = data["done"][i] & np.isfinite(y) & (y > 0)
+            if not ok.any():
+                empty.append(name)
+                continue
+            order = np.argsort(x[ok])
+            colour = _COLOURS[i % len(_COLOURS)]
+            curve = self.item.plot(
+                x[ok][order],
+                y[ok][order],
+                pen=pg.mkPen(colour, width=2),
+                symbol="o",
+                symbolSize=7,
+                symbolBrush=colour,
+                name=name,
+            )
+            self.curves[name] = curve
+            xs.extend(x[ok].tolist())
+        notes = [f"nothing to draw for {', '.join(empty)}"] if empty else []
+        if floored and xs:
+            mean, sd = data["floors"][key]
+            if np.isfinite(mean) and np.isfinite(sd):
+                hi = mean + 2 * sd
+                # a log axis has no 0: a floor band reaching 0 (the gap's, whose mean is 0) is
+                # drawn down to a hundredth of its top, which reads as "down to nothing"
+                lo = mean - 2 * sd if mean - 2 * sd > 0 else hi / 100
+                if hi > 0:
+                    x_band = [min(xs) / 1.2, max(xs) * 1.2]
+                    pen = pg.mkPen((128, 128, 128, 120))
+                    top = self.item.plot(x_band, [hi, hi], pen=pen)
+                    bottom = self.item.plot(x_band, [lo, lo], pen=pen)
+                    self.band = pg.FillBetweenItem(top, bottom, brush=(128, 128, 128, 60))
+                    self.item.addItem(self.band)
+                    notes.append(f"band: noise floor {mean:.3g} ± 2 × {sd:.3g}")
+        self.readout.setText("   ".join(notes) or " ")
+
+    def _draw_losses(self, data: dict[str, Any]) -> None:
+        self.item.setTitle("weighted score error e(t) per loss")
+        self.item.setLabel("bottom", "t")
+        self.item.setLabel("left", "score error e(t)")
+        t = np.asarray(data["t"], dtype=float)
+        for i, name in enumerate(data["names"]):
+            y = np.asarray(data["error"][i], dtype=float)
+            ok = np.isfinite(y) & (y > 0)
+            if not data["done"][i] or not ok.any():
+                continue
+            colour = _COLOURS[i % len(_COLOURS)]
+            self.curves[name] = self.item.plot(
+                t[ok],
+                y[ok],
+                pen=pg.mkPen(colour, width=2),
+                symbol="o",
+                symbolSize=5,
+                symbolBrush=colour,
+                name=name,
+            )
+        self.readout.setText(" ")
+
+    def export_item(self) -> pg.PlotItem:
+        self.flush_redraw()
+        return self.item
