@@ -144,9 +144,9 @@ class StudyTab(PlotTab):
         browse = QtWidgets.QToolButton()
         browse.setText("…")
         browse.clicked.connect(self._browse)
-        self.metric = QtWidgets.QComboBox()
-        self.metric.setObjectName("studyMetric")
-        self.metric.addItems([label for label, _, _ in METRICS])
+        self.metric_box = QtWidgets.QComboBox()
+        self.metric_box.setObjectName("studyMetric")
+        self.metric_box.addItems([label for label, _, _ in METRICS])
         self.run_button = QtWidgets.QPushButton("Run")
         self.run_button.setObjectName("studyRun")
         self.run_button.clicked.connect(self.run_study)
@@ -188,7 +188,7 @@ class StudyTab(PlotTab):
         column.addRow(self.pages)
         column.addRow("output", out_row)
         column.addRow(buttons)
-        column.addRow("metric", self.metric)
+        column.addRow("metric", self.metric_box)
         column.addRow(self.status)
 
         self.plot = pg.PlotWidget()
@@ -209,7 +209,7 @@ class StudyTab(PlotTab):
         layout = QtWidgets.QHBoxLayout(self)
         layout.addWidget(controls)
         layout.addLayout(right, 1)
-        self.metric.currentIndexChanged.connect(self.schedule_redraw)
+        self.metric_box.currentIndexChanged.connect(self.schedule_redraw)
         follow_palette(self.plot)
         self._redraw()
 
@@ -392,7 +392,7 @@ class StudyTab(PlotTab):
 
     # -- drawing ------------------------------------------------------------------------------
     def metric_key(self) -> tuple[str, str, bool]:
-        return METRICS[self.metric.currentIndex()]
+        return METRICS[self.metric_box.currentIndex()]
 
     def _clear(self) -> None:
         self.item.clear()
