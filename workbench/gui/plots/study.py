@@ -183,7 +183,10 @@ class StudyTab(PlotTab):
         buttons.addWidget(self.cancel_button)
         controls = QtWidgets.QWidget()
         controls.setMaximumWidth(320)
-        column = QtWidgets.QFormLayout(controls)
+        outer = QtWidgets.QVBoxLayout(controls)
+        column = QtWidgets.QFormLayout()
+        outer.addLayout(column)
+        outer.addStretch(1)  # the choices stay together at the top
         column.addRow("study", self.kind)
         column.addRow(self.pages)
         column.addRow("output", out_row)
@@ -334,9 +337,8 @@ class StudyTab(PlotTab):
         self.cancel_button.setEnabled(True)
         self.status.setText(f"running the {kind} study into {out}…")
         self._log(f"study: {kind} into {out}")
-        bar = (
-            self.window().statusBar() if isinstance(self.window(), QtWidgets.QMainWindow) else None
-        )
+        window = self.window()
+        bar = window.statusBar() if isinstance(window, QtWidgets.QMainWindow) else None
         if bar is not None:
             if self.work is None:
                 self.work = TaskProgress(bar, "studyWork")
