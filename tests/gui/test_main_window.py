@@ -106,7 +106,7 @@ def test_training_runs_in_its_worker_and_reports_to_the_gui_thread(
     worker thread, and only its reports are handled on the GUI thread."""
     import threading
 
-    import workbench.io.runs as runs
+    import workbench.jobs.train as runs
 
     threads: dict[str, list[threading.Thread]] = {"train": [], "progress": []}
     real_train, real_progress = runs.train_in_folder, window._training_progress
