@@ -363,17 +363,19 @@ class OOMAbove(nn.Module):
 
 @pytest.fixture
 def oom_training(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """Every score network built for training fails above 40 samples per batch."""
+    """Every score network built for training (by the trainer's call of the one recipe) fails
+    above 40 samples per batch; models built elsewhere are left as they are."""
     from workbench.core import train
 
-    build = train.build_score_model
+    build = train.experiment_of
 
-    def build_small_gpu(*args: Any, **kwargs: Any) -> nn.Module:
-        model = build(*args, **kwargs)
-        model.net = OOMAbove(model.net, 40)
-        return model
+    def build_small_gpu(*args: Any, **kwargs: Any) -> Any:
+        built = build(*args, **kwargs)
+        if built.model is not None:
+            built.model.net = OOMAbove(built.model.net, 40)
+        return built
 
-    monkeypatch.setattr(train, "build_score_model", build_small_gpu)
+    monkeypatch.setattr(train, "experiment_of", build_small_gpu)
     yield 40
 
 
