@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from workbench.bench import BenchSizes, format_table, run_bench
+from workbench.bench import BenchSizes, _time_alternating, format_table, run_bench
 from workbench.core.fast import compile_unavailable_reason
 
 TINY = BenchSizes(
@@ -95,3 +95,13 @@ def test_the_gui_bench_refuses_a_bad_size() -> None:
     assert done.returncode == 2
     assert "--gui-file-mb: must be between 0 and 100000 (MB), got -3" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_reference_rows_time_each_pair_back_to_back_in_swapped_order() -> None:
+    calls: list[str] = []
+    pairs = [(lambda: calls.append("a"), lambda: calls.append("b"))]
+    pairs.append((lambda: calls.append("c"), lambda: calls.append("d")))
+    result = _time_alternating(pairs, torch.device("cpu"), 3)
+    assert "".join(calls) == "abcd" + "badc" + "abcd"
+    assert len(result) == 2
+    assert all(t >= 0.0 for pair in result for t in pair)

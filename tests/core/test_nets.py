@@ -17,6 +17,7 @@ from workbench.core.nets import (
     MLPNet,
     ScoreModel,
     UNet,
+    apply_activation,
     as_batch_time,
     build_score_model,
     count_parameters,
@@ -528,3 +529,34 @@ def test_gradients_flow_through_a_shared_time() -> None:
     x = torch.randn(8, 2)
     net(x, torch.tensor(0.4)).pow(2).sum().backward()
     assert net.time.weight.grad is not None and net.time.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["mlp", "resmlp"])
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "gelu"])
+def test_no_grad_forward_is_bitwise_the_autograd_forward(kind: str, activation: str) -> None:
+    """Sampling overwrites hidden activations in place (apply_activation); the score it gives
+    must be exactly the one training sees, for shared and per-sample times, and the input
+    must be left as it was."""
+    torch.manual_seed(3)
+    net = NETS.get(kind)(3, hidden=32, depth=3, activation=activation, embed_dim=16)
+    x = torch.randn(64, 3)
+    x_before = x.clone()
+    for t in (torch.tensor(0.3), torch.rand(64)):
+        with torch.enable_grad():
+            want = net(x, t)
+        with torch.no_grad():
+            got = net(x, t)
+        with torch.inference_mode():
+            got_inf = net(x, t)
+        assert torch.equal(got, want.detach())
+        assert torch.equal(got_inf, want.detach())
+    assert torch.equal(x, x_before)
+
+
+def test_apply_activation_keeps_autograd_input_when_grad_is_on() -> None:
+    h = torch.randn(5, 4, requires_grad=True)
+    pre = h * 2.0
+    out = apply_activation(nn.SiLU(), pre)
+    out.sum().backward()  # would fail if pre had been overwritten in place
+    assert h.grad is not None
+    assert torch.equal(pre, h.detach() * 2.0)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional
 
 from workbench.core.analytic import AnalyticMarginal
 from workbench.core.mixture import GaussianMixture
@@ -72,6 +73,30 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
     "elu": nn.ELU,
 }
+
+
+#: activations with an exact in-place form (same values, bit for bit, as the module's)
+_INPLACE_ACTIVATIONS: dict[type[nn.Module], Callable[[Tensor], Tensor]] = {
+    nn.SiLU: lambda h: functional.silu(h, inplace=True),
+    nn.ReLU: lambda h: functional.relu(h, inplace=True),
+    nn.Tanh: torch.tanh_,
+}
+
+
+def apply_activation(act: nn.Module, h: Tensor) -> Tensor:
+    """``act(h)`` for an ``h`` the caller owns (a fresh layer output nobody else holds).
+
+    Without autograd (sampling, evaluation) it overwrites ``h`` where ``act`` has an in-place
+    form: no new (batch x hidden) tensor per layer and one pass over memory less. On the CPU
+    that is about a quarter of the default MLP's forward at 4096 particles, where the network
+    is most of a sampling step. With autograd on, the module is called as it is (its backward
+    needs its input).
+    """
+    if not torch.is_grad_enabled():
+        inplace = _INPLACE_ACTIVATIONS.get(type(act))
+        if inplace is not None:
+            return inplace(h)
+    return act(h)
 
 
 def make_activation(name: str) -> nn.Module:
@@ -253,9 +278,9 @@ class MLPNet(_VectorNet):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         # the first layer is inp(x) + time(emb(t)): the t part is one row when t is shared
         trow = self.time(self.embed(time_rows(t, x)))
-        h = self.act(_affine_plus_rows(trow, x.reshape(x.shape[0], -1), self.inp))
+        h = apply_activation(self.act, _affine_plus_rows(trow, x.reshape(x.shape[0], -1), self.inp))
         for layer in self.hidden:
-            h = self.act(layer(h))
+            h = apply_activation(self.act, layer(h))
         return self.out(h).reshape(x.shape)
 
 
@@ -272,7 +297,8 @@ class _ResMLPBlock(nn.Module):
 
     def forward(self, h: Tensor, temb: Tensor) -> Tensor:
         # temb may be one row shared by every sample (see time_rows)
-        return h + self.lin2(self.act(_affine_plus_rows(self.time(temb), self.norm(h), self.lin1)))
+        pre = _affine_plus_rows(self.time(temb), self.norm(h), self.lin1)
+        return h + self.lin2(apply_activation(self.act, pre))
 
 
 @NETS.register("resmlp")
@@ -312,7 +338,7 @@ class ResMLPNet(_VectorNet):
         h = self.inp(x.reshape(x.shape[0], -1))
         for block in self.blocks:
             h = block(h, temb)
-        return self.out(self.act(self.norm(h))).reshape(x.shape)
+        return self.out(apply_activation(self.act, self.norm(h))).reshape(x.shape)
 
 
 def _groups(channels: int) -> int:
