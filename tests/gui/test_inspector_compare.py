@@ -15,6 +15,7 @@ import pytest
 from workbench.config import default_config, parse_config, to_toml
 from workbench.core.wording import floor_verdict
 from workbench.gui.inspector import FileView, InspectorWindow, density_at
+from workbench.gui.inspector.paths import PATH_PARTICLES
 from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
 from workbench.jobs.sample import load_model, sample_to_file
 
@@ -179,7 +180,8 @@ def test_no_contours_for_moons(inspector: InspectorWindow, tmp_path: Path) -> No
 def test_path_subset(inspector: InspectorWindow, good: Path) -> None:
     assert inspector.open(good)
     pv = inspector.current().show_view("Paths")
-    assert pv.n_paths == 200 and pv.first == 0
+    assert pv.n_paths == PATH_PARTICLES and pv.first == 0
+    pv.count.setValue(200)
     pv.start.setValue(900)
     assert pv.first == 900 and pv.n_paths == 100  # clipped at the last particle
     pv.count.setValue(30)

@@ -63,19 +63,31 @@ def big(tmp_path: Path) -> Path:
 def test_training_builds_its_model_and_data_off_the_gui_thread(
     qtbot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import workbench.core.train as train
+    import workbench.core.experiment as experiment
     import workbench.gui.state as state
 
     fast(window)
-    built_data = record(monkeypatch, train, "build_dataset")
-    built_model = record(monkeypatch, train, "build_score_model")
-    gui_data = record(monkeypatch, state, "build_dataset")
+    # every data set and network is built by the one recipe: any call on the GUI thread fails
+    built_data = record(monkeypatch, experiment, "build_dataset")
+    built_model = record(monkeypatch, experiment, "build_score_model")
+    gui_data = record(monkeypatch, state, "experiment_of")
+    # the finished run's checkpoint is then loaded into a model for the views (on the GUI
+    # thread, after the run): builds from that point on are not the training's
+    loaded_after: list[int] = []
+    real_load = window.load_run_model
+
+    def load_run_model(run_dir: Path) -> None:
+        loaded_after.append(len(built_model))
+        real_load(run_dir)
+
+    monkeypatch.setattr(window, "load_run_model", load_run_model)
     with qtbot.waitSignal(window.trainingFinished, timeout=120_000) as done:
         window.start_training()
     assert done.args[0].status == "done"
     # the training's data set and network were made in its worker; the window's own
     # ExperimentState (built when the config was set) is not built again at Train
-    assert off_main(built_data) and off_main(built_model) and gui_data == []
+    assert loaded_after, "the finished run's model was not loaded"
+    assert off_main(built_data) and off_main(built_model[: loaded_after[0]]) and gui_data == []
 
 
 def test_the_first_optimizer_step_was_imported_before_the_window_showed(
