@@ -12,9 +12,9 @@ sampler. The tolerances come from n:
   so even Euler–Maruyama's SW is only ~5 sd out; the log-density gap is the sharp measure.
 
 Measured with these seeds (for the record; the asserts are the bounds above): at 20 NFE
-dpmpp_2m on the quadratic grid has gap -0.021 and SW 0.032 (floor 0.035 +- 0.014), on power_t
-gap -0.022 and SW 0.027; on the uniform grid it over-sharpens the modes (gap +0.11, SW 0.19)
-and on the edm grid it misses (gap -0.055, SW 0.069). Euler–Maruyama: gap -1.09, SW 0.106.
+dpmpp_2m on the quadratic grid has gap -0.021 and SW 0.034 (floor 0.035 +- 0.014), on power_t
+gap -0.022 and SW 0.032; on the uniform grid it over-sharpens the modes (gap +0.11, SW 0.19)
+and on the edm grid it misses (gap -0.055, SW 0.067). Euler–Maruyama: gap -1.09, SW 0.104.
 The exact flow (rk45 at 1e-6) from this x_T has gap +0.008, so dpmpp_2m's -0.022 is a real
 discretisation bias of ~4 sd_gap: inside the 0.04-nat bound, not inside the gap's noise.
 The probability-flow ODE by rk45 at rtol = atol = 1e-5 is 1.5e-4 (data units) from the 1e-6
