@@ -43,7 +43,9 @@ def contour_segments(
 
     def crossing(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         hit = (p >= level) != (q >= level)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # np.where evaluates the quotient everywhere; only where an edge is crossed is it kept,
+        # and there |level - p| <= |q - p|, so the discarded entries alone can overflow
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             frac = np.where(hit, (level - p) / (q - p), 0.0)
         return hit, frac
 
