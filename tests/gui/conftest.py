@@ -5,6 +5,7 @@ Every test's threads are joined at teardown: a window still working is stopped a
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,17 @@ from PySide6 import QtCore
 
 from workbench.gui.inspector import InspectorWindow
 from workbench.gui.main_window import MainWindow
+
+
+@pytest.fixture(autouse=True)
+def collect_widgets_on_the_gui_thread() -> Iterator[None]:
+    """Collect each test's dead Qt wrappers here, on the GUI thread. Left to the cyclic
+    collector, they may be freed inside a later test's worker thread; shiboken then defers the
+    widget's deletion to the GUI thread, where it can deadlock against a worker's signal (seen
+    once: the GUI thread in QObject::~QObject waiting on a mutex, the worker waiting for the GIL
+    inside an emit)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
