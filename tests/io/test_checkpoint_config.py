@@ -35,8 +35,9 @@ def test_the_run_folders_checkpoint_holds_the_experiment(tmp_path: Path) -> None
 
 
 def test_the_trainers_own_state_has_no_toml_and_io_adds_it() -> None:
-    trainer = Trainer(_config())
+    cfg = _config()
+    trainer = Trainer(cfg)
     assert "config" not in trainer.state_dict()
-    state = checkpoint_state(trainer)
-    assert parse_config(state["config"]) == trainer.config
+    state = checkpoint_state(trainer, cfg)
+    assert parse_config(state["config"]) == cfg
     assert set(state) == {*trainer.state_dict(), "config"}

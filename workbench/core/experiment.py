@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from workbench.core.sde import SDE, build_sde
 
 __all__ = [
     "Experiment",
+    "ExperimentSections",
     "Section",
     "build_data",
     "build_experiment",
@@ -48,6 +49,23 @@ __all__ = [
     "sde_section",
     "sections",
 ]
+
+
+class ExperimentSections(Protocol):
+    """What core reads of an experiment config: its sections, each with its declared keys as
+    attributes (``workbench.config.ExperimentConfig`` is one). Core depends on this shape, never
+    on the config module."""
+
+    @property
+    def data(self) -> Any: ...
+    @property
+    def sde(self) -> Any: ...
+    @property
+    def model(self) -> Any: ...
+    @property
+    def loss(self) -> Any: ...
+    @property
+    def train(self) -> Any: ...
 
 
 class Section(NamedTuple):

@@ -34,19 +34,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from workbench.core.data import DataSet, Normalizer
-from workbench.core.experiment import experiment_of
+from workbench.core.experiment import ExperimentSections, experiment_of
 from workbench.core.fast import resolve_fast_path
 from workbench.core.losses import build_loss
 from workbench.errors import ConfigError, WorkbenchError
-
-if TYPE_CHECKING:  # for the annotation only: core never imports the config at run time
-    from workbench.config import ExperimentConfig
 
 __all__ = [
     "OPTIMIZERS",
@@ -140,7 +137,7 @@ class Trainer:
 
     def __init__(
         self,
-        config: ExperimentConfig,
+        config: ExperimentSections,
         device: str | torch.device | None = None,
         dataset: DataSet | None = None,
     ) -> None:

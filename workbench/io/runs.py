@@ -468,8 +468,8 @@ def run_dataset(
     return dataset.with_normalizer(normalizer)
 
 
-def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
-    """The trainer's state with the experiment as TOML under ``config``, so a checkpoint read
-    on its own still says what it was trained from. The TOML is written here, not by the
-    trainer: core never imports the config."""
-    return {**trainer.state_dict(), "config": to_toml(trainer.config)}
+def checkpoint_state(trainer: Trainer, config: ExperimentConfig) -> dict[str, Any]:
+    """The trainer's state with ``config`` (the experiment it trains) as TOML under
+    ``config``, so a checkpoint read on its own still says what it was trained from. The TOML
+    is written here, not by the trainer: core never imports the config."""
+    return {**trainer.state_dict(), "config": to_toml(config)}

@@ -384,7 +384,7 @@ def _train_rank(
 
             def save_now(t: Trainer) -> None:
                 if env.is_main:
-                    save_checkpoint(checkpoint_state(t), folder.checkpoint_path)
+                    save_checkpoint(checkpoint_state(t, config), folder.checkpoint_path)
 
             try:
                 result = trainer.run(

@@ -207,7 +207,7 @@ def _train_locked(
             on_progress(p)
 
     def checkpoint_now(t: Trainer) -> None:
-        save_checkpoint(checkpoint_state(t), folder.checkpoint_path)
+        save_checkpoint(checkpoint_state(t, config), folder.checkpoint_path)
 
     try:
         result = trainer.run(
