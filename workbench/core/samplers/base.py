@@ -94,12 +94,17 @@ class Sampler(ABC):
             m, s = sde.marginal_coeffs(torch.tensor(self.eps, dtype=torch.float64))
             self._tweedie = (float(m), float(s))
 
+    #: the [sample] keys the constructor takes, by the same names
+    param_keys: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
-    @abstractmethod
     def from_params(
         cls, sde: SDE, score_model: nn.Module | ScoreFn, params: Mapping[str, Any]
     ) -> Sampler:
-        """Build from the [sample] keys (missing ones take :data:`SAMPLER_DEFAULTS`)."""
+        """Build from the [sample] keys named by :attr:`param_keys` (missing ones take
+        :data:`SAMPLER_DEFAULTS`)."""
+        p = _merged(params)
+        return cls(sde, score_model, **{k: p[k] for k in cls.param_keys})
 
     @property
     def n_steps(self) -> int | None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from workbench.core.odeint import METHODS, integrate
-from workbench.core.samplers.base import SAMPLERS, Sampler, SamplerStep, ScoreFn, _merged
+from workbench.core.samplers.base import SAMPLERS, Sampler, SamplerStep, ScoreFn
 from workbench.core.samplers.grids import time_grid
 from workbench.core.sde import SDE
 from workbench.errors import ConfigError
@@ -56,23 +55,16 @@ class ODESampler(Sampler):
             self.times = time_grid(grid, steps, sde.T, eps, rho, sde)
         self._time_list: list[float] = self.times.tolist()
 
-    @classmethod
-    def from_params(
-        cls, sde: SDE, score_model: nn.Module | ScoreFn, params: Mapping[str, Any]
-    ) -> ODESampler:
-        p = _merged(params)
-        return cls(
-            sde,
-            score_model,
-            integrator=p["integrator"],
-            steps=p["steps"],
-            eps=p["eps"],
-            grid=p["grid"],
-            rho=p["rho"],
-            rtol=p["rtol"],
-            atol=p["atol"],
-            denoise=p["denoise"],
-        )
+    param_keys = (
+        "integrator",
+        "steps",
+        "eps",
+        "grid",
+        "rho",
+        "rtol",
+        "atol",
+        "denoise",
+    )
 
     @property
     def adaptive(self) -> bool:  # type: ignore[override]

@@ -6,13 +6,13 @@ does a few tensor operations per step with no host synchronisation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from workbench.core.samplers.base import SAMPLERS, Sampler, SamplerStep, ScoreFn, _merged, _noise
+from workbench.core.samplers.base import SAMPLERS, Sampler, SamplerStep, ScoreFn, _noise
 from workbench.core.samplers.correctors import CORRECTORS
 from workbench.core.samplers.grids import Schedule, time_grid
 from workbench.core.samplers.predictors import PREDICTORS
@@ -63,24 +63,17 @@ class PCSampler(Sampler):
         self.predictor.prepare(self.schedule)
         self.corrector.prepare(self.schedule)
 
-    @classmethod
-    def from_params(
-        cls, sde: SDE, score_model: nn.Module | ScoreFn, params: Mapping[str, Any]
-    ) -> PCSampler:
-        p = _merged(params)
-        return cls(
-            sde,
-            score_model,
-            steps=p["steps"],
-            eps=p["eps"],
-            grid=p["grid"],
-            rho=p["rho"],
-            predictor=p["predictor"],
-            corrector=p["corrector"],
-            snr=p["snr"],
-            n_corrector_steps=p["n_corrector_steps"],
-            denoise=p["denoise"],
-        )
+    param_keys: ClassVar[tuple[str, ...]] = (
+        "steps",
+        "eps",
+        "grid",
+        "rho",
+        "predictor",
+        "corrector",
+        "snr",
+        "n_corrector_steps",
+        "denoise",
+    )
 
     @property
     def n_steps(self) -> int:
@@ -153,17 +146,4 @@ class EulerMaruyamaSampler(PCSampler):
             denoise=denoise,
         )
 
-    @classmethod
-    def from_params(
-        cls, sde: SDE, score_model: nn.Module | ScoreFn, params: Mapping[str, Any]
-    ) -> EulerMaruyamaSampler:
-        p = _merged(params)
-        return cls(
-            sde,
-            score_model,
-            steps=p["steps"],
-            eps=p["eps"],
-            grid=p["grid"],
-            rho=p["rho"],
-            denoise=p["denoise"],
-        )
+    param_keys = ("steps", "eps", "grid", "rho", "denoise")

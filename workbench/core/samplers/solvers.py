@@ -24,13 +24,13 @@ and differ only in (a, b, c, d); ``heun_churn`` has its own loop. NFE = steps (`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from workbench.core.samplers.base import SAMPLERS, Sampler, SamplerStep, ScoreFn, _merged, _noise
+from workbench.core.samplers.base import SAMPLERS, Sampler, SamplerStep, ScoreFn, _noise
 from workbench.core.samplers.grids import Schedule, invert_sigma, time_grid
 from workbench.core.sde import SDE, LinearSDE
 from workbench.errors import ConfigError
@@ -50,7 +50,7 @@ class LinearSolver(Sampler):
 
     linear_only = True
     #: the [sample] keys a subclass takes beyond the grid's
-    extra_keys: ClassVar[tuple[str, ...]] = ()
+    param_keys: ClassVar[tuple[str, ...]] = ("steps", "eps", "grid", "rho", "denoise")
 
     def __init__(
         self,
@@ -75,14 +75,6 @@ class LinearSolver(Sampler):
         self.t, self.m, self.s = sched.times, sched.m, sched.s
         self.sigma = [s / m for m, s in zip(self.m, self.s, strict=True)]
         self.lam = [math.log(m / s) for m, s in zip(self.m, self.s, strict=True)]
-
-    @classmethod
-    def from_params(
-        cls, sde: SDE, score_model: nn.Module | ScoreFn, params: Mapping[str, Any]
-    ) -> LinearSolver:
-        p = _merged(params)
-        keys = ("steps", "eps", "grid", "rho", "denoise", *cls.extra_keys)
-        return cls(sde, score_model, **{k: p[k] for k in keys})
 
     @property
     def n_steps(self) -> int:
@@ -153,7 +145,7 @@ class DDIMSampler(AffineSolver):
     the probability-flow ODE. ``eta`` in [0, 1].
     """
 
-    extra_keys = ("eta",)
+    param_keys = (*LinearSolver.param_keys, "eta")
 
     def __init__(self, *args: Any, eta: float = 0.0, **kwargs: Any) -> None:
         if not 0.0 <= eta <= 1.0:
@@ -249,7 +241,7 @@ class HeunChurnSampler(LinearSolver):
     beyond T. s_churn = 0 is Heun's deterministic second-order solver. NFE = 2 N.
     """
 
-    extra_keys = ("s_churn", "s_tmin", "s_tmax", "s_noise")
+    param_keys = (*LinearSolver.param_keys, "s_churn", "s_tmin", "s_tmax", "s_noise")
 
     def __init__(
         self,
