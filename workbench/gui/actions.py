@@ -216,7 +216,7 @@ def about_text(window: MainWindow) -> str:
     """The versions ``sde-workbench --version`` reports, the Qt the window really runs on
     (QtCore's runtime version, which may differ from the one PySide6 was built with) and the
     device: what training with the current ``train.device`` uses."""
-    from workbench.cli import version_report
+    from workbench.cli_version import version_report
     from workbench.gui.panels import describe_devices
 
     lines = version_report().splitlines()
