@@ -297,6 +297,7 @@ class TrainConfig(_Section):
     grad_clip: float = _TRAIN["grad_clip"]
     checkpoint_every: int = _TRAIN["checkpoint_every"]
     log_every: int = _TRAIN["log_every"]
+    snapshot_every: int = _TRAIN["snapshot_every"]
     precision: str = _TRAIN["precision"]
     fast_path: str = _TRAIN["fast_path"]
 

@@ -177,6 +177,14 @@ TRAIN_PARAMS: tuple[Param, ...] = (
     Param("grad_clip", Float(0.0), 1.0, "clip the gradient norm to this (0: off)"),
     Param("checkpoint_every", Int(1), 1000, "steps between checkpoints"),
     Param("log_every", Int(1), 10, "steps between logged losses"),
+    # 500: the default 5000 steps give ten frames to scrub through, each about a quarter of
+    # checkpoint.pt (EMA weights only); a long run wants a larger interval
+    Param(
+        "snapshot_every",
+        Int(0),
+        500,
+        "steps between kept snapshots of the EMA weights, for the training-step slider (0: off)",
+    ),
     Param(
         "precision",
         Choice(PRECISIONS),

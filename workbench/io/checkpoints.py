@@ -22,7 +22,14 @@ import torch
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "load_checkpoint",
+    "load_weights_only",
+    "save_atomically",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "sde-workbench/checkpoint"
 CHECKPOINT_VERSION = 1
@@ -30,8 +37,15 @@ CHECKPOINT_VERSION = 1
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``state`` (plus the format marker) to ``path`` atomically."""
-    path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **state}
+    return save_atomically(payload, path, "checkpoint")
+
+
+def save_atomically(payload: dict[str, Any], path: str | os.PathLike[str], what: str) -> Path:
+    """``torch.save`` ``payload`` to ``path`` atomically (a temporary beside it, flushed to
+    disk, renamed over it); a failed write is a one-line error naming ``what`` and leaves the
+    previous file as it was."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -48,8 +62,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
         if cause is None:
             raise
         raise WorkbenchError(
-            f"could not write checkpoint {path}: {cause.strerror or cause}; the previous "
-            "checkpoint, if any, is unchanged"
+            f"could not write {what} {path}: {cause.strerror or cause}; the previous "
+            f"{what}, if any, is unchanged"
         ) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -77,32 +91,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise WorkbenchError(f"no checkpoint at {path}")
     if not path.is_file():  # a FIFO or a device would block the loader
         raise WorkbenchError(f"{path} is not a regular file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch's weights-only unpickler names the global it blocked; anything else it
-        # cannot parse is damage, not an attack.
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if found is None:
-            raise WorkbenchError(
-                f"{path} is not a readable checkpoint (corrupt or truncated)"
-            ) from None
-        raise WorkbenchError(
-            f"refused to load {path}: it holds a pickled Python object ({found.group(1)}), "
-            "which could run code when loaded; only tensors, numbers and strings are accepted"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WorkbenchError(
-            f"{path} is not a readable checkpoint (corrupt or truncated): {reason}"
-        ) from None
-    except (TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
-        # the weights-only unpickler meets flipped bits in the pickle stream as a wrong number
-        # of arguments or an empty stack (found by the fuzz): damage, not a bug of ours
-        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        raise WorkbenchError(
-            f"{path} is not a readable checkpoint (corrupt or truncated): {reason}"
-        ) from None
+    state = load_weights_only(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise WorkbenchError(f"{path} is not an SDE Workbench checkpoint")
     version = state.get("format_version")
@@ -113,6 +102,37 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     _check_layout(state, path)
     return state
+
+
+def load_weights_only(path: Path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that smuggles a pickled
+    object, or a damaged one, is a one-line :class:`WorkbenchError` naming ``what``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's weights-only unpickler names the global it blocked; anything else it
+        # cannot parse is damage, not an attack.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise WorkbenchError(
+                f"{path} is not a readable {what} (corrupt or truncated)"
+            ) from None
+        raise WorkbenchError(
+            f"refused to load {path}: it holds a pickled Python object ({found.group(1)}), "
+            "which could run code when loaded; only tensors, numbers and strings are accepted"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WorkbenchError(
+            f"{path} is not a readable {what} (corrupt or truncated): {reason}"
+        ) from None
+    except (TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        # the weights-only unpickler meets flipped bits in the pickle stream as a wrong number
+        # of arguments or an empty stack (found by the fuzz): damage, not a bug of ours
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        raise WorkbenchError(
+            f"{path} is not a readable {what} (corrupt or truncated): {reason}"
+        ) from None
 
 
 def _check_layout(state: dict[str, Any], path: Path) -> None:

@@ -249,6 +249,7 @@ EDITABLE_KEYS: dict[str, tuple[str, ...]] = {
         "checkpoint_every",
         "log_every",
         "fast_path",
+        "snapshot_every",
     ),
     "sample": ("*",),
 }

@@ -21,10 +21,11 @@ for those losses the runs agree in distribution, not bit for bit; DSM, the defau
 Nothing in the state depends on N (the generator is global), so a run resumes with any number
 of processes, or with none.
 
-Rank 0 alone writes ``config.toml``, ``metrics.csv`` and ``checkpoint.pt``, and holds the run
-folder's lock (:mod:`workbench.io.lock`) for the whole job, so a second writer is refused; the
-other ranks check, before joining, that the folder is not held by another job. Every rank reads
-the run folder (it must be on a file system they all see, as it is on one machine). A rank that
+Rank 0 alone writes ``config.toml``, ``metrics.csv``, ``checkpoint.pt`` and the snapshots, and
+holds the run folder's lock (:mod:`workbench.io.lock`) for the whole job, so a second writer is
+refused; the other ranks check, before joining, that the folder is not held by another job.
+Every rank reads the run folder (it must be on a file system they all see, as it is on one
+machine). A rank that
 dies breaks the others' collectives: Gloo reports the closed connection at once, NCCL and any
 other silent hang end at the process group's timeout (``SDE_WORKBENCH_DIST_TIMEOUT`` seconds,
 default 120), and torchrun's agent then stops the remaining workers. Each survivor ends with a
@@ -386,11 +387,21 @@ def _train_rank(
                 if env.is_main:
                     save_checkpoint(checkpoint_state(t, config), folder.checkpoint_path)
 
+            from workbench.jobs.snapshots import prune_snapshots, snapshot_hook
+
+            if env.is_main:
+                prune_snapshots(folder.path, trainer.step)
+            # every rank keeps the snapshot schedule (the same read-backs), rank 0 writes
+            on_eval, eval_every = snapshot_hook(
+                folder.path, config.train.snapshot_every, write=env.is_main
+            )
             try:
                 result = trainer.run(
                     on_progress=progress,
                     cancel=lambda: trainer.cancel_all,
                     on_checkpoint=save_now,
+                    on_eval=on_eval,
+                    eval_every=eval_every,
                 )
             finally:
                 if metrics is not None:

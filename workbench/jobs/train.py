@@ -4,7 +4,8 @@ The run folder itself (its files, the metrics, which edits its config may take, 
 normaliser) is :mod:`workbench.io.runs`; the lock is :mod:`workbench.io.lock`. This module
 checks a new run or a resume against the folder (:func:`prepare_run`), then trains under the
 lock, appending metrics as it goes and writing the checkpoint every ``train.checkpoint_every``
-steps, at the end and on a cancel.
+steps, at the end and on a cancel, and a snapshot of the EMA weights every
+``train.snapshot_every`` steps (:mod:`workbench.jobs.snapshots`).
 """
 
 from __future__ import annotations
@@ -209,6 +210,12 @@ def _train_locked(
     def checkpoint_now(t: Trainer) -> None:
         save_checkpoint(checkpoint_state(t, config), folder.checkpoint_path)
 
+    from workbench.jobs.snapshots import prune_snapshots, snapshot_hook
+
+    prune_snapshots(folder.path, trainer.step)
+    on_eval, eval_every = snapshot_hook(
+        folder.path, config.train.snapshot_every, on_eval, eval_every
+    )
     try:
         result = trainer.run(
             on_progress=progress,
