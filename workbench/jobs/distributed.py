@@ -27,9 +27,9 @@ refused; the other ranks check, before joining, that the folder is not held by a
 rank reads the run folder (it must be on a file system they all see, as it is on one machine). A
 rank that dies breaks the others' collectives: Gloo reports the closed connection at once, NCCL and
 any other silent hang end at the process group's timeout (``SDE_WORKBENCH_DIST_TIMEOUT`` seconds,
-default 120), and torchrun's agent then stops the remaining workers. Each survivor ends with a one-
-line "lost contact" error naming its rank; the last checkpoint stays and ``--resume`` goes on from
-it.
+default 120), and torchrun's agent then stops the remaining workers. Each survivor ends with a
+one-line "lost contact" error naming its rank; the last checkpoint stays and ``--resume`` goes on
+from it.
 
 Sampling (:func:`sample_distributed`) shards the particles: rank r draws n_r of the n
 (n_r = n // N, the first n % N ranks one more) with its own seed (sample.seed + r). Either
