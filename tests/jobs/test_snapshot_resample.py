@@ -123,3 +123,15 @@ def test_the_hook_keeps_the_callers_evaluations() -> None:
         hook(step, torch.nn.Linear(1, 1))
     assert calls == [10, 20, 30]
     assert snapshot_hook("/nonexistent", 15)[1] == 15
+
+
+def test_with_an_errors_map_a_damaged_snapshot_hides_no_other(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    torch.save({"format": "sde-workbench/snapshot", "x": 1}, snapshot_path(copy, 40))
+    errors: dict[int, str] = {}
+    done = resample_snapshots(copy, errors=errors)
+    assert sorted(done) == [80, 120] and list(errors) == [40]
+    assert "step-0000040.pt is damaged: its format_version None" in errors[40]

@@ -89,7 +89,9 @@ def load_snapshot(run: str | os.PathLike[str], step: int) -> dict[str, torch.Ten
     if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
         raise WorkbenchError(f"{path} is not an SDE Workbench snapshot")
     version = state.get("format_version")
-    if not isinstance(version, int) or version > SNAPSHOT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise WorkbenchError(f"{path} is damaged: its format_version {version!r} is not a count")
+    if version > SNAPSHOT_VERSION:
         raise WorkbenchError(
             f"{path} has snapshot format version {version!r}; this version of SDE Workbench "
             f"reads up to {SNAPSHOT_VERSION}; please update"

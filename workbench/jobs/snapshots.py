@@ -161,6 +161,20 @@ def _run_setup(run: Path) -> tuple[ExperimentConfig, Any, Any]:
     return config, dataset, sde_for_sampling(config, dataset)
 
 
+def _snapshot_model(run: Path, step: int, template: nn.Module) -> nn.Module:
+    """A copy of ``template`` holding the EMA weights of the snapshot at ``step``."""
+    weights = load_snapshot(run, step)
+    model = copy.deepcopy(template)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise WorkbenchError(
+            f"the snapshot of step {step} does not fit the run's network ({first})"
+        ) from None
+    return model
+
+
 def resample_snapshots(
     run: str | os.PathLike[str],
     steps: Iterable[int] | None = None,
@@ -172,6 +186,7 @@ def resample_snapshots(
     on_result: Callable[[SnapshotSamples], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    errors: dict[int, str] | None = None,
 ) -> dict[int, SnapshotSamples]:
     """Re-sample the run's snapshots at ``steps`` (default: all of them, in order).
 
@@ -180,8 +195,9 @@ def resample_snapshots(
     seeded with ``seed``: x_T and every noise draw are the same for every snapshot. Steps
     already in ``cache`` are skipped; each new result is put there and handed to
     ``on_result`` as it is made. ``progress(done, total)`` counts snapshots; ``cancel``
-    stops before the next one. A damaged snapshot raises its one-line error; the results made
-    before it are in ``cache``.
+    stops before the next one. A damaged snapshot raises its one-line error, the results made
+    before it in ``cache``; with ``errors`` given, its message goes there instead and the
+    others are still sampled (one bad file in a long run hides nothing else).
     """
     run = Path(run)
     cache = {} if cache is None else cache
@@ -201,15 +217,13 @@ def resample_snapshots(
     for done, step in enumerate(todo):
         if cancel is not None and cancel():
             break
-        weights = load_snapshot(run, step)
-        model = copy.deepcopy(template)
         try:
-            model.load_state_dict(weights)
-        except (RuntimeError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise WorkbenchError(
-                f"the snapshot of step {step} does not fit the run's network ({first})"
-            ) from None
+            model = _snapshot_model(run, step, template)
+        except WorkbenchError as exc:
+            if errors is None:
+                raise
+            errors[step] = str(exc)
+            continue
         sampler = build_sampler(sde, model, params)
         generator = torch.Generator().manual_seed(int(seed))
         times: list[float] = []
