@@ -206,5 +206,8 @@ def follow_in_window(
     follower.checkpointChanged.connect(on_checkpoint)
     follower.failed.connect(lambda message: window.log(f"following {path}: {message}"))
     window.log(f"following run folder {path}")
+    scrubber = getattr(window, "snapshots", None)
+    if scrubber is not None:  # new snapshots extend the training-step slider as they come
+        scrubber.set_run(path, follow=True)
     follower.start()
     return follower

@@ -208,6 +208,10 @@ class MainWindow(RunControl):
         row.addWidget(self.units_toggle)
         row.addWidget(export)
         layout.addLayout(row)
+        from workbench.gui.snapshots import TrainingScrubber
+
+        self.snapshots = TrainingScrubber(self)  # shown while the open run has snapshots
+        layout.addWidget(self.snapshots)
         self.setCentralWidget(centre)
 
     def _units_toggled(self, model: bool) -> None:
@@ -645,6 +649,7 @@ class MainWindow(RunControl):
             self.loss_tab.add_run(path.name, metrics["step"], metrics["wall_time"], metrics["loss"])
         if folder.has_checkpoint():
             self.load_run_model(folder.path)
+        self.snapshots.set_run(folder.path)
         self.log(f"opened run {path}")
 
     def save_experiment(self, path: str | os.PathLike[str] | None = None) -> bool:
@@ -753,6 +758,7 @@ class MainWindow(RunControl):
             self.task.cancel()
             self.task.wait()
         self.references.shutdown()
+        self.snapshots.shutdown()
         for tab in self.tabs_by_name.values():
             shutdown = getattr(tab, "shutdown", None)
             if shutdown is not None:

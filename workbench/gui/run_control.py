@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from workbench.gui.follow import RunFollower
     from workbench.gui.plots.base import PlotTab
     from workbench.gui.plots.loss import LossTab
+    from workbench.gui.snapshots import TrainingScrubber
     from workbench.gui.state import ExperimentState
 
 __all__ = ["RunControl"]
@@ -49,6 +50,7 @@ class RunControl(DocumentWindow):
     _run_meaning: tuple[Path, Any, Any] | None
     _outcome: Any
     _rate: tuple[int, float]
+    snapshots: TrainingScrubber
 
     def validate(self) -> bool:
         raise NotImplementedError
@@ -113,6 +115,7 @@ class RunControl(DocumentWindow):
         run_dir = self.new_run_dir()
         self.run_dir = run_dir
         self.loss_tab.start_run(run_dir.name)
+        self.snapshots.set_run(None)  # shown again for this run when it is done
         self.log(f"training {config.describe()} into {run_dir}")
         self._rate = (0, 0.0)
 
@@ -170,6 +173,7 @@ class RunControl(DocumentWindow):
         self.log(f"training: {result.message} ({self.run_dir})")
         if self.run_dir is not None and (self.run_dir / "checkpoint.pt").exists():
             self.load_run_model(self.run_dir)
+        self.snapshots.set_run(self.run_dir)
         self.rate_label.setText(result.message)
         self._outcome = result
 
