@@ -13,7 +13,9 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "take_screenshots"]
 
@@ -62,6 +64,7 @@ def take_screenshots(
                 "train.device": "cpu",
                 "train.steps": steps,
                 "train.ema": 0.99,
+                "train.snapshot_every": 100,  # the training-step pictures start early
                 "sample.n": 4000,
                 "sample.steps": 500,
                 "sample.record_every": 5,
@@ -99,6 +102,7 @@ def take_screenshots(
                     break
                 QtCore.QThread.msleep(25)
         grab(name)
+    training_step_shots(app, window, grab)
     window.toolbox.setCurrentIndex(1)
     window.tab_widget.setCurrentWidget(window.schedule_tab)
     grab("schedule")
@@ -201,6 +205,27 @@ def take_screenshots(
     print(f"saved {path}")
     inspector.close()
     return saved
+
+
+def training_step_shots(app: object, window: object, grab: Callable[[str], None]) -> None:
+    """The Densities tab at the run's first and last snapshot (the training-step slider under
+    the time slider): the same noise re-sampled by the early and the trained network."""
+    w: Any = window
+    scrubber = w.snapshots
+    if not scrubber.steps:
+        raise RuntimeError("the run kept no snapshots (train.snapshot_every)")
+    w.tab_widget.setCurrentWidget(w.tabs_by_name["density"])
+    w.time_slider.setValue(0)
+    for name, index in (("training_step_early", 0), ("training_step_late", -1)):
+        step = scrubber.steps[index]
+        if step in scrubber.cache:
+            scrubber.show_step(step)
+        else:
+            scrubber.show_step(step)
+            _wait(app, scrubber.stepShown, 300)
+        grab(name)
+    w.load_run_model(w.run_dir)  # the rest of the pictures show the trained run
+    w.open_trajectory(w.trajectory.path)
 
 
 def main(argv: list[str] | None = None) -> int:

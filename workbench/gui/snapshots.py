@@ -131,6 +131,14 @@ class TrainingScrubber(QtWidgets.QWidget):
         self.label.setText(f"{text}  {note}".strip())
 
     # -- the slider ---------------------------------------------------------------------------
+    def show_step(self, step: int) -> None:
+        """Move to the snapshot of ``step`` and show it (at once when it is sampled already,
+        else when the worker has it: ``stepShown``), even where the slider already is."""
+        self.slider.blockSignals(True)
+        self.slider.setValue(self.steps.index(step))
+        self.slider.blockSignals(False)
+        self._moved(self.slider.value())
+
     def _moved(self, _index: int) -> None:
         step = self.current_step()
         if step is None:
