@@ -232,3 +232,21 @@ def test_a_canvas_opened_on_1d_data_starts_in_1d(qtbot, window: MainWindow) -> N
     window.set_config(window.config.with_overrides({"data.name": "gmm1d"}))
     _, canvas = open_canvas(qtbot, window)
     assert canvas.dim == 1
+
+
+def test_an_invalid_field_elsewhere_is_neither_lost_nor_overwritten(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    dialog, canvas = open_canvas(qtbot, window)
+    dialog.ask_path = lambda proposed: tmp_path / "d.npy"
+    for x in (-1.0, 1.0):
+        click(canvas, x, 0.0)
+    lr = window.training_panel.forms["train"].fields["lr"]
+    lr.widget.setText("-1")
+    assert dialog.use_as_data() is None
+    assert "invalid value" in canvas.findChild(QtWidgets.QLabel, "drawMessage").text()
+    assert lr.widget.text() == "-1" and lr.error is not None  # the user's typing is kept
+    assert window.config.data.name == "8gaussians" and not (tmp_path / "d.npy").exists()
+    lr.widget.setText("0.002")
+    assert dialog.use_as_data() == tmp_path / "d.npy"
+    assert window.config.train.lr == 0.002 and window.config.data.name == "file"

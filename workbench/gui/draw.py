@@ -390,6 +390,10 @@ class DrawDialog(QtWidgets.QDialog):
         problem = drawing_problem(points)
         if problem is None and window.is_busy():
             problem = "the experiment is training or sampling; use the drawing once it ends"
+        # judge the panels' pending edits first: the new config is built on them, and an
+        # invalid field would otherwise be silently put back to its last valid value
+        if problem is None and not window.validate():
+            problem = "the experiment has an invalid value; fix the marked field first"
         if problem is not None:
             canvas.set_message(problem)
             return None
