@@ -250,3 +250,14 @@ def test_an_invalid_field_elsewhere_is_neither_lost_nor_overwritten(
     lr.widget.setText("0.002")
     assert dialog.use_as_data() == tmp_path / "d.npy"
     assert window.config.train.lr == 0.002 and window.config.data.name == "file"
+
+
+def test_a_double_click_places_two_points_not_three(qtbot, window: MainWindow) -> None:
+    """Qt 6 delivers a double-click as press, release, press, double-click, release."""
+    _, canvas = open_canvas(qtbot, window)
+    viewport, at = canvas.plot.viewport(), canvas.pixel_at(1.0, 1.0)
+    QTest.mouseClick(viewport, LEFT, NONE, at)
+    QTest.mousePress(viewport, LEFT, NONE, at)
+    QTest.mouseDClick(viewport, LEFT, NONE, at)
+    QTest.mouseRelease(viewport, LEFT, NONE, at)
+    assert len(canvas.points()) == 2 and len(canvas.drawing.strokes) == 2

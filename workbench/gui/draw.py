@@ -297,7 +297,9 @@ class DrawCanvas(QtWidgets.QWidget):
                 self.drawing.brush_to(self.data_at(event.position()))
                 self.drawing.end_stroke()
                 self._redraw()
-        return True  # no panning, zooming or context menu on the drawing
+        # swallowed too: a double-click (Qt 6 sends it after the second press, which placed
+        # the second point), panning, zooming, the context menu
+        return True
 
     def _press(self, at: np.ndarray) -> None:
         self.set_message("")
