@@ -228,13 +228,100 @@ def training_step_shots(app: object, window: object, grab: Callable[[str], None]
     w.open_trajectory(w.trajectory.path)
 
 
+def take_draw_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
+    """The Data panel's draw mode: a 2-D drawing (brush strokes and clicked points), a 1-D
+    one, and the main window using the 2-D drawing as its data. Drawn with real mouse events
+    on the canvas; no training needed."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import math
+
+    from PySide6 import QtCore
+    from PySide6.QtTest import QTest
+
+    from workbench.gui.app import create_app
+    from workbench.gui.main_window import MainWindow
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    app = create_app()
+    work = Path(tempfile.mkdtemp(prefix="sde-workbench-draw-"))
+    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
+    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window.confirm = lambda question: True
+    window.resize(1400, 900)
+    window.show()
+    window.save_experiment(work / "experiment.toml")
+    window.data_panel.draw_button.click()
+    dialog = window.draw_dialog
+    canvas = dialog.canvas
+    viewport = canvas.plot.viewport()
+    left, none = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier
+    app.processEvents()
+    saved: list[Path] = []
+
+    def grab(widget: object, name: str) -> None:
+        app.processEvents()
+        path = out / f"{name}.png"
+        widget.grab().save(str(path))  # type: ignore[attr-defined]
+        saved.append(path)
+        print(f"saved {path}")
+
+    def stroke(points: list[tuple[float, float]]) -> None:
+        QTest.mousePress(viewport, left, none, canvas.pixel_at(*points[0]))
+        for x, y in points[1:]:
+            QTest.mouseMove(viewport, canvas.pixel_at(x, y))
+        QTest.mouseRelease(viewport, left, none, canvas.pixel_at(*points[-1]))
+        app.processEvents()
+
+    # a smile: two clicked eyes, a brushed mouth and a brushed ring
+    canvas.set_tool("brush")
+    canvas.brush_size.setValue(0.2)
+    canvas.brush_density.setValue(40.0)
+    ring = [(3 * math.cos(a), 3 * math.sin(a)) for a in [k * 2 * math.pi / 120 for k in range(121)]]
+    stroke(ring)
+    mouth = [
+        (1.6 * math.cos(a), 1.6 * math.sin(a) - 0.2)
+        for a in [math.pi * (1.15 + 0.7 * k / 40) for k in range(41)]
+    ]
+    stroke(mouth)
+    canvas.set_tool("points")
+    for x, y in [(-1.0, 1.0), (-1.1, 1.1), (-0.9, 1.15), (1.0, 1.0), (1.1, 1.1), (0.9, 1.15)]:
+        QTest.mouseClick(viewport, left, none, canvas.pixel_at(x, y))
+        app.processEvents()
+    grab(dialog, "draw_canvas")
+    dialog.use_as_data()
+    window.toolbox.setCurrentIndex(0)
+    grab(window, "draw_used")
+
+    canvas.set_dim(1)
+    app.processEvents()
+    canvas.set_tool("brush")
+    canvas.brush_size.setValue(0.3)
+    canvas.brush_density.setValue(60.0)
+    stroke([(-3.0 + 0.05 * k, 0.0) for k in range(31)])
+    stroke([(1.0 + 0.02 * k, 0.0) for k in range(51)])
+    canvas.set_tool("points")
+    for x in (-0.5, 0.0, 0.3):
+        QTest.mouseClick(viewport, left, none, canvas.pixel_at(x, 0.0))
+        app.processEvents()
+    grab(dialog, "draw_canvas_1d")
+    dialog.close()
+    window.close()
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outdir")
     parser.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
     parser.add_argument("--data", default="8gaussians", help="data set (default 8gaussians)")
+    parser.add_argument(
+        "--draw-only", action="store_true", help="only the draw mode's pictures (no training)"
+    )
     args = parser.parse_args(argv)
-    take_screenshots(args.outdir, args.steps, args.data)
+    if not args.draw_only:
+        take_screenshots(args.outdir, args.steps, args.data)
+    take_draw_screenshots(args.outdir)
     return 0
 
 

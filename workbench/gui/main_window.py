@@ -107,6 +107,7 @@ class MainWindow(RunControl):
         # Answers the "work is running, quit?" question; tests replace it.
         self.confirm = self._ask_user
         self.inspector: Any = None  # the InspectorWindow, made on first use
+        self.draw_dialog: Any = None  # the Data panel's draw mode, made on first use
         self.setAcceptDrops(True)
 
         self._build_panels()
@@ -152,6 +153,7 @@ class MainWindow(RunControl):
             scroll.setWidget(panel)
             toolbox.addItem(scroll, title)
             panel.edited.connect(self._edited)
+        self.data_panel.drawRequested.connect(self.open_draw)
         self.toolbox = toolbox
         dock = QtWidgets.QDockWidget("Experiment", self)
         dock.setObjectName("experimentDock")
@@ -159,6 +161,12 @@ class MainWindow(RunControl):
         dock.setMinimumWidth(330)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.experiment_dock = dock
+
+    def open_draw(self) -> Any:
+        """The Data panel's draw mode: the canvas in its own window (workbench/gui/draw.py)."""
+        from workbench.gui.draw import open_draw_dialog
+
+        return open_draw_dialog(self)
 
     def _build_tabs(self) -> None:
         self.loss_tab = LossTab()

@@ -190,9 +190,18 @@ class _KindSwitchingPanel(Panel):
 class DataPanel(_KindSwitchingPanel):
     sections = ("data",)
     selector = "name"
+    drawRequested = QtCore.Signal()  # "Draw…": the window opens the draw canvas (gui/draw.py)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("dataPanel", parent)
+        self.draw_button = QtWidgets.QPushButton("Draw…")
+        self.draw_button.setObjectName("drawButton")
+        self.draw_button.setToolTip(
+            "draw your own 1-D or 2-D data: click to place points or paint with a brush, then "
+            "use them as the experiment's data (saved as an .npy file)"
+        )
+        self.draw_button.clicked.connect(self.drawRequested)
+        self.layout_.addWidget(self.draw_button)
         self.preview = pg.PlotWidget(background="w")
         self.preview.setObjectName("dataPreview")
         self.preview.setMinimumHeight(160)
