@@ -90,3 +90,22 @@ def test_data_units_marginal_is_the_law_of_the_noised_data() -> None:
     # no normaliser: the model-unit marginal itself
     plain = data_units_marginal(mix, sde, t)
     assert torch.allclose(plain.covs, m * m * mix.covs + s * s * torch.eye(2, dtype=torch.float64))
+
+
+def test_a_data_file_rewritten_in_place_changes_the_process_key(tmp_path):
+    """The reference of a data file is keyed by its contents' size and time too: the same
+    path with new points (a drawing saved over) must not reuse the old p_t."""
+    import os
+
+    from workbench.core.reference import process_key
+
+    path = tmp_path / "points.npy"
+    rng = np.random.default_rng(0)
+    np.save(path, rng.normal(size=(200, 2)))
+    before = process_key(experiment(**{"data.name": "file", "data.path": str(path)}))
+    np.save(path, rng.normal(size=(300, 2)))
+    os.utime(path, ns=(1, 10**18))  # a distinct mtime even on a coarse clock
+    after = process_key(experiment(**{"data.name": "file", "data.path": str(path)}))
+    assert before != after
+    again = process_key(experiment(**{"data.name": "file", "data.path": str(path)}))
+    assert after == again

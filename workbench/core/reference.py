@@ -29,6 +29,7 @@ whose rows are stored in data units (the inspector).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -109,8 +110,21 @@ def register(name: str) -> Callable[[type[Reference]], type[Reference]]:
 
 
 def process_key(state: Any) -> tuple:
-    """What fixes p_t: the data and the SDE (not the network, the loss or the sampler)."""
-    return (state.config.data, state.config.sde)
+    """What fixes p_t: the data and the SDE (not the network, the loss or the sampler).
+
+    A data file's path does not fix its contents: a file rewritten in place (a drawing saved
+    over, an edit outside the app) must not keep its old reference, so the file's size and
+    modification time are part of the key (cheap, unlike the SHA-256 of the run's fingerprint).
+    """
+    path = getattr(getattr(state, "dataset", None), "path", None)
+    stamp: tuple[int, int] | None = None
+    if path is not None:
+        try:
+            info = os.stat(path)
+            stamp = (info.st_size, info.st_mtime_ns)
+        except OSError:
+            stamp = None
+    return (state.config.data, state.config.sde, stamp)
 
 
 def unavailable_reason(kind: str, state: Any) -> str | None:
