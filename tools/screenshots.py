@@ -1,6 +1,7 @@
 """Screenshots of every tab after a short real training and sampling run.
 
     python tools/screenshots.py OUTDIR [--steps N] [--data NAME]
+    python tools/screenshots.py OUTDIR --studies SAMPLERS.h5,LOSSES.h5
 
 Runs offscreen (no display needed): trains the default experiment for a few hundred steps on
 the CPU, samples from it, moves the time slider, and saves one PNG per tab (window grabs, as a
@@ -310,6 +311,60 @@ def take_draw_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
     return saved
 
 
+def study_screenshots(
+    outdir: str | os.PathLike[str], studies: list[str], open_point: str = "dpmpp_2m@20"
+) -> list[Path]:
+    """The Study tab on finished study files (``sde-workbench study``): ``study.png`` for a
+    sampler study, ``loss_study.png`` for a loss study, and ``study_density.png``: the
+    Densities tab after a click on the sampler study's point ``SAMPLER@NFE``."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import h5py
+    from PySide6 import QtCore
+
+    from workbench.config import parse_config
+    from workbench.gui.app import create_app
+    from workbench.gui.main_window import MainWindow
+    from workbench.gui.plots.study import StudyTab
+    from workbench.io.study_file import read_study
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    app = create_app()
+    work = Path(tempfile.mkdtemp(prefix="sde-workbench-shots-"))
+    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
+    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window.resize(1500, 900)
+    window.show()
+    tab = window.tabs_by_name["study"]
+    assert isinstance(tab, StudyTab)
+    saved = []
+    for study in studies:
+        data = read_study(study)
+        with h5py.File(study, "r") as f:
+            window.set_config(parse_config(str(f.attrs["config"])))
+        window.tab_widget.setCurrentWidget(tab)
+        tab.show_study(study)
+        app.processEvents()
+        name = "study" if data["kind"] == "samplers" else "loss_study"
+        path = out / f"{name}.png"
+        window.grab().save(str(path))
+        saved.append(path)
+        print(f"saved {path}")
+        if data["kind"] == "samplers" and open_point:
+            sampler, _, budget = open_point.partition("@")
+            i = data["names"].index(sampler)
+            j = [int(b) for b in data["nfe"]].index(int(budget))
+            tab.open_point(i, j)
+            _wait(app, tab.samplesOpened, 60)
+            for _ in range(20):
+                app.processEvents()
+            path = out / "study_density.png"
+            window.grab().save(str(path))
+            saved.append(path)
+            print(f"saved {path}")
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outdir")
@@ -318,7 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--draw-only", action="store_true", help="only the draw mode's pictures (no training)"
     )
+    parser.add_argument(
+        "--studies",
+        help="only the Study tab, on these study files (comma separated; from sde-workbench study)",
+    )
     args = parser.parse_args(argv)
+    if args.studies:
+        study_screenshots(args.outdir, args.studies.split(","))
+        return 0
     if not args.draw_only:
         take_screenshots(args.outdir, args.steps, args.data)
     take_draw_screenshots(args.outdir)

@@ -29,6 +29,7 @@ from workbench.core.nets import (
 from workbench.core.odeint import METHODS as ODE_METHODS
 from workbench.core.params import Bool, Choice, Float, Int, Param, did_you_mean
 from workbench.core.samplers import (
+    AUTO_GRID,
     CORRECTORS,
     PREDICTORS,
     SAMPLER_DEFAULTS,
@@ -200,6 +201,13 @@ TRAIN_PARAMS: tuple[Param, ...] = (
 )
 
 _S = SAMPLER_DEFAULTS
+
+
+def _grid_choices() -> tuple[str, ...]:
+    # "auto" first: the default, resolved by the sampler (Sampler.default_grid)
+    return (AUTO_GRID, *TIME_GRIDS.names())
+
+
 SAMPLE_PARAMS: tuple[Param, ...] = (
     Param(
         "sampler",
@@ -213,7 +221,12 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
     Param("record_every", Int(0), 10, "steps between stored trajectory rows (0: final only)"),
     # (0, T): the upper end is the SDE's T, checked by ExperimentConfig
     Param("eps", _pos(), _S["eps"], "time the solver stops at"),
-    Param("grid", Choice(TIME_GRIDS.names), _S["grid"], "spacing of the solver's time steps"),
+    Param(
+        "grid",
+        Choice(_grid_choices),
+        _S["grid"],
+        "spacing of the solver's time steps (auto: the sampler's own, e.g. quadratic for dpmpp_2m)",
+    ),
     Param(
         "rho",
         _pos(),

@@ -120,6 +120,20 @@ def test_dpmpp_2m_at_20_nfe_is_within_the_noise_floor(truth: Truth, grid: str) -
     assert abs(gap) <= 0.04, (grid, gap, truth.gap_sd)
 
 
+def test_dpmpp_2m_at_20_nfe_on_its_default_grid_meets_the_target(truth: Truth) -> None:
+    """A config that names no grid ("auto") gets dpmpp_2m's own, which meets the filed
+    20-NFE target: SW within the floor's mean + 3 sd, |gap| <= 0.04 nats (~6 sd_gap at
+    this n). The target is the default's, not only a tuned config's."""
+    params = {"sampler": "dpmpp_2m"}
+    assert build_sampler(truth.exp.sde, truth.exp.model, {**params, "steps": 5}).grid != "uniform"
+    x, nfe = truth.run(params)
+    assert nfe == NFE
+    gap, sw = truth.measure(x)
+    mean, sd = truth.sw_floor
+    assert sw <= mean + 3 * sd, (sw, truth.sw_floor)
+    assert abs(gap) <= 0.04, (gap, truth.gap_sd)
+
+
 def test_dpmpp_2m_on_the_uniform_grid_is_not(truth: Truth) -> None:
     """The uniform t grid gives the last, decisive stretch near t = eps too few steps: the
     samples are over-sharpened (a positive gap: mass piled on the modes). The grid, not the

@@ -18,8 +18,6 @@ from workbench.gui.main_window import MainWindow
 from workbench.gui.plots.study import StudyTab, parse_nfe, set_checked
 from workbench.jobs import study as jobs_study
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "study.png"
-
 
 def study_tab(window: MainWindow) -> StudyTab:
     fast(window, **{"data.name": "gmm1d", "model.kind": "analytic"})
@@ -95,9 +93,9 @@ def test_sampler_study_runs_off_thread_and_draws_log_log(
     tab.flush_redraw()
     assert set(tab.curves) == {"em", "ode"} and tab.band is not None
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    # the README's picture comes from tools/screenshots.py --studies (a fuller study), not here
     tab.resize(1100, 560)
-    assert tab.grab().save(str(SCREENSHOT))
+    assert not tab.grab().isNull()
 
 
 def test_cancel_stops_the_study(

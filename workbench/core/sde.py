@@ -163,7 +163,10 @@ class SDE(ABC):
                 "sample.sampler",
                 f"{sampler!r} is written in m(t), s(t), and {what}; use 'em', 'pc' or 'ode'",
             )
-        if config.sample.grid == "edm":
+        grid = config.sample.grid
+        if sampler in SAMPLERS.names():  # "auto": the sampler's own grid
+            grid = SAMPLERS.get(sampler).resolve_grid(grid)
+        if grid == "edm":
             raise ConfigError(
                 "sample.grid",
                 f"'edm' spaces sigma = s(t)/m(t), and {what}; use 'power_t' (the same in t)",

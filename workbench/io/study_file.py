@@ -7,6 +7,12 @@ finishes, with ``done`` set and its finishing time stored: an interrupted study 
 finished, and rerunning it with the same arguments skips those entries. The arguments and the
 experiment are stored on the root, so a rerun with other arguments is refused, naming the first
 one that differs, rather than mixing two studies in one file.
+
+A sampler study also keeps each entry's final samples (data units, float32) in
+``/entry/samplers/samples``, so a point of the error-vs-NFE plot can be opened as the sample set
+it measures. The dataset is made at the first entry that stores samples (its size is known
+then), so files written before it existed still open, resume and plot: they just have no
+samples to show (:func:`read_samples` says so in one line).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,16 @@ import numpy as np
 from workbench.errors import WorkbenchError
 from workbench.io.nexus import ENTRY, creator
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SAMPLER_METRICS", "StudyFile", "csv_path"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SAMPLER_METRICS",
+    "StudySamples",
+    "StudyFile",
+    "csv_path",
+    "read_samples",
+    "read_study",
+]
 
 FORMAT = "sde-workbench/study"
 FORMAT_VERSION = 1
@@ -45,6 +61,9 @@ SAMPLER_METRICS = (
 FLOORED = ("log_density_gap", "proportion_tv", "sw", "mmd", "energy")
 
 _STR = h5py.string_dtype()
+#: the samples dataset's chunks hold about this many bytes (one chunk: part of one entry's
+#: samples), so reading one entry touches only its own chunks and unwritten entries take no space
+_CHUNK_BYTES = 4 << 20
 
 
 def csv_path(out: str | os.PathLike[str]) -> Path:
@@ -205,12 +224,55 @@ class StudyFile:
             self.group[f"{name}_floor_std"][()] = std
         self.f.flush()
 
+    def _samples_dataset(self, n: int, dim: int) -> Any:
+        """``samples`` (S, N, n, dim) float32, NaN where no entry wrote; made on first use."""
+        g = self.group
+        if "samples" in g:
+            ds = g["samples"]
+            if tuple(ds.shape[2:]) != (n, dim):
+                raise WorkbenchError(
+                    f"{self.f.filename} stores samples of shape {tuple(ds.shape[2:])}, not "
+                    f"{(n, dim)}: choose another --out"
+                )
+            return ds
+        rows = max(1, min(n, _CHUNK_BYTES // (4 * dim)))
+        s, b = g["done"].shape
+        ds = g.create_dataset(
+            "samples",
+            shape=(s, b, n, dim),
+            dtype=np.float32,
+            chunks=(1, 1, rows, dim),
+            fillvalue=np.float32(np.nan),
+        )
+        ds.attrs["long_name"] = "final samples (data units)"
+        ds.attrs["sample_shape"] = np.asarray([dim], dtype=np.int64)
+        return ds
+
     def write_sampler_entry(
-        self, i: int, j: int, values: Mapping[str, float], nfe: int, steps: int, finished: float
+        self,
+        i: int,
+        j: int,
+        values: Mapping[str, float],
+        nfe: int,
+        steps: int,
+        finished: float,
+        samples: np.ndarray | None = None,
+        grid: str = "",
     ) -> None:
         """One sampler at one budget, flushed at once (``done`` last: a crash before the flush
-        leaves the entry undone, to be rerun)."""
+        leaves the entry undone, to be rerun). ``samples`` (n, ...) in data units are stored
+        as float32; ``grid`` is the time grid that ran ("" for an adaptive solver)."""
         g = self.group
+        if samples is not None:
+            flat = np.asarray(samples, dtype=np.float32).reshape(len(samples), -1)
+            ds = self._samples_dataset(*flat.shape)
+            ds[i, j] = flat
+        if grid:
+            if "grid" not in g:
+                g.create_dataset(
+                    "grid", data=np.full(g["done"].shape, "", dtype=object), dtype=_STR
+                )
+            g["grid"][i, j] = grid
         for name in SAMPLER_METRICS:
             g[name][i, j] = float(values.get(name, math.nan))
         g["nfe_actual"][i, j] = int(nfe)
@@ -308,8 +370,9 @@ class StudyFile:
 
 def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What a study file holds, for a plot: ``kind``, ``names`` and, for samplers, ``nfe``,
-    ``nfe_actual``, every :data:`SAMPLER_METRICS` array, ``done`` and ``floors`` (name ->
-    (mean, std)); for losses ``t``, ``error`` and ``done``. Read-only."""
+    ``nfe_actual``, every :data:`SAMPLER_METRICS` array, ``done``, ``floors`` (name ->
+    (mean, std)) and ``has_samples`` (whether the entries' samples are stored, for
+    :func:`read_samples`); for losses ``t``, ``error`` and ``done``. Read-only."""
     path = Path(path)
     try:
         f = h5py.File(path, "r")
@@ -328,6 +391,7 @@ def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
             out["nfe_actual"] = g["nfe_actual"][()]
             for name in SAMPLER_METRICS:
                 out[name] = g[name][()]
+            out["has_samples"] = "samples" in g
             out["floors"] = {
                 name: (float(g[f"{name}_floor"][()]), float(g[f"{name}_floor_std"][()]))
                 for name in FLOORED
@@ -336,3 +400,75 @@ def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
             out["t"] = g["t"][()]
             out["error"] = g["error"][()]
         return out
+
+
+@dataclass(frozen=True)
+class StudySamples:
+    """One entry's final samples: ``points`` (n, dim) float32 in data units, with the sampler
+    spec, the budget and the NFE it used, its time grid ("" when not recorded) and the
+    study's experiment (TOML)."""
+
+    points: np.ndarray
+    sampler: str
+    nfe_budget: int
+    nfe: int
+    grid: str
+    config_toml: str
+    path: Path
+
+    @property
+    def title(self) -> str:
+        grid = f", {self.grid} grid" if self.grid else ""
+        return f"{self.sampler} at {self.nfe} NFE{grid}"
+
+
+def read_samples(path: str | os.PathLike[str], sampler: int | str, budget: int) -> StudySamples:
+    """The final samples of sampler ``sampler`` (index or spec) at the budget of index
+    ``budget``, read-only. One-line WorkbenchError when the entry is not there: not run yet,
+    or a file from before samples were stored."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise WorkbenchError(f"{path} is not a readable HDF5 file ({exc})") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise WorkbenchError(f"{path} is not a study file")
+        if json.loads(str(f.attrs["arguments"]))["study"] != "samplers":
+            raise WorkbenchError(f"{path} is a loss study: it holds no samples")
+        g: Any = f[f"{ENTRY}/samplers"]
+        names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sampler"][()]]
+        if isinstance(sampler, str):
+            if sampler not in names:
+                raise WorkbenchError(f"{path} has no sampler {sampler!r}")
+            i = names.index(sampler)
+        else:
+            i = int(sampler)
+        budgets = g["nfe"][()]
+        j = int(budget)
+        if not (0 <= i < len(names) and 0 <= j < len(budgets)):
+            raise WorkbenchError(f"{path} has no entry ({i}, {j})")
+        what = f"{names[i]} at {int(budgets[j])} NFE"
+        if not bool(g["done"][i, j]):
+            raise WorkbenchError(f"{path}: {what} has not been run yet")
+        if "samples" not in g:
+            raise WorkbenchError(
+                f"{path} was written before studies kept their samples: rerun the study into "
+                "a new file to open its points"
+            )
+        points = np.asarray(g["samples"][i, j], dtype=np.float32)
+        if np.isnan(points).all():
+            raise WorkbenchError(f"{path}: {what} was stored without its samples")
+        grid = ""
+        if "grid" in g:
+            raw = g["grid"][i, j]
+            grid = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return StudySamples(
+            points,
+            names[i],
+            int(budgets[j]),
+            int(g["nfe_actual"][i, j]),
+            grid,
+            str(f.attrs["config"]),
+            path,
+        )

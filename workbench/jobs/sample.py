@@ -21,7 +21,7 @@ from torch import nn
 from workbench.config import ExperimentConfig, to_toml
 from workbench.core.data import DataSet
 from workbench.core.experiment import dataset_of, experiment_of, sde_of
-from workbench.core.samplers import build_sampler, sample
+from workbench.core.samplers import AUTO_GRID, build_sampler, sample
 from workbench.core.sde import SDE
 from workbench.core.simulation import terminal_bank
 from workbench.core.train import resolve_device
@@ -256,6 +256,10 @@ def _sample_to_file(
     sde = sde_for_sampling(config, dataset)
     model = model.to(dev)
     sampler = build_sampler(sde, model, sample_params(config))
+    if sc.grid == AUTO_GRID and sampler.grid:
+        # the file's config names the grid that ran: "auto" means whatever the sampler's
+        # default is in the version that reads it
+        config = config.with_overrides({"sample.grid": sampler.grid})
     generator = torch.Generator(device=dev).manual_seed(sc.seed)
     n_steps = sampler.n_steps
     total = n_steps if n_steps is not None else 1000

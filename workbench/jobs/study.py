@@ -275,7 +275,16 @@ def sampler_study(
                             return _finish(study, out, "cancelled", ran, skipped, started, warnings)
                         x_ref = normalizer.to_data(x_ref.reshape(n, -1).to("cpu", torch.float64))
                     values["pathwise_error"] = pathwise_error(x, x_ref)
-                study.write_sampler_entry(i, j, values, sampler.nfe, steps, time.time())
+                study.write_sampler_entry(
+                    i,
+                    j,
+                    values,
+                    sampler.nfe,
+                    steps,
+                    time.time(),
+                    samples=x.numpy(),
+                    grid="" if sampler.adaptive else str(getattr(sampler, "grid", "")),
+                )
                 study.write_csv(csv_path(out))
                 ran += 1
         _tick(progress, 1.0, "done")

@@ -35,7 +35,9 @@ draw at t = T, then one row per solver step, and last the final samples (denoise
 formula at t = eps and reported at t = 0, or the last step's state at t = eps when
 ``denoise`` is off). ``sampler.nfe`` counts the score evaluations so far.
 
-Time grids (:data:`TIME_GRIDS`, config key ``grid``) run from T down to eps in ``steps`` steps.
+Time grids (:data:`TIME_GRIDS`, config key ``grid``) run from T down to eps in ``steps`` steps;
+``grid = "auto"`` (the default) is each sampler's own :attr:`Sampler.default_grid` (``quadratic``
+for ``dpmpp_2m``, ``uniform`` for the others), and ``sampler.grid`` says which one ran.
 :func:`simulate_forward` runs the forward SDE from data, :class:`ImputationSampler` samples
 conditionally on known coordinates (by the replacement of Song et al. 2021, App. I.2, or by
 sequential Monte Carlo after Trippe et al. 2022), and :func:`sample` draws the prior and runs a
@@ -70,6 +72,7 @@ from workbench.core.samplers.solvers import (
 
 # isort: on
 from workbench.core.samplers.base import (
+    AUTO_GRID,
     SAMPLER_DEFAULTS,
     SAMPLERS,
     Sampler,
@@ -96,6 +99,7 @@ from workbench.core.samplers.predictors import (
 from workbench.core.samplers.run import auto_sample_chunk, sample
 
 __all__ = [
+    "AUTO_GRID",
     "SamplerStep",
     "TIME_GRIDS",
     "time_grid",

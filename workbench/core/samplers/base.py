@@ -20,7 +20,15 @@ from workbench.core.registry import Registry
 from workbench.core.sde import SDE, LinearSDE
 from workbench.errors import ConfigError
 
-__all__ = ["ScoreFn", "SamplerStep", "SAMPLER_DEFAULTS", "Sampler", "SAMPLERS", "build_sampler"]
+__all__ = [
+    "AUTO_GRID",
+    "ScoreFn",
+    "SamplerStep",
+    "SAMPLER_DEFAULTS",
+    "Sampler",
+    "SAMPLERS",
+    "build_sampler",
+]
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -33,12 +41,15 @@ class SamplerStep(NamedTuple):
     x: Tensor
 
 
+#: ``grid`` = this: the sampler's own :attr:`Sampler.default_grid`
+AUTO_GRID = "auto"
+
 #: the [sample] keys a sampler is built from, with the config's defaults
 SAMPLER_DEFAULTS: dict[str, Any] = {
     "sampler": "em",
     "steps": 1000,
     "eps": 1e-3,
-    "grid": "uniform",
+    "grid": AUTO_GRID,
     "rho": 7.0,
     "predictor": "reverse_diffusion",
     "corrector": "langevin",
@@ -71,6 +82,21 @@ class Sampler(ABC):
     direction: ClassVar[str] = "reverse"
     #: written in m(t), s(t): refused for a non-linear SDE (by ``SDE.check_experiment`` too)
     linear_only: ClassVar[bool] = False
+    #: the time grid ``grid = "auto"`` (the config's default) means for this sampler: the one
+    #: its accuracy per NFE was checked on. A config that names a grid gets that grid, so a
+    #: file that set one means what it meant before samplers had defaults of their own.
+    default_grid: ClassVar[str] = "uniform"
+    #: the grid that ran ("auto" resolved); "" for a sampler that builds none (adaptive rk45)
+    grid: str = ""
+
+    @classmethod
+    def resolve_grid(cls, grid: str) -> str:
+        """``grid`` itself, or this class's :attr:`default_grid` for ``"auto"``."""
+        return cls.default_grid if grid == AUTO_GRID else grid
+
+    def _use_grid(self, grid: str) -> str:
+        self.grid = self.resolve_grid(grid)
+        return self.grid
 
     def __init__(
         self, sde: SDE, score_model: nn.Module | ScoreFn, *, eps: float = 1e-3, denoise: bool = True

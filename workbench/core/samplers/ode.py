@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from workbench.core.odeint import METHODS, integrate
-from workbench.core.samplers.base import SAMPLERS, Sampler, SamplerStep, ScoreFn
+from workbench.core.samplers.base import AUTO_GRID, SAMPLERS, Sampler, SamplerStep, ScoreFn
 from workbench.core.samplers.grids import time_grid
 from workbench.core.sde import SDE
 from workbench.errors import ConfigError
@@ -37,7 +37,7 @@ class ODESampler(Sampler):
         integrator: str = "rk45",
         steps: int = 1000,
         eps: float = 1e-3,
-        grid: str = "uniform",
+        grid: str = AUTO_GRID,
         rho: float = 7.0,
         rtol: float = 1e-5,
         atol: float = 1e-5,
@@ -52,7 +52,7 @@ class ODESampler(Sampler):
         if integrator == "rk45":
             self.times = torch.tensor([sde.T, self.eps], dtype=torch.float64)
         else:
-            self.times = time_grid(grid, steps, sde.T, eps, rho, sde)
+            self.times = time_grid(self._use_grid(grid), steps, sde.T, eps, rho, sde)
         self._time_list: list[float] = self.times.tolist()
 
     param_keys = (

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from workbench.core.samplers.base import SAMPLERS, Sampler, SamplerStep, ScoreFn, _noise
+from workbench.core.samplers.base import AUTO_GRID, SAMPLERS, Sampler, SamplerStep, ScoreFn, _noise
 from workbench.core.samplers.correctors import CORRECTORS
 from workbench.core.samplers.grids import Schedule, time_grid
 from workbench.core.samplers.predictors import PREDICTORS
@@ -41,7 +41,7 @@ class PCSampler(Sampler):
         *,
         steps: int = 1000,
         eps: float = 1e-3,
-        grid: str = "uniform",
+        grid: str = AUTO_GRID,
         rho: float = 7.0,
         predictor: str = "reverse_diffusion",
         corrector: str = "langevin",
@@ -56,7 +56,7 @@ class PCSampler(Sampler):
             raise ConfigError(
                 "n_corrector_steps", f"must be an integer >= 0, got {n_corrector_steps!r}"
             )
-        self.times = time_grid(grid, steps, sde.T, eps, rho, sde)
+        self.times = time_grid(self._use_grid(grid), steps, sde.T, eps, rho, sde)
         self.predictor = PREDICTORS.get(predictor)(sde)
         self.corrector = CORRECTORS.get(corrector)(sde, snr, n_corrector_steps)
         self.schedule = Schedule(sde, self.times)
@@ -129,7 +129,7 @@ class EulerMaruyamaSampler(PCSampler):
         *,
         steps: int = 1000,
         eps: float = 1e-3,
-        grid: str = "uniform",
+        grid: str = AUTO_GRID,
         rho: float = 7.0,
         denoise: bool = True,
         **_: Any,

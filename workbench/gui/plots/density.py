@@ -23,6 +23,8 @@ multiply-add and a histogram.
   densities at t, in x, as curves.
 - Images: a grid of forward-noised images and of the trajectory's images at t, shown as
   x_t / sqrt(m(t)^2 + s(t)^2) on grey levels [-1, 1] (the signal's scale at every t).
+- A plain sample set (:class:`SampleSet`: a study's samples of one sampler at one NFE) is shown
+  where the trajectory's rows go, as a one-row trajectory at t = 0, under its own title.
 - The reference p_t ("exact" panel, contours, dashed curve, the L1 readout) is the one chosen
   beside the time slider (:mod:`workbench.core.reference`): analytic (Gaussian mixtures), the
   Fokker–Planck solution, or the empirical p_t of the noised training set.
@@ -47,6 +49,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.clouds import ForwardCloud
 from workbench.core.contours import HDR_MASSES, contour_segments, hdr_levels
+from workbench.core.data import Normalizer
 from workbench.core.grids import coarsen, grid_centres, histogram, l1_distance
 from workbench.core.reference import reference_grid
 from workbench.core.sde import LinearSDE
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DensityTab",
+    "SampleSet",
     "reverse_points",
     "nearest_row",
     "equal_columns",
@@ -82,6 +86,43 @@ NO_REFERENCE = (
     "no exact density for this data set (only Gaussian mixtures have one): choose the "
     "Fokker–Planck or empirical reference (truth, beside the time slider)"
 )
+
+
+class SampleSet:
+    """Final samples with no trajectory behind them, shown in the reverse panel under ``title``.
+
+    It answers what the views ask of a trajectory file: one row, at time ``t`` (0: the
+    samples are the sampler's output, denoised or at eps), read by :func:`reverse_points`
+    through an identity normaliser, so ``points`` are taken as data units and mapped to the
+    experiment's model units like any file's rows. ``config`` (the experiment the samples
+    were drawn for, or None) lets the view refuse samples of another data set or SDE.
+    """
+
+    def __init__(self, points: np.ndarray, title: str, t: float = 0.0, config: Any = None) -> None:
+        pts = np.asarray(points, dtype=np.float64)
+        self.points = pts.reshape(len(pts), -1)
+        self.title = str(title)
+        self.times = np.asarray([float(t)])
+        self.n_saved = 1
+        self.dim = int(self.points.shape[1])
+        self.normalizer = Normalizer.identity((self.dim,))
+        self.config = config
+
+    def row(self, k: int) -> np.ndarray:
+        return self.points
+
+    def index_of_time(self, t: float) -> int:
+        return 0
+
+    def read_config(self) -> Any:
+        return self.config
+
+
+def _row_note(trajectory: Any, k: int, t_row: float) -> str:
+    title = getattr(trajectory, "title", None)
+    if title:
+        return f"reverse: {title}"
+    return f"reverse: row {k} of {trajectory.n_saved}, at t = {t_row:.3f}"
 
 
 def reverse_points(trajectory: Any, k: int, state: ExperimentState) -> np.ndarray:
@@ -326,11 +367,13 @@ class _Planar(_View):
             rcounts = histogram(pts, h, bins)
             self.reverse_density = rcounts / (max(len(pts), 1) * area)
             self._show("reverse", self.reverse_density, rect)
-            reverse_note = f"reverse: row {k} of {self.trajectory.n_saved}, at t = {t_row:.3f}"
+            reverse_note = _row_note(self.trajectory, k, t_row)
             if coarse_exact is not None:
                 self.distances["reverse"] = l1_distance(coarsen(rcounts, factor), coarse_exact)
         self.no_reverse.setVisible(row is None)
         self.no_reverse.setPos(rect.center().x(), rect.center().y())
+        title = getattr(self.trajectory, "title", None)
+        set_title(self.plots["reverse"], title or "reverse: generated at t")
         vmax = float(self.units.density(vmax, 2)) if vmax > 0 else 1.0
         self.bar.setLevels((0.0, vmax))
         for plot in self.plots.values():
@@ -492,6 +535,7 @@ class _Line(_View):
     def set_trajectory(self, trajectory: Any) -> None:
         super().set_trajectory(trajectory)
         traj = self.trajectory
+        set_title(self.maps["reverse"], getattr(traj, "title", None) or "reverse: generated")
         image = self.images["reverse"]
         if traj is None:
             image.clear()
@@ -554,7 +598,7 @@ class _Line(_View):
             self.curves["reverse"].setData(
                 shown, u.density(rcounts / (max(len(pts), 1) * width), 1)
             )
-            parts.append(f"reverse: row {k} of {self.trajectory.n_saved}, at t = {t_row:.3f}")
+            parts.append(_row_note(self.trajectory, k, t_row))
             if exact_mass is not None:
                 self.distances["reverse"] = l1_distance(rcounts, exact_mass)
         self.curve_plot.setTitle(f"p_t at t = {t:.3f}")
@@ -648,7 +692,10 @@ class _Images(_View):
             self.mosaics["reverse"] = rev
             self.no_reverse.setVisible(False)
             self.images["reverse"].setImage(rev, levels=(0, 255))
-            self.boxes["reverse"].setTitle(f"reverse: generated at t = {t_row:.3f} (row {k})")
+            title = getattr(self.trajectory, "title", None)
+            self.boxes["reverse"].setTitle(
+                title or f"reverse: generated at t = {t_row:.3f} (row {k})"
+            )
         for box in self.boxes.values():
             box.setRange(xRange=(0, fwd.shape[0]), yRange=(0, fwd.shape[1]), padding=0.02)
         return (
@@ -761,6 +808,15 @@ class DensityTab(ReferencePlotTab):
         if self.view is not None:
             self.view.set_trajectory(trajectory)
             self.schedule_redraw()
+
+    def show_samples(self, samples: SampleSet) -> None:
+        """Show a plain sample set in the reverse panel (until the next trajectory), titled
+        by ``samples.title``."""
+        self.set_trajectory(samples)
+
+    def shown_title(self) -> str | None:
+        """The title of the sample set shown, or None (a trajectory file, or nothing)."""
+        return getattr(self.trajectory, "title", None)
 
     def export_item(self) -> Any:
         if self.view is None:

@@ -6,6 +6,10 @@ noise floor of the chosen measurement as a band: what a perfect sampler scores w
 (floor mean ± 2 sd). A curve that reaches the band has no error left that this n can see. A
 loss study is drawn as the weighted score error e(t) against t, log-log, one curve per loss.
 
+Clicking a point of a sampler study opens the samples it measures (stored in the study file:
+:func:`workbench.io.study_file.read_samples`) in the window's Densities tab, titled by sampler
+and NFE; the file is read in a worker (a study of many samples of images is not small).
+
 The tab needs nothing of the main window but what any QMainWindow has (its status bar, for the
 progress and Cancel) and, optionally, ``runs_dir`` (where studies go by default), ``run_dir``
 (a trained run to study the samplers of) and ``log``; so the window's edit is one line.
@@ -101,6 +105,8 @@ class StudyTab(PlotTab):
 
     title = "Study"
     studyFinished = QtCore.Signal(object)
+    #: the :class:`~workbench.gui.plots.density.SampleSet` of a clicked point, once read
+    samplesOpened = QtCore.Signal(object)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -116,6 +122,9 @@ class StudyTab(PlotTab):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.band: pg.FillBetweenItem | None = None
         self.worker_threads: list[threading.Thread] = []
+        self.loader: Task | None = None
+        #: the study file the plot shows (its points' samples are read from it)
+        self.path: Path | None = None
 
         self.kind = QtWidgets.QComboBox()
         self.kind.setObjectName("studyKind")
@@ -196,6 +205,7 @@ class StudyTab(PlotTab):
 
         self.plot = pg.PlotWidget()
         self.plot.setObjectName("studyPlot")
+        self.plot.setToolTip("click a point to open its samples in the Densities tab")
         self.item = self.plot.getPlotItem()
         for side in ("left", "bottom"):
             self.item.getAxis(side).enableAutoSIPrefix(False)
@@ -370,6 +380,7 @@ class StudyTab(PlotTab):
     def _done(self, outcome: tuple[Any, dict[str, Any]]) -> None:
         self.result, self.data = outcome
         r = self.result
+        self.path = Path(r.path)
         self.status.setText(
             f"study {r.status}: {r.ran} run, {r.skipped} already stored, {r.seconds:.1f} s — "
             f"{r.path}" + "".join(f"\n{w}" for w in r.warnings)
@@ -440,9 +451,14 @@ class StudyTab(PlotTab):
                 y[ok][order],
                 pen=pg.mkPen(colour, width=2),
                 symbol="o",
-                symbolSize=7,
+                symbolSize=9,
                 symbolBrush=colour,
                 name=name,
+                # each point carries its budget's index: a click names the entry
+                data=np.flatnonzero(ok)[order],
+            )
+            curve.sigPointsClicked.connect(
+                lambda _c, points, _ev, i=i: self._point_clicked(i, points)
             )
             self.curves[name] = curve
             xs.extend(x[ok].tolist())
@@ -463,6 +479,73 @@ class StudyTab(PlotTab):
                     self.item.addItem(self.band)
                     notes.append(f"band: noise floor {mean:.3g} ± 2 × {sd:.3g}")
         self.readout.setText("   ".join(notes) or " ")
+
+    def show_study(self, path: str | os.PathLike[str]) -> None:
+        """Plot the study file at ``path`` (as if it had just run here); its points open."""
+        from workbench.io.study_file import read_study
+
+        self.data = read_study(path)
+        self.path = Path(path)
+        self.kind.setCurrentIndex(self.kind.findText(self.data["kind"]))
+        self.status.setText(f"study: {self.path}")
+        self.schedule_redraw()
+
+    # -- a clicked point -> its samples in the Densities tab -----------------------------------
+    def _point_clicked(self, i: int, points: Any) -> None:
+        if len(points):
+            self.open_point(i, int(points[0].data()))
+
+    def open_point(self, i: int, j: int) -> Task | None:
+        """Read sampler ``i``'s samples at budget ``j`` in a worker, then show them in the
+        Densities tab (:meth:`_samples_read`); a second click while one is read waits."""
+        if self.path is None or self.data is None or self.data.get("kind") != "samplers":
+            return None
+        if self.loader is not None:
+            return None
+        from workbench.io.study_file import read_samples
+
+        path = self.path
+        what = f"{self.data['names'][i]} at {int(self.data['nfe'][j])} NFE"
+
+        def work(ctx: TaskContext) -> Any:
+            return read_samples(path, i, j)
+
+        task = Task("study samples", work, self)
+        task.done.connect(self._samples_read)
+        task.failed.connect(lambda message, _details: self._fail(message))
+        task.finished.connect(self._loader_finished)
+        self.loader = task
+        self.status.setText(f"reading the samples of {what}…")
+        task.start()
+        return task
+
+    def _loader_finished(self) -> None:
+        if self.loader is not None:
+            self.loader.wait()
+        self.loader = None
+
+    def _samples_read(self, entry: Any) -> None:
+        from workbench.config import parse_config
+        from workbench.gui.plots.density import SampleSet
+
+        try:
+            config = parse_config(entry.config_toml, source=f"{entry.path}:config")
+        except WorkbenchError:  # samples of an unreadable experiment: shown unchecked
+            config = None
+        samples = SampleSet(entry.points, f"study: {entry.title}", 0.0, config)
+        self.status.setText(f"{entry.title}: {len(entry.points):,} samples shown in Densities")
+        self._log(f"study: {entry.title} from {entry.path} shown in Densities")
+        tabs = self._window_attr("tabs_by_name") or {}
+        density = tabs.get("density")
+        if density is not None and hasattr(density, "show_samples"):
+            density.show_samples(samples)
+            request_time = self._window_attr("_request_time")
+            if callable(request_time):
+                request_time(0.0)  # the samples are the sampler's output: t = 0
+            widget = self._window_attr("tab_widget")
+            if isinstance(widget, QtWidgets.QTabWidget):
+                widget.setCurrentWidget(density)
+        self.samplesOpened.emit(samples)
 
     def _draw_losses(self, data: dict[str, Any]) -> None:
         self.item.setTitle("weighted score error e(t) per loss")
