@@ -134,3 +134,18 @@ def test_bad_choices_say_one_line_and_start_nothing(
 
 def test_parse_nfe_accepts_commas_and_spaces() -> None:
     assert parse_nfe(" 5, 10 20,50 ") == [5, 10, 20, 50]
+
+
+def test_a_crowded_log_axis_labels_only_1_2_5_times_a_power_of_ten(qtbot):
+    """The loss study's t axis spans two decades: every minor tick labelled ran together."""
+    import numpy as np
+
+    from workbench.gui.plots.base import LogAxis
+
+    axis = LogAxis("bottom")
+    values = list(np.log10([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.2]))
+    strings = axis.logTickStrings(values, 1.0, 1.0)
+    labelled = [round(10**v, 3) for v, s in zip(values, strings, strict=True) if s]
+    assert labelled == [0.01, 0.02, 0.05, 0.1, 0.2]
+    few = list(np.log10([0.01, 0.1, 1.0]))
+    assert all(axis.logTickStrings(few, 1.0, 1.0))

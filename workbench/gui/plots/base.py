@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LazyRedraw",
+    "LogAxis",
     "PlotTab",
     "ReferencePlotTab",
     "export_plot_item",
@@ -29,6 +30,27 @@ __all__ = [
     "locked_view_boxes",
     "set_title",
 ]
+
+
+class LogAxis(pg.AxisItem):
+    """A log axis that labels only 1, 2 and 5 times a power of ten once the ticks crowd.
+
+    pyqtgraph labels every minor tick of a log axis spanning under about two decades, and the
+    labels of 0.05 ... 0.9 then run into one another; the ticks and grid lines stay.
+    """
+
+    _KEEP = ("1", "2", "5")
+
+    def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        strings: list[str] = super().logTickStrings(values, scale, spacing)
+        if len(values) <= 6:
+            return strings
+        kept = []
+        for value, text in zip(values, strings, strict=True):
+            mantissa = f"{10 ** float(value) * scale:.1e}"[0]
+            kept.append(text if mantissa in self._KEEP else "")
+        return kept
+
 
 TITLE_CHARS = 34  # a narrow panel's width in characters (three panels side by side)
 

@@ -30,7 +30,7 @@ import torch
 from PySide6 import QtCore, QtWidgets
 
 from workbench.errors import WorkbenchError
-from workbench.gui.plots.base import PlotTab, follow_palette
+from workbench.gui.plots.base import LogAxis, PlotTab, follow_palette
 from workbench.gui.workers import Task, TaskContext, TaskProgress
 
 __all__ = ["METRICS", "StudyTab", "parse_nfe"]
@@ -201,9 +201,10 @@ class StudyTab(PlotTab):
         column.addRow("output", out_row)
         column.addRow(buttons)
         column.addRow("metric", self.metric_box)
+        self._form = column
         column.addRow(self.status)
 
-        self.plot = pg.PlotWidget()
+        self.plot = pg.PlotWidget(axisItems={"bottom": LogAxis("bottom"), "left": LogAxis("left")})
         self.plot.setObjectName("studyPlot")
         self.plot.setToolTip("click a point to open its samples in the Densities tab")
         self.item = self.plot.getPlotItem()
@@ -417,6 +418,8 @@ class StudyTab(PlotTab):
         self._clear()
         self.item.setLogMode(x=True, y=True)
         data = self.data
+        # the metric picks among the sampler study's measures; a loss study has one
+        self._form.setRowVisible(self.metric_box, data is None or data["kind"] == "samplers")
         if data is None:
             self.item.setLabel("bottom", "NFE (score evaluations)")
             self.item.setLabel("left", "error")
