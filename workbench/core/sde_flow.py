@@ -13,8 +13,6 @@ here, and every sampler, likelihood and view written for linear SDEs applies to 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -25,17 +23,9 @@ from workbench.errors import ConfigError
 __all__ = ["RectifiedFlowSDE"]
 
 
-class _BelowOne:
-    """T of the rectified path: in (0, 1), since its drift -1/(1 - t) is infinite at t = 1."""
-
-    def describe(self) -> str:
-        return "a number > 0 and < 1 (the rectified path's drift -x/(1 - t) is infinite at t = 1)"
-
-    def __call__(self, value: Any) -> float:
-        return Float(0.0, 1.0, low_open=True, high_open=True)(value)
-
-    def __repr__(self) -> str:
-        return "_BelowOne()"
+# A plain Float, so the GUI's forms show it as a number field; the reason for < 1 is in the help.
+_T_BELOW_ONE = Float(0.0, 1.0, low_open=True, high_open=True)
+_WHY = "the rectified path's drift -x/(1 - t) is infinite at t = 1"
 
 
 @SDES.register("rectified")
@@ -47,8 +37,8 @@ class RectifiedFlowSDE(LinearSDE):
         g(t)^2 = 2 (s s' - a s^2) = 2 t / (1 - t),
 
     and the conditional velocity m' x0 + s' z = z - x0 is constant along each straight line.
-    Every SDE with these m and s has the same marginals p_t; this one is the diffusion whose
-    probability-flow ODE is the flow-matching ODE dx/dt = v(x, t) = E[z - x0 | x_t = x].
+    a and g are fixed by m and s, and this SDE's probability-flow ODE is the flow-matching ODE
+    dx/dt = v(x, t) = E[z - x0 | x_t = x].
 
     a and g are infinite at t = 1, so the path stops at T < 1 (default 0.999). The prior is
     N(0, (m(T)^2 + s(T)^2) I) as for every linear SDE; at T = 0.999 it is off from the true
@@ -65,11 +55,11 @@ class RectifiedFlowSDE(LinearSDE):
 
     prior_key = "T"
     prior_hint = "raise T towards 1 (e.g. 0.999)"
-    params = (Param("T", _BelowOne(), 0.999, "the end time of the path, just below 1"),)
+    params = (Param("T", _T_BELOW_ONE, 0.999, f"the end time of the path, just below 1 ({_WHY})"),)
 
     def __init__(self, T: float = 0.999) -> None:
         if not 0.0 < T < 1.0:
-            raise ConfigError("T", f"must be {_BelowOne().describe()}, got {T:g}")
+            raise ConfigError("T", f"must be > 0 and < 1 ({_WHY}), got {T:g}")
         self.T = float(T)
 
     def drift_coeff(self, t: Tensor | float) -> Tensor:
