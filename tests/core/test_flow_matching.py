@@ -436,3 +436,18 @@ def test_flow_matching_on_8_gaussians_samples_within_the_floor() -> None:
     sw = METRICS.get("sw")(x, ref, generator=gen(4))
     floor, _ = noise_floor("sw", lambda k, g: mix.sample(k, g, F64), n, repeats=5, generator=gen(5))
     assert sw < 2.5 * floor, (sw, floor)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_likelihood_on_the_rectified_path_is_the_mixture_density(dtype: torch.dtype) -> None:
+    """The probability-flow ODE's log-likelihood (exact divergence) from eps to T = 0.999,
+    where a and g^2/2 are ~1000 and cancel: each sample's log p within 5e-3 nats (measured
+    1.7e-3 at most, 7e-5 on average, 74 NFE; the same in float32 states)."""
+    from workbench.core.likelihood import log_likelihood
+
+    sde = build_sde("rectified")
+    mix = _eight_gaussians_model_units()
+    x = mix.sample(300, gen(21), F64)
+    result = log_likelihood(sde, AnalyticScoreModel(mix, sde), x.to(dtype), divergence="exact")
+    err = (result.logp.double() - mix.log_prob(x)).abs()
+    assert float(err.max()) < 5e-3, float(err.max())
