@@ -121,6 +121,10 @@ def test_rectified_prior_is_close_to_p_T() -> None:
     with pytest.raises(ConfigError) as info:
         validate_sde_params("rectified", {"T": 0.6})  # m^2/s^2 = 0.44: data still visible
     assert info.value.key == "T" and "raise T towards 1" in str(info.value)
+    for tiny in (1e-200, 5e-324):  # s(T)^2 underflows to 0: still the one clear message
+        with pytest.raises(ConfigError, match="infinite") as info:
+            validate_sde_params("rectified", {"T": tiny})
+        assert info.value.key == "T"
 
 
 @pytest.mark.parametrize("T", [1.0, 1.5, 0.0, -0.1])

@@ -262,7 +262,8 @@ class LinearSDE(SDE):
         m, s = (float(v) for v in self.marginal_coeffs(t))
         if s > 0 and m * m <= MAX_PRIOR_SNR * s * s:
             return
-        snr = "infinite" if s == 0 else f"{m * m / (s * s):.3g}"
+        # s^2 underflows to 0 for s below 1e-162 (T = 5e-324 on the rectified path)
+        snr = "infinite" if s * s == 0 else f"{m * m / (s * s):.3g}"
         raise ConfigError(
             self.prior_key,
             f"the sampler starts from N(0, {m * m + s * s:.4g}·I), but at T = {self.T:g} the "
