@@ -155,6 +155,7 @@ SDE_VARIANTS: list[dict[str, Any]] = [
     {"kind": "cosine", "s": 0.01, "alpha_bar_min": 1e-3},
     {"kind": "linear", "a": "-0.5*(0.2 + 10*t)", "g": "sqrt(0.2 + 10*t)"},
     {"kind": "custom", "drift": "-x1 - 2*x2; 2*x1 - x2", "g": "sqrt(2)", "T": 2.0, "dt": 0.002},
+    {"kind": "rectified", "T": 0.995},
 ]
 # A non-linear SDE has no Gaussian kernel: the rest of the experiment must not ask for one.
 _SDE_NEEDS = {
@@ -200,7 +201,10 @@ def test_gmm_with_full_covariances_round_trips() -> None:
 def test_to_toml_is_commented_and_parses_with_tomllib() -> None:
     text = to_toml(preset_config("gmm"))
     assert text.startswith("# SDE Workbench experiment")
-    assert 'kind = "vp"  # the forward SDE (vp | subvp | ve | cosine | linear | custom)' in text
+    assert (
+        'kind = "vp"  # the forward SDE (vp | subvp | ve | cosine | linear | custom | rectified)'
+        in text
+    )
     assert "stds = [0.5, 0.7, 0.4]" in text
 
 

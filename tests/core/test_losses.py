@@ -29,7 +29,7 @@ from workbench.core.sde import SDE, LinearSDE, build_sde
 from workbench.errors import ConfigError
 
 F64 = torch.float64
-KINDS = ["dsm", "ssm", "ssm_vr", "esm"]
+KINDS = ["dsm", "ssm", "ssm_vr", "esm", "fm"]
 B0, B1 = 0.1, 20.0  # the VP defaults, used for hand-computed coefficients
 
 

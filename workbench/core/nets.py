@@ -8,7 +8,11 @@ x_t = m(t) x0 + s(t) eps with eps ~ N(0, I), the three are exact transforms of o
     score = -eps / s                       (the conditional score of N(m x0, s^2 I) at x_t)
     score = -(x - m x0_hat) / s^2          (Tweedie: E[x0 | x_t] = (x_t + s^2 score) / m)
 
-so :class:`ScoreModel` always answers with the score, whatever the network predicts.
+so :class:`ScoreModel` always answers with the score, whatever the network predicts. The
+network may also predict the probability-flow velocity v (flow matching), with the drift
+coefficient a(t) and g(t)^2 of the SDE:
+
+    v = a x - 1/2 g^2 score,   so   score = 2 (a x - v) / g^2.
 
 Every ``forward`` here is written for speed and for ``torch.compile`` / CUDA-graph capture: no
 ``.item()``, no Python branch on a tensor's value, no host synchronisation; the time embedding
@@ -50,6 +54,7 @@ __all__ = [
     "ScoreOutput",
     "EpsOutput",
     "X0Output",
+    "VelocityOutput",
     "ScoreModel",
     "AnalyticScoreModel",
     "MODEL_DEFAULTS",
@@ -475,24 +480,60 @@ class Parameterisation:
     """What the network's raw output means, for a linear SDE with p_t(x|x0) = N(m x0, s^2 I).
 
     ``m`` and ``s`` may be numbers, 0-d tensors or per-sample (batch,) tensors; they are
-    broadcast against ``x`` here.
+    broadcast against ``x`` here. A parameterisation that also reads the SDE's rates (the
+    velocity: a(t) and g(t)^2) says so by ``needs_rates`` and takes them as the keywords ``a``
+    and ``g2``; the others accept and ignore them, so a caller may pass them to any.
     """
 
     config_name: ClassVar[str] = ""
     #: whether the conversion needs m(t) and s(t), i.e. a linear SDE
     needs_linear: ClassVar[bool] = True
+    #: whether the conversions read a(t) and g(t)^2 (keywords ``a``, ``g2``)
+    needs_rates: ClassVar[bool] = False
 
     @staticmethod
-    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def to_score(
+        out: Tensor,
+        x: Tensor,
+        m: CoeffLike,
+        s: CoeffLike,
+        *,
+        a: CoeffLike | None = None,
+        g2: CoeffLike | None = None,
+    ) -> Tensor:
         raise NotImplementedError
 
     @staticmethod
-    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def to_sigma_score(
+        out: Tensor,
+        x: Tensor,
+        m: CoeffLike,
+        s: CoeffLike,
+        *,
+        a: CoeffLike | None = None,
+        g2: CoeffLike | None = None,
+    ) -> Tensor:
         raise NotImplementedError
 
     @staticmethod
-    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def from_score(
+        score: Tensor,
+        x: Tensor,
+        m: CoeffLike,
+        s: CoeffLike,
+        *,
+        a: CoeffLike | None = None,
+        g2: CoeffLike | None = None,
+    ) -> Tensor:
         raise NotImplementedError
+
+    @classmethod
+    def to_velocity(
+        cls, out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, *, a: CoeffLike, g2: CoeffLike
+    ) -> Tensor:
+        """The probability-flow velocity v = a x - 1/2 g^2 score (Song et al. 2021, eq. 13)."""
+        score = cls.to_score(out, x, m, s, a=a, g2=g2)
+        return _coeff(a, x) * x - 0.5 * _coeff(g2, x) * score
 
 
 PARAMETERISATIONS: Registry[type[Parameterisation]] = Registry(
@@ -507,15 +548,15 @@ class ScoreOutput(Parameterisation):
     needs_linear = False
 
     @staticmethod
-    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         return out
 
     @staticmethod
-    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         return _coeff(s, x) * out
 
     @staticmethod
-    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         return score
 
 
@@ -527,15 +568,15 @@ class EpsOutput(Parameterisation):
     """
 
     @staticmethod
-    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         return -out / _coeff(s, x)
 
     @staticmethod
-    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         return -out
 
     @staticmethod
-    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         return -_coeff(s, x) * score
 
 
@@ -547,23 +588,94 @@ class X0Output(Parameterisation):
     """
 
     @staticmethod
-    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def to_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         s_ = _coeff(s, x)
         return -(x - _coeff(m, x) * out) / (s_ * s_)
 
     @staticmethod
-    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def to_sigma_score(out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         return -(x - _coeff(m, x) * out) / _coeff(s, x)
 
     @staticmethod
-    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike) -> Tensor:
+    def from_score(score: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, **_: Any) -> Tensor:
         s_ = _coeff(s, x)
         return (x + s_ * s_ * score) / _coeff(m, x)
+
+
+def _rates(a: CoeffLike | None, g2: CoeffLike | None) -> tuple[CoeffLike, CoeffLike]:
+    if a is None or g2 is None:
+        raise WorkbenchError(
+            "the velocity output converts through a(t) and g(t)^2; pass them as a=, g2="
+        )
+    return a, g2
+
+
+@PARAMETERISATIONS.register("v")
+class VelocityOutput(Parameterisation):
+    """The network predicts the probability-flow velocity (flow matching):
+
+        v(x, t) = a(t) x - 1/2 g(t)^2 grad log p_t(x),   so   score = 2 (a x - v) / g^2,
+
+    exactly, for a linear SDE dX = a X dt + g dW. Its regression target is the conditional
+    velocity m' x0 + s' z of x_t = m x0 + s z (m' = a m, s s' = a s^2 + g^2/2), whose mean
+    given x_t is v. g(t) > 0 on (0, T] for every built-in SDE; at t = 0 the conversion is 0/0
+    and t >= eps > 0 is what training and sampling use.
+    """
+
+    needs_rates = True
+
+    @staticmethod
+    def to_score(
+        out: Tensor,
+        x: Tensor,
+        m: CoeffLike,
+        s: CoeffLike,
+        *,
+        a: CoeffLike | None = None,
+        g2: CoeffLike | None = None,
+    ) -> Tensor:
+        a, g2 = _rates(a, g2)
+        return 2.0 * (_coeff(a, x) * x - out) / _coeff(g2, x)
+
+    @staticmethod
+    def to_sigma_score(
+        out: Tensor,
+        x: Tensor,
+        m: CoeffLike,
+        s: CoeffLike,
+        *,
+        a: CoeffLike | None = None,
+        g2: CoeffLike | None = None,
+    ) -> Tensor:
+        a, g2 = _rates(a, g2)
+        return (2.0 * _coeff(s, x) / _coeff(g2, x)) * (_coeff(a, x) * x - out)
+
+    @staticmethod
+    def from_score(
+        score: Tensor,
+        x: Tensor,
+        m: CoeffLike,
+        s: CoeffLike,
+        *,
+        a: CoeffLike | None = None,
+        g2: CoeffLike | None = None,
+    ) -> Tensor:
+        a, g2 = _rates(a, g2)
+        return _coeff(a, x) * x - 0.5 * _coeff(g2, x) * score
+
+    @classmethod
+    def to_velocity(
+        cls, out: Tensor, x: Tensor, m: CoeffLike, s: CoeffLike, *, a: CoeffLike, g2: CoeffLike
+    ) -> Tensor:
+        return out
 
 
 # --------------------------------------------------------------------------------------------
 # score models
 # --------------------------------------------------------------------------------------------
+_NO_RATES: dict[str, Tensor] = {}
+
+
 def _check_output(output: str, sde: SDE) -> type[Parameterisation]:
     param = PARAMETERISATIONS.get(output)
     if param.needs_linear and not isinstance(sde, LinearSDE):
@@ -608,14 +720,23 @@ class ScoreModel(nn.Module):
             return 1.0, 1.0
         if self.output == "eps":
             return 1.0, self.sde.std(t)  # type: ignore[attr-defined]
+        if self.parameterisation.needs_rates:
+            return 1.0, 1.0  # the velocity's to_score reads a(t) and g(t)^2 only
         return self.sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+
+    def _rate_coeffs(self, t: Tensor) -> dict[str, Tensor]:
+        """{"a": a(t), "g2": g(t)^2} where the parameterisation reads them, else nothing."""
+        if not self.parameterisation.needs_rates:
+            return _NO_RATES
+        g = self.sde.diffusion(t)
+        return {"a": self.sde.drift_coeff(t), "g2": g * g}  # type: ignore[attr-defined]
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         """grad_x log p_t(x) as the model estimates it."""
         # (1,) for a time shared by the batch: m(t), s(t) and the time branch once, broadcast
         t = time_rows(t, x)
         m, s = self._score_coeffs(t)
-        return self.parameterisation.to_score(self.net(x, t), x, m, s)
+        return self.parameterisation.to_score(self.net(x, t), x, m, s, **self._rate_coeffs(t))
 
     def score(self, x: Tensor, t: Tensor | float) -> Tensor:
         return self(x, t)
@@ -629,7 +750,19 @@ class ScoreModel(nn.Module):
             raise WorkbenchError(f"s(t) * score needs a linear SDE; {self.sde.describe()} is not")
         t = time_rows(t, x)
         m, s = self._coeffs(t)
-        return self.parameterisation.to_sigma_score(self.net(x, t), x, m, s)
+        return self.parameterisation.to_sigma_score(self.net(x, t), x, m, s, **self._rate_coeffs(t))
+
+    def velocity(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """v(x, t) = a(t) x - 1/2 g(t)^2 score: the probability-flow ODE's velocity, which flow
+        matching regresses. With ``output = "v"`` it is the network's output as it is (no
+        division by g^2); otherwise it is converted from the score."""
+        if not self.linear:
+            raise WorkbenchError(f"the velocity needs a linear SDE; {self.sde.describe()} is not")
+        t = time_rows(t, x)
+        m, s = self._coeffs(t)
+        g = self.sde.diffusion(t)
+        a = self.sde.drift_coeff(t)  # type: ignore[attr-defined]
+        return self.parameterisation.to_velocity(self.net(x, t), x, m, s, a=a, g2=g * g)
 
 
 def _mixture_to(mixture: GaussianMixture, device: torch.device) -> GaussianMixture:

@@ -140,6 +140,12 @@ class SDE(ABC):
                 f"denoising score matching needs the Gaussian kernel p(x_t|x_0), and {what}; "
                 "use 'ssm' (or 'ssm_vr', or 'esm' in low dimension), which train on simulated x_t",
             )
+        if config.loss.kind == "fm":
+            raise ConfigError(
+                "loss.kind",
+                f"flow matching regresses the velocity of x_t = m(t) x0 + s(t) z, and {what}; "
+                "use 'ssm' (or 'ssm_vr', or 'esm' in low dimension)",
+            )
         if config.loss.weighting == "sigma2":
             raise ConfigError(
                 "loss.weighting",
@@ -201,6 +207,18 @@ class LinearSDE(SDE):
         """(m(t), s(t))."""
         return self.mean_coeff(t), self.std(t)
 
+    def marginal_rates(self, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        """(m'(t), s'(t)): the conditional velocity of x_t = m x0 + s z is m' x0 + s' z.
+
+        m' = a m, and d(s^2)/dt = 2 a s^2 + g^2 gives s' = a s + g^2 / (2 s). A subclass with
+        closed forms (the rectified path: m' = -1, s' = 1) overrides this.
+        """
+        t = _time(t)
+        a = self.drift_coeff(t)
+        m, s = self.marginal_coeffs(t)
+        g = self.diffusion(t)
+        return a * m, a * s + g * g / (2.0 * s)
+
     def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
         return broadcast_time(self.drift_coeff(_time(t, x)), x) * x
 
@@ -247,7 +265,8 @@ class LinearSDE(SDE):
         m, s = (float(v) for v in self.marginal_coeffs(t))
         if s > 0 and m * m <= MAX_PRIOR_SNR * s * s:
             return
-        snr = "infinite" if s == 0 else f"{m * m / (s * s):.3g}"
+        # s^2 underflows to 0 for s below 1e-162 (T = 5e-324 on the rectified path)
+        snr = "infinite" if s * s == 0 else f"{m * m / (s * s):.3g}"
         raise ConfigError(
             self.prior_key,
             f"the sampler starts from N(0, {m * m + s * s:.4g}·I), but at T = {self.T:g} the "
@@ -918,3 +937,7 @@ class CustomSDE(SDE):
         log_det = 2.0 * torch.log(torch.diagonal(chol)).sum().to(flat.device)
         out = -0.5 * (sol * sol).sum(0) - 0.5 * log_det - 0.5 * d * math.log(2 * math.pi)
         return out.to(z.dtype)
+
+
+# The rectified-flow path registers itself (as "rectified") from its own module.
+from workbench.core import sde_flow as _sde_flow  # noqa: E402, F401
