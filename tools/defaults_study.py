@@ -221,8 +221,16 @@ def main(argv: list[str] | None = None) -> int:
             for seed in (int(s) for s in args.seeds.split(",")):
                 for cname in args.candidates.split(","):
                     for row in run_candidate(
-                        cname, path, mixture, reference, CANDIDATES[cname], samplers,
-                        decays, args.steps, args.n_samples, seed,
+                        cname,
+                        path,
+                        mixture,
+                        reference,
+                        CANDIDATES[cname],
+                        samplers,
+                        decays,
+                        args.steps,
+                        args.n_samples,
+                        seed,
                     ):
                         rows.append({"mixture": mname, **row})
                         args.out.write_text(json.dumps(rows, indent=1))
