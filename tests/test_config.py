@@ -66,11 +66,12 @@ def test_default_values() -> None:
     assert cfg.sde.params == {"beta_min": 0.1, "beta_max": 20.0, "T": 1.0}
     m, loss, t, s = cfg.model, cfg.loss, cfg.train, cfg.sample
     assert (m.kind, m.hidden, m.depth, m.activation, m.output) == ("mlp", 256, 3, "silu", "eps")
+    assert (m.embed_dim, t.schedule) == (32, "cosine")
     assert (loss.kind, loss.weighting) == ("dsm", "sigma2")
     assert (t.steps, t.batch_size, t.lr, t.ema, t.device, t.seed) == (
         5000,
         1024,
-        2e-3,
+        5e-3,
         0.999,
         "auto",
         0,
