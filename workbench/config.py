@@ -332,6 +332,8 @@ class SampleConfig(_Section):
     fast_path: str = _SAMPLE["fast_path"]
     precision: str = _SAMPLE["precision"]
     chunk_size: int = _SAMPLE["chunk_size"]
+    class_label: int = _SAMPLE["class_label"]
+    guidance: float = _SAMPLE["guidance"]
 
 
 _SECTION_CLASSES: dict[str, type[_Section]] = {

@@ -312,6 +312,18 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
         "bf16: the score network under bfloat16 autocast (pays on CUDA; states stay fp32)",
     ),
     Param("chunk_size", Int(0), 0, "samples per network call (0: as many as fit in memory)"),
+    Param(
+        "class_label",
+        Int(-1),
+        -1,
+        "the class to sample (-1: none; mixtures: a component, digits: the digit)",
+    ),
+    Param(
+        "guidance",
+        Float(0.0),
+        0.0,
+        "classifier-free guidance w: (1+w) score(x|class) - w score(x); 0: plain conditional",
+    ),
 )
 
 SECTION_PARAMS: dict[str, tuple[Param, ...]] = {

@@ -680,11 +680,22 @@ class AnalyticScoreModel(nn.Module):
             self._truth[device] = truth
         return truth
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        """grad_x log p_t(x), exactly."""
+    @property
+    def num_classes(self) -> int:
+        """Each mixture component is a class (the labels of mixture data sets)."""
+        return self.mixture.n_components
+
+    def forward(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
+        """grad_x log p_t(x), exactly; with a class ``y`` (one, or one per sample) the
+        conditional grad_x log p_t(x | y), the score of component y alone under the SDE."""
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
         t64 = as_batch_time(t, flat)
-        score = self.marginal(x.device).score(flat, t64)
+        truth = self.marginal(x.device)
+        if y is None:
+            score = truth.score(flat, t64)
+        else:
+            m, s = self.sde.marginal_coeffs(t64)  # type: ignore[attr-defined]
+            score = truth.mixture.component_score(flat, torch.as_tensor(y, device=x.device), m, s)
         return score.reshape(x.shape).to(x.dtype)
 
     def score(self, x: Tensor, t: Tensor | float) -> Tensor:
