@@ -260,6 +260,7 @@ class ModelConfig(_Section):
     embed_dim: int = _MODEL["embed_dim"]
     fourier_scale: float = _MODEL["fourier_scale"]
     channels: int = _MODEL["channels"]
+    conditional: bool = _MODEL["conditional"]
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,7 @@ class TrainConfig(_Section):
     log_every: int = _TRAIN["log_every"]
     precision: str = _TRAIN["precision"]
     fast_path: str = _TRAIN["fast_path"]
+    p_uncond: float = _TRAIN["p_uncond"]
 
 
 @dataclass(frozen=True)

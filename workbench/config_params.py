@@ -154,6 +154,13 @@ MODEL_PARAMS: tuple[Param, ...] = (
         "base width of the U-Net",
         _when(kind=("unet",)),
     ),
+    Param(
+        "conditional",
+        Bool(),
+        False,
+        "learn the score of each class too (labelled data; for sample.class_label, guidance)",
+        _when(kind=_NETS),
+    ),
 )
 
 LOSS_PARAMS: tuple[Param, ...] = (LOSS_KIND, *CORE_LOSS_PARAMS)
@@ -188,6 +195,12 @@ TRAIN_PARAMS: tuple[Param, ...] = (
         Choice(FAST_PATHS),
         "auto",
         "auto: CUDA graphs on CUDA, the plain loop on the CPU; compile: torch.compile",
+    ),
+    Param(
+        "p_uncond",
+        Float(0.0, 1.0),
+        0.1,
+        "conditional models: the share of labels replaced by the null label in training",
     ),
 )
 

@@ -34,6 +34,8 @@ from workbench.core.mixture import GaussianMixture
 from workbench.errors import ConfigError
 
 __all__ = [
+    "Conditioned",
+    "drop_labels",
     "GuidedScore",
     "TiltedGrid",
     "conditional_log_prob",
@@ -274,6 +276,45 @@ def guidance_gap(
             x, comp.sample(n, gen, torch.float64), generator=torch.Generator().manual_seed(seed + 2)
         ),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# training a conditional network
+# ---------------------------------------------------------------------------------------------
+class Conditioned:
+    """A conditional model with a batch's labels bound: ``forward(x, t) = model(x, t, y)``, as
+    the losses call a model (their code is the same for conditional and plain training).
+
+    A batch repeated k times (sliced score matching's copies per projection, ``x.repeat``)
+    gets its labels repeated the same way.
+    """
+
+    def __init__(self, model: Any, labels: Tensor) -> None:
+        self.model = model
+        self.labels = labels
+
+    def _y(self, x: Tensor) -> Tensor:
+        n = self.labels.shape[0]
+        return self.labels if x.shape[0] == n else self.labels.repeat(x.shape[0] // n)
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.model(x, t, self._y(x))
+
+    def sigma_score(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.model.sigma_score(x, t, self._y(x))
+
+
+def drop_labels(
+    labels: Tensor, p_uncond: float, num_classes: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """``labels`` with each replaced by the null label (``num_classes``) with probability
+    ``p_uncond``, independently: one network then learns both grad log p_t(x | c) and, from
+    the dropped ones, grad log p_t(x) (Ho & Salimans 2022). Drawn on the labels' device from
+    ``generator``; no host sync."""
+    if p_uncond <= 0:
+        return labels
+    drop = torch.rand(labels.shape, generator=generator, device=labels.device) < p_uncond
+    return torch.where(drop, torch.full_like(labels, int(num_classes)), labels)
 
 
 def guidance_params(params: Mapping[str, Any]) -> tuple[int, float]:
