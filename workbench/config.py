@@ -393,6 +393,19 @@ class ExperimentConfig:
                 f"'analytic' needs Gaussian-mixture data ({', '.join(_mixture_names())}), "
                 f"got data.name = {self.data.name!r}",
             )
+        labelled = DATASETS.get(self.data.name).has_labels(self.data.params)
+        if self.model.conditional and self.model.kind != "analytic" and not labelled:
+            raise _error(
+                "model.conditional",
+                f"needs labelled data; data set {self.data.name!r} has no class labels "
+                "(mixtures, digits and files with data.labels have them)",
+            )
+        if self.sample.guidance > 0 and self.sample.class_label < 0:
+            raise _error(
+                "sample.guidance",
+                f"needs a class to guide towards: set sample.class_label (--class K) too, got "
+                f"guidance {self.sample.guidance:g} and no class",
+            )
         # Training draws t from [loss.eps, T] and sampling runs from T down to sample.eps; T is
         # the SDE's, so the upper end of both is checked here rather than in the declarations.
         T = float(self.sde.params.get("T", SDES.get(self.sde.kind).T))

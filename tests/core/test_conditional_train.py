@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from workbench.config import default_config
-from workbench.core.experiment import experiment_of
+from workbench.core.experiment import build_data, build_model, data_section, model_section
 from workbench.core.guidance import Conditioned, drop_labels, guide
 from workbench.core.losses import build_loss
 from workbench.core.nets import build_score_model
@@ -62,10 +62,27 @@ def test_conditional_unet():
 
 
 def test_conditional_needs_labelled_data():
-    config = default_config().with_overrides({"data.name": "moons", "model.conditional": True})
     with pytest.raises(ConfigError, match="needs labelled data") as info:
-        experiment_of(config, with_model=True)
-    assert info.value.key == "conditional"
+        default_config().with_overrides({"data.name": "moons", "model.conditional": True})
+    assert info.value.key == "model.conditional"
+    # files: labelled when data.labels names them
+    file_keys = {"data.name": "file", "data.path": "x.npz", "model.conditional": True}
+    with pytest.raises(ConfigError, match="needs labelled data"):
+        default_config().with_overrides(file_keys)
+    default_config().with_overrides({**file_keys, "data.labels": "y"})
+    # the build refuses it too, for a config made some other way
+    config = default_config().with_overrides({"data.name": "moons"})
+    section = model_section(config)
+    dataset = build_data(data_section(config))
+    conditional = section._replace(params={**section.params, "conditional": True})
+    with pytest.raises(ConfigError, match="needs labelled data"):
+        build_model(conditional, build_sde("vp", {}), dataset, None)
+
+
+def test_guidance_without_a_class_is_refused_by_the_config():
+    with pytest.raises(ConfigError, match="needs a class") as info:
+        default_config().with_overrides({"sample.guidance": 2.0})
+    assert info.value.key == "sample.guidance"
 
 
 def test_sliced_losses_repeat_the_bound_labels():

@@ -138,7 +138,7 @@ def test_bad_file_labels_are_one_config_line_naming_the_key(tmp_path, labels, ex
     )
     with pytest.raises(ConfigError) as info:
         experiment_of(config)
-    assert info.value.key == "labels"  # the caller adds "data."
+    assert info.value.key == "data.labels"
     assert expected in str(info.value) and "\n" not in str(info.value)
 
 

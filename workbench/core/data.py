@@ -309,6 +309,11 @@ class DataSet(ABC):
         """Cross-field checks of validated params; raises ConfigError(key, message)."""
         return None
 
+    @classmethod
+    def has_labels(cls, params: Mapping[str, Any]) -> bool:
+        """Whether the set built from ``params`` carries class labels (known without data)."""
+        return False
+
     # shape ----------------------------------------------------------------------------------
     @property
     def name(self) -> str:
@@ -499,6 +504,10 @@ class MixtureDataSet(DataSet):
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return self._mixture.sample(n, generator, dtype=torch.float64)
+
+    @classmethod
+    def has_labels(cls, params: Mapping[str, Any]) -> bool:
+        return True
 
     @property
     def num_classes(self) -> int:
@@ -833,6 +842,10 @@ class Digits(ArrayDataSet):
 
     is_image = True
 
+    @classmethod
+    def has_labels(cls, params: Mapping[str, Any]) -> bool:
+        return True
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         try:
@@ -890,6 +903,10 @@ class FileData(ArrayDataSet):
                 "labels", "an .npy file holds one array: keep points and labels in an .npz"
             )
 
+    @classmethod
+    def has_labels(cls, params: Mapping[str, Any]) -> bool:
+        return "labels" in params
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.path = Path(self.settings["path"]).expanduser()
@@ -914,7 +931,7 @@ class FileData(ArrayDataSet):
             width = array.shape[1] if array.ndim == 2 else 1
             return split_column(array, csv_label_column(self.path, spec, width))
         if spec == self.settings.get("key"):
-            raise ConfigError("labels", f"names the points' own array {spec!r}; name another")
+            raise ConfigError("data.labels", f"names the points' own array {spec!r}; name another")
         return load_array(
             self.path, spec, allow_external=bool(self.settings.get("allow_external", False))
         )

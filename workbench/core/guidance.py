@@ -101,8 +101,8 @@ def guide(model: nn.Module, class_label: int, guidance: float) -> nn.Module:
         if w > 0:
             raise ConfigError(
                 "guidance",
-                f"guides towards a class: give sample.class_label too (guidance {w:g} without "
-                "a class has nothing to guide towards)",
+                f"needs a class to guide towards: set sample.class_label (--class K) too, "
+                f"got guidance {w:g} and no class",
             )
         return model
     k = int(getattr(model, "num_classes", 0) or 0)

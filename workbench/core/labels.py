@@ -9,7 +9,7 @@ Mixtures label each point with the component it was drawn from, digits with thei
   last) or by its name in the header line; that column is taken out of the points.
 
 Labels must be whole numbers >= 0, one per sample: anything else is one ConfigError naming
-the key (``labels``; the config adds ``data.``) and what is wrong with which row.
+the key (``data.labels``) and what is wrong with which row.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ MAX_CLASSES = 10_000
 
 
 def _problem(path: Path, message: str) -> ConfigError:
-    return ConfigError("labels", f"data file {str(path)!r}: {message}")
+    # read when the data set is built, after the config's own checks: the full key here
+    return ConfigError("data.labels", f"data file {str(path)!r}: {message}")
 
 
 def check_labels(raw: np.ndarray, n: int, path: Path) -> np.ndarray:
-    """The labels as int64 (n,), or ConfigError("labels", ...) saying what is wrong.
+    """The labels as int64 (n,), or ConfigError("data.labels", ...) saying what is wrong.
 
     Accepts shape (n,) or (n, 1), any integer dtype, or floats that are whole numbers (a CSV
     column is read as float64). Refuses another length, fractions, non-finite or negative
