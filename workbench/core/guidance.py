@@ -36,6 +36,7 @@ from workbench.errors import ConfigError
 __all__ = [
     "Conditioned",
     "drop_labels",
+    "GuidedReference",
     "GuidedScore",
     "TiltedGrid",
     "conditional_log_prob",
@@ -276,6 +277,68 @@ def guidance_gap(
             x, comp.sample(n, gen, torch.float64), generator=torch.Generator().manual_seed(seed + 2)
         ),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# the views' reference under guidance
+# ---------------------------------------------------------------------------------------------
+class GuidedReference:
+    """The views' truth for class c at guidance w (the reference protocol of
+    :mod:`workbench.core.reference`: ``density(t, pts)``, ``score(t, pts)``, model units).
+
+    Its density is the tilted q_t(x) = p_t(x | c)^(1+w) p_t(x)^(-w) / Z_t, normalised on a grid
+    at each t, and its score the guided field, which is exactly grad log q_t: the pair the
+    guided sampler follows step by step. At t = 0, q_0 is the tilted target; for t > 0 the q_t
+    are NOT the marginals of one diffusion (noising does not commute with the powers), so the
+    guided sampler's particles part from them: the Densities view shows by how much.
+    """
+
+    kind = "guided"
+    short = "tilted"
+
+    def __init__(self, base: Any, mixture: GaussianMixture, sde: Any, c: int, w: float) -> None:
+        self.base, self.mixture, self.sde = base, mixture, sde
+        self.class_label, self.guidance = int(c), float(w)
+        self.key = getattr(base, "key", None)
+        self.dim = mixture.dim
+        self.cloud = getattr(base, "cloud", None)
+        self.label = f"tilted p_t(x|{c})^{1 + w:g} p_t(x)^−{w:g}"
+        self.note = (
+            f"class {c}, guidance w = {w:g}: the tilted p_t(x|c)^(1+w) p_t(x)^(−w), normalised "
+            "on a grid; its score is the guided field (guided sampling does not follow it)"
+        )
+        self._log_z: dict[float, float] = {}
+
+    def _coeffs(self, t: Any, n: int) -> tuple[Tensor, Tensor]:
+        tt = torch.as_tensor(np.asarray(t, dtype=np.float64)).reshape(-1).expand(n)
+        m, s = self.sde.marginal_coeffs(tt)
+        return m, s
+
+    def log_z(self, t: float) -> float:
+        """log Z_t of the tilted q_t, on a grid (cached per t)."""
+        t = float(t)
+        if t not in self._log_z:
+            m, s = self.sde.marginal_coeffs(torch.tensor(t, dtype=torch.float64))
+            noised = self.mixture.noised(float(m), float(s))
+            bins = 2048 if self.dim == 1 else 256
+            self._log_z[t] = tilted_grid(noised, self.class_label, self.guidance, bins).log_z
+        return self._log_z[t]
+
+    def density(self, t: Any, pts: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float64))
+        m, s = self._coeffs(t, x.shape[0])
+        w, c = self.guidance, self.class_label
+        log_q = (1 + w) * conditional_log_prob(
+            self.mixture, x, c, m, s
+        ) - w * self.mixture.log_prob(x, m, s)
+        times = np.broadcast_to(np.asarray(t, dtype=np.float64).reshape(-1), (x.shape[0],))
+        log_z = np.array([self.log_z(v) for v in times]) if np.ndim(t) else self.log_z(float(t))
+        return np.exp(log_q.numpy() - log_z)
+
+    def score(self, t: float, pts: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float64))
+        m, s = self._coeffs(t, x.shape[0])
+        return guided_field(self.mixture, x, self.class_label, self.guidance, m, s).numpy()
 
 
 # ---------------------------------------------------------------------------------------------
