@@ -12,6 +12,7 @@ from workbench.config import default_config
 from workbench.core.data import build_dataset
 from workbench.core.experiment import experiment_of
 from workbench.core.guidance import (
+    GuidedReference,
     GuidedScore,
     conditional_log_prob,
     guidance_gap,
@@ -296,3 +297,25 @@ def test_guide_refuses_what_it_cannot_do():
     with pytest.raises(ConfigError, match="trained without labels") as info:
         guide(net, 0, 1.0)
     assert info.value.key == "class_label"
+
+
+def test_guided_reference_is_a_normalised_density_whose_score_is_the_guided_field():
+    """The views' reference under guidance: q_t = p_t(x|c)^(1+w) p_t(x)^-w / Z_t integrates to
+    1 at every t, and its score (the guided field) is grad log q_t (finite differences)."""
+    config = default_config().with_overrides({"data.name": "gmm1d", "model.kind": "analytic"})
+    built = experiment_of(config)
+    ref = GuidedReference(None, built.mixture, built.sde, 1, 2.0)
+    x = np.linspace(-12, 12, 24001)[:, None]
+    for t in (0.0, 0.2, 0.7):
+        q = ref.density(t, x)[:]
+        assert abs(float(q.sum()) * (x[1, 0] - x[0, 0]) - 1.0) < 1e-6
+        h = 1e-5
+        pts = np.array([[-1.0], [0.1], [0.8], [2.0]])
+        fd = (np.log(ref.density(t, pts + h)) - np.log(ref.density(t, pts - h))) / (2 * h)
+        assert np.allclose(ref.score(t, pts)[:, 0], fd, rtol=1e-5, atol=1e-5)
+    # one time per point (a time-by-x heat map) gives each point its own t's density
+    times = np.array([0.0, 0.2, 0.7])
+    pts = np.array([[0.3], [0.3], [0.3]])
+    per_point = ref.density(times, pts)
+    for i, t in enumerate(times):
+        assert per_point[i] == pytest.approx(ref.density(float(t), pts[:1])[0], rel=1e-12)

@@ -220,7 +220,7 @@ def time_label_features(net: nn.Module, t: Tensor, x: Tensor, y: Tensor | None) 
     """The time features of ``t`` (:func:`time_rows`), plus the label's where ``net`` has a
     label embedding and ``y`` (one class, or one per sample) is given: the class enters the
     network exactly where time does, so every block that sees time sees the class too."""
-    emb = net.embed(time_rows(t, x))
+    emb: Tensor = net.embed(time_rows(t, x))  # type: ignore[operator]
     label = getattr(net, "label", None)
     if label is not None and y is not None:
         emb = emb + label(y)
@@ -734,7 +734,7 @@ class AnalyticScoreModel(nn.Module):
         if y is None:
             score = truth.score(flat, t64)
         else:
-            m, s = self.sde.marginal_coeffs(t64)  # type: ignore[attr-defined]
+            m, s = truth.sde.marginal_coeffs(t64)
             score = truth.mixture.component_score(flat, torch.as_tensor(y, device=x.device), m, s)
         return score.reshape(x.shape).to(x.dtype)
 
