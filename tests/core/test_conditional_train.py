@@ -149,3 +149,16 @@ def test_a_tiny_conditional_run_learns_to_separate_the_classes():
             x = trainer.normalizer.to_data(last.x.double())
             share = float((mix.responsibilities(x).argmax(-1) == c).double().mean())
             assert share > 0.9, (c, w, share)
+
+
+def test_a_trainer_with_its_own_step_refuses_a_conditional_network():
+    """The distributed trainer overrides train_step and would train the null label only."""
+
+    class OwnStep(Trainer):
+        def train_step(self):  # pragma: no cover - never reached
+            return super().train_step()
+
+    with pytest.raises(ConfigError, match="one process") as info:
+        OwnStep(_config(**{"train.steps": 1}))
+    assert info.value.key == "model.conditional"
+    OwnStep(_config(**{"train.steps": 1, "model.conditional": False}))  # unconditional: fine

@@ -168,6 +168,12 @@ class Trainer:
         #: the points (the same points an unconditional run draws)
         self.labels: Tensor | None = None
         if getattr(self.model, "num_classes", 0):
+            if type(self).train_step is not Trainer.train_step:
+                # a subclass's own step (the distributed one) would train the null label only
+                raise ConfigError(
+                    "model.conditional",
+                    "conditional networks train in one process for now; run without torchrun",
+                )
             x, y = self.dataset.sample_with_labels(config.data.n, data_gen, dtype=torch.float32)
             self.labels = y.to(self.device)
         else:
