@@ -21,7 +21,7 @@ the SDE) and so the field are exact; the tilt is normalised numerically on a 1-D
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -378,8 +378,3 @@ def drop_labels(
         return labels
     drop = torch.rand(labels.shape, generator=generator, device=labels.device) < p_uncond
     return torch.where(drop, torch.full_like(labels, int(num_classes)), labels)
-
-
-def guidance_params(params: Mapping[str, Any]) -> tuple[int, float]:
-    """(class_label, guidance) from [sample] keys (absent: no class, no guidance)."""
-    return int(params.get("class_label", UNCONDITIONAL)), float(params.get("guidance", 0.0))

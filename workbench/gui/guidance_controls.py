@@ -61,9 +61,7 @@ def view_model(state: ExperimentState | None, model: Any) -> Any:
         return model
     if c >= int(getattr(model, "num_classes", 0) or 0):
         return None
-    guided = GuidedScore(model, c, w)
-    # the views read the device and dtype off parameters or buffers; the wrapper has the model's
-    return guided
+    return GuidedScore(model, c, w)
 
 
 class GuidanceControls(QtWidgets.QGroupBox):
