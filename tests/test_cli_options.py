@@ -28,7 +28,10 @@ BAD = "no-such-value"
 JSON_KEYS = {
     "check": {"ok", "config", "summary", "experiment"},
     "train": {"ok", "status", "steps", "loss", "seconds", "run", "checkpoint", "message"},
-    "sample": {"ok", "status", "path", "n", "rows", "nfe", "seconds", "sampler", "steps"},
+    "sample": {
+        *("ok", "status", "path", "n", "rows", "nfe", "seconds", "sampler", "steps"),
+        *("class_label", "guidance"),
+    },
     "nll": {
         *("ok", "n", "dim", "nll_nats", "nats_per_dim", "bits_per_dim"),
         *("stderr_nats_per_dim", "exact_nats_per_dim", "nfe"),

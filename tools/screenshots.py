@@ -205,6 +205,11 @@ def take_screenshots(
     saved.append(path)
     print(f"saved {path}")
     inspector.close()
+    # class-conditional sampling and guidance (the analytic model, no training)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from screenshots_guidance import take_guidance_screenshots
+
+    saved += take_guidance_screenshots(out)
     return saved
 
 

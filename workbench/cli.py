@@ -426,6 +426,19 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=_non_negative, metavar="S", help="override sample.seed")
     p.add_argument(
+        "--class",
+        dest="class_label",
+        type=int,
+        metavar="K",
+        help="override sample.class_label: sample class K (-1: no class)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=_float,
+        metavar="W",
+        help="override sample.guidance: (1+W) score(x|K) - W score(x)",
+    )
+    p.add_argument(
         "--device",
         choices=DEVICE_CHOICES,
         metavar="D",
@@ -454,6 +467,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "sample.steps": args.steps,
         "sample.record_every": args.record_every,
         "sample.seed": args.seed,
+        "sample.class_label": args.class_label,
+        "sample.guidance": args.guidance,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.device is not None:
@@ -525,6 +540,8 @@ def _sample_result(config: ExperimentConfig, result: Any) -> dict[str, Any]:
         "seconds": result.seconds,
         "sampler": s.sampler,
         "steps": s.steps,
+        "class_label": s.class_label,
+        "guidance": s.guidance,
     }
 
 

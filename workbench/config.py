@@ -260,6 +260,7 @@ class ModelConfig(_Section):
     embed_dim: int = _MODEL["embed_dim"]
     fourier_scale: float = _MODEL["fourier_scale"]
     channels: int = _MODEL["channels"]
+    conditional: bool = _MODEL["conditional"]
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,7 @@ class TrainConfig(_Section):
     snapshot_every: int = _TRAIN["snapshot_every"]
     precision: str = _TRAIN["precision"]
     fast_path: str = _TRAIN["fast_path"]
+    p_uncond: float = _TRAIN["p_uncond"]
 
 
 @dataclass(frozen=True)
@@ -333,6 +335,8 @@ class SampleConfig(_Section):
     fast_path: str = _SAMPLE["fast_path"]
     precision: str = _SAMPLE["precision"]
     chunk_size: int = _SAMPLE["chunk_size"]
+    class_label: int = _SAMPLE["class_label"]
+    guidance: float = _SAMPLE["guidance"]
 
 
 _SECTION_CLASSES: dict[str, type[_Section]] = {
@@ -389,6 +393,19 @@ class ExperimentConfig:
                 "model.kind",
                 f"'analytic' needs Gaussian-mixture data ({', '.join(_mixture_names())}), "
                 f"got data.name = {self.data.name!r}",
+            )
+        labelled = DATASETS.get(self.data.name).has_labels(self.data.params)
+        if self.model.conditional and self.model.kind != "analytic" and not labelled:
+            raise _error(
+                "model.conditional",
+                f"needs labelled data; data set {self.data.name!r} has no class labels "
+                "(mixtures, digits and files with data.labels have them)",
+            )
+        if self.sample.guidance > 0 and self.sample.class_label < 0:
+            raise _error(
+                "sample.guidance",
+                f"needs a class to guide towards: set sample.class_label (--class K) too, got "
+                f"guidance {self.sample.guidance:g} and no class",
             )
         # Training draws t from [loss.eps, T] and sampling runs from T down to sample.eps; T is
         # the SDE's, so the upper end of both is checked here rather than in the declarations.

@@ -155,6 +155,13 @@ MODEL_PARAMS: tuple[Param, ...] = (
         "base width of the U-Net",
         _when(kind=("unet",)),
     ),
+    Param(
+        "conditional",
+        Bool(),
+        False,
+        "learn the score of each class too (labelled data; for sample.class_label, guidance)",
+        _when(kind=_NETS),
+    ),
 )
 
 LOSS_PARAMS: tuple[Param, ...] = (LOSS_KIND, *CORE_LOSS_PARAMS)
@@ -199,6 +206,12 @@ TRAIN_PARAMS: tuple[Param, ...] = (
         Choice(FAST_PATHS),
         "auto",
         "auto: CUDA graphs on CUDA, the plain loop on the CPU; compile: torch.compile",
+    ),
+    Param(
+        "p_uncond",
+        Float(0.0, 1.0),
+        0.1,
+        "conditional models: the share of labels replaced by the null label in training",
     ),
 )
 
@@ -335,6 +348,18 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
         "bf16: the score network under bfloat16 autocast (pays on CUDA; states stay fp32)",
     ),
     Param("chunk_size", Int(0), 0, "samples per network call (0: as many as fit in memory)"),
+    Param(
+        "class_label",
+        Int(-1),
+        -1,
+        "the class to sample (-1: none; mixtures: a component, digits: the digit)",
+    ),
+    Param(
+        "guidance",
+        Float(0.0),
+        0.0,
+        "classifier-free guidance w: (1+w) score(x|class) - w score(x); 0: plain conditional",
+    ),
 )
 
 SECTION_PARAMS: dict[str, tuple[Param, ...]] = {

@@ -42,6 +42,7 @@ from workbench.core.datafiles import (
     load_array,
     register_array_reader,
 )
+from workbench.core.labels import check_labels, csv_label_column, split_column
 from workbench.core.mixture import GaussianMixture
 from workbench.core.params import Bool, Float, FloatArray, Int, Param, Text, validate_params
 from workbench.core.registry import Registry
@@ -308,6 +309,11 @@ class DataSet(ABC):
         """Cross-field checks of validated params; raises ConfigError(key, message)."""
         return None
 
+    @classmethod
+    def has_labels(cls, params: Mapping[str, Any]) -> bool:
+        """Whether the set built from ``params`` carries class labels (known without data)."""
+        return False
+
     # shape ----------------------------------------------------------------------------------
     @property
     def name(self) -> str:
@@ -344,6 +350,30 @@ class DataSet(ABC):
             return torch.empty(0, *self.sample_shape, dtype=dtype)
         x = self._sample(n, generator)
         return x.reshape(n, *self.sample_shape).to(dtype)
+
+    # class labels ---------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        """Classes of a labelled set, labelled 0 .. num_classes - 1 (0: no labels)."""
+        return 0
+
+    def sample_with_labels(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> tuple[Tensor, Tensor]:
+        """n points, as :meth:`sample` draws them from the same generator state, and the class
+        of each (int64, shape (n,)). DataError for a set without labels."""
+        if not self.num_classes:
+            raise DataError(f"data set {self.name!r} has no class labels")
+        if n == 0:
+            return self.sample(0, generator, dtype), torch.empty(0, dtype=torch.int64)
+        x, y = self._sample_labelled(n, generator)
+        return x.reshape(n, *self.sample_shape).to(dtype), y.to(torch.int64)
+
+    def _sample_labelled(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
 
     # density --------------------------------------------------------------------------------
     def mixture(self) -> GaussianMixture | None:
@@ -474,6 +504,18 @@ class MixtureDataSet(DataSet):
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return self._mixture.sample(n, generator, dtype=torch.float64)
+
+    @classmethod
+    def has_labels(cls, params: Mapping[str, Any]) -> bool:
+        return True
+
+    @property
+    def num_classes(self) -> int:
+        """Each component is a class: a point's label is the component it was drawn from."""
+        return self._mixture.n_components
+
+    def _sample_labelled(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        return self._mixture.sample_with_labels(n, generator, dtype=torch.float64)
 
 
 def _check_count(params: Mapping[str, Any], key: str, k: int, what: str = "entries") -> None:
@@ -759,6 +801,8 @@ class ArrayDataSet(DataSet):
     """
 
     values: Tensor
+    #: (N,) int64 classes of the rows, or None (unlabelled)
+    labels: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -770,6 +814,15 @@ class ArrayDataSet(DataSet):
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         rows = torch.randint(0, len(self), (n,), generator=generator)
         return self.values[rows]
+
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.labels is None else int(self.labels.max()) + 1
+
+    def _sample_labelled(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        assert self.labels is not None  # num_classes > 0
+        rows = torch.randint(0, len(self), (n,), generator=generator)  # the rows _sample draws
+        return self.values[rows], self.labels[rows]
 
     def _make_normalizer(self) -> Normalizer:
         if self.is_image:
@@ -784,10 +837,14 @@ class ArrayDataSet(DataSet):
 class Digits(ArrayDataSet):
     """scikit-learn's bundled 8 x 8 handwritten digits (1797 images, values 0..16, no download).
 
-    Samples are (1, 8, 8) images in the original 0..16 units.
+    Samples are (1, 8, 8) images in the original 0..16 units, labelled by their digit.
     """
 
     is_image = True
+
+    @classmethod
+    def has_labels(cls, params: Mapping[str, Any]) -> bool:
+        return True
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -797,8 +854,10 @@ class Digits(ArrayDataSet):
             raise DataError(
                 "the 'digits' data set needs scikit-learn: pip install 'sde-workbench[images]'"
             ) from None
-        images = load_digits().images  # (1797, 8, 8), float64
+        bunch = load_digits()
+        images = bunch.images  # (1797, 8, 8), float64
         self.values = torch.as_tensor(np.ascontiguousarray(images, dtype=np.float64))[:, None]
+        self.labels = torch.as_tensor(np.asarray(bunch.target, dtype=np.int64))
 
 
 @DATASETS.register("file")
@@ -822,6 +881,12 @@ class FileData(ArrayDataSet):
             "true: read an .h5 whose data lie in files outside its folder (external links, "
             "external raw storage, virtual datasets); refused by default",
         ),
+        Param(
+            "labels",
+            Text(),
+            None,
+            "class labels: an array name (.npz, .h5) or a column number or name (.csv)",
+        ),
     )
 
     @classmethod
@@ -833,6 +898,14 @@ class FileData(ArrayDataSet):
             raise ConfigError(
                 "key", f"only .npz and .h5 files hold several arrays; a {suffix} file has one"
             )
+        if "labels" in params and suffix == ".npy":
+            raise ConfigError(
+                "labels", "an .npy file holds one array: keep points and labels in an .npz"
+            )
+
+    @classmethod
+    def has_labels(cls, params: Mapping[str, Any]) -> bool:
+        return "labels" in params
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -842,9 +915,26 @@ class FileData(ArrayDataSet):
             self.settings.get("key"),
             allow_external=bool(self.settings.get("allow_external", False)),
         )
+        labels = self._read_labels(array) if "labels" in self.settings else None
+        if labels is not None and self.path.suffix.lower() == ".csv":
+            array, labels = labels
         values, self.is_image = as_samples(array, self.path)
         check_range(values, self.path)
         self.values = torch.as_tensor(values)
+        if labels is not None:
+            self.labels = torch.as_tensor(check_labels(labels, len(values), self.path))
+
+    def _read_labels(self, array: np.ndarray) -> Any:
+        """A CSV's (points, label column), or the labels array named in an .npz / .h5."""
+        spec = str(self.settings["labels"])
+        if self.path.suffix.lower() == ".csv":
+            width = array.shape[1] if array.ndim == 2 else 1
+            return split_column(array, csv_label_column(self.path, spec, width))
+        if spec == self.settings.get("key"):
+            raise ConfigError("data.labels", f"names the points' own array {spec!r}; name another")
+        return load_array(
+            self.path, spec, allow_external=bool(self.settings.get("allow_external", False))
+        )
 
     def fingerprint(self) -> dict[str, Any]:
         """The name and settings plus the file's size and SHA-256 (:func:`file_fingerprint`)."""

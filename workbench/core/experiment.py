@@ -32,6 +32,7 @@ from workbench.core.data import DataSet, Normalizer, build_dataset
 from workbench.core.mixture import GaussianMixture
 from workbench.core.nets import build_score_model
 from workbench.core.sde import SDE, build_sde
+from workbench.errors import ConfigError
 
 __all__ = [
     "Experiment",
@@ -113,11 +114,31 @@ def build_model(
 ) -> nn.Module:
     """Step 5: the score model for ``dataset``'s samples; with ``seed``, its initial weights
     are drawn from that seed and the caller's global RNG is left as it was."""
+    classes = model_classes(model, dataset)
     if seed is None:
-        return build_score_model(model.kind, model.params, sde, dataset.sample_shape, mixture)
+        return build_score_model(
+            model.kind, model.params, sde, dataset.sample_shape, mixture, classes
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_score_model(model.kind, model.params, sde, dataset.sample_shape, mixture)
+        return build_score_model(
+            model.kind, model.params, sde, dataset.sample_shape, mixture, classes
+        )
+
+
+def model_classes(model: Section, dataset: DataSet) -> int:
+    """The classes a ``conditional`` network learns: the data's (ConfigError if it has none);
+    0 for an unconditional one. The analytic model is conditional on mixture components
+    whatever the key says."""
+    if not model.params.get("conditional") or model.kind == "analytic":
+        return 0
+    if not dataset.num_classes:
+        raise ConfigError(
+            "conditional",
+            f"needs labelled data; data set {dataset.name!r} has no class labels (mixtures, "
+            "digits and files with data.labels have them)",
+        )
+    return dataset.num_classes
 
 
 def build_experiment(

@@ -195,6 +195,18 @@ class GaussianMixture:
         # to x's coordinates contracts k and the eigen-axis in one product
         return -torch.einsum("kij,...kj->...i", vecs, resp[..., None] * (proj / var))
 
+    def component_score(
+        self, x: Tensor, k: int | Tensor, m: Tensor | float = 1.0, s: Tensor | float = 0.0
+    ) -> Tensor:
+        """grad_x log N(x; m mu_k, m^2 C_k + s^2 I): the score of component ``k`` alone, the
+        class-conditional score when components are classes. ``k`` is one index or one per
+        point (shape ``x.shape[:-1]``)."""
+        proj, var = self._projected(x, m, s)  # (..., K, d)
+        k_t = torch.as_tensor(k, dtype=torch.long, device=x.device).expand(x.shape[:-1])
+        idx = k_t[..., None, None].expand(*x.shape[:-1], 1, self.dim)
+        z = torch.gather(proj / var, -2, idx).squeeze(-2)  # diag(1/var_k) U_k^T (x - m mu_k)
+        return -torch.einsum("...ij,...j->...i", self.eigvecs.to(x)[k_t], z)
+
     # numpy in, numpy out (the views' grids) --------------------------------------------------
     def density_np(
         self, x: np.ndarray, m: float | np.ndarray = 1.0, s: float | np.ndarray = 0.0

@@ -215,6 +215,23 @@ def make_time_embedding(
     return TIME_EMBEDDINGS.get(name)(embed_dim, T=T, fourier_scale=fourier_scale)
 
 
+def label_embedding(num_classes: int, embed_dim: int) -> nn.Embedding | None:
+    """Class features for a conditional network: ``num_classes + 1`` rows, the last one the
+    null label (the unconditional score, for classifier-free guidance); None: unconditional."""
+    return nn.Embedding(int(num_classes) + 1, embed_dim) if num_classes else None
+
+
+def time_label_features(net: nn.Module, t: Tensor, x: Tensor, y: Tensor | None) -> Tensor:
+    """The time features of ``t`` (:func:`time_rows`), plus the label's where ``net`` has a
+    label embedding and ``y`` (one class, or one per sample) is given: the class enters the
+    network exactly where time does, so every block that sees time sees the class too."""
+    emb: Tensor = net.embed(time_rows(t, x))  # type: ignore[operator]
+    label = getattr(net, "label", None)
+    if label is not None and y is not None:
+        emb = emb + label(y)
+    return emb
+
+
 # --------------------------------------------------------------------------------------------
 # networks
 # --------------------------------------------------------------------------------------------
@@ -237,6 +254,7 @@ class _VectorNet(nn.Module):
         fourier_scale: float = 16.0,
         channels: int = 32,
         T: float = 1.0,
+        num_classes: int = 0,
     ) -> _VectorNet:
         return cls(
             math.prod(sample_shape),
@@ -247,6 +265,7 @@ class _VectorNet(nn.Module):
             embed_dim=embed_dim,
             fourier_scale=fourier_scale,
             T=T,
+            num_classes=num_classes,
         )
 
 
@@ -269,20 +288,22 @@ class MLPNet(_VectorNet):
         embed_dim: int = 128,
         fourier_scale: float = 16.0,
         T: float = 1.0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         self.embed = make_time_embedding(
             time_embedding, embed_dim, T=T, fourier_scale=fourier_scale
         )
+        self.label = label_embedding(num_classes, embed_dim)
         self.inp = nn.Linear(dim, hidden)
         self.time = nn.Linear(embed_dim, hidden)
         self.act = make_activation(activation)
         self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 1))
         self.out = nn.Linear(hidden, dim)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         # the first layer is inp(x) + time(emb(t)): the t part is one row when t is shared
-        trow = self.time(self.embed(time_rows(t, x)))
+        trow = self.time(time_label_features(self, t, x, y))
         h = apply_activation(self.act, _affine_plus_rows(trow, x.reshape(x.shape[0], -1), self.inp))
         for layer in self.hidden:
             h = apply_activation(self.act, layer(h))
@@ -325,11 +346,13 @@ class ResMLPNet(_VectorNet):
         embed_dim: int = 128,
         fourier_scale: float = 16.0,
         T: float = 1.0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         self.embed = make_time_embedding(
             time_embedding, embed_dim, T=T, fourier_scale=fourier_scale
         )
+        self.label = label_embedding(num_classes, embed_dim)
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(
             _ResMLPBlock(hidden, embed_dim, activation) for _ in range(depth)
@@ -338,8 +361,8 @@ class ResMLPNet(_VectorNet):
         self.act = make_activation(activation)
         self.out = nn.Linear(hidden, dim)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        temb = self.embed(time_rows(t, x))
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        temb = time_label_features(self, t, x, y)
         h = self.inp(x.reshape(x.shape[0], -1))
         for block in self.blocks:
             h = block(h, temb)
@@ -392,6 +415,7 @@ class UNet(nn.Module):
         embed_dim: int = 128,
         fourier_scale: float = 16.0,
         T: float = 1.0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         c = int(channels)
@@ -399,6 +423,7 @@ class UNet(nn.Module):
         self.embed = make_time_embedding(
             time_embedding, embed_dim, T=T, fourier_scale=fourier_scale
         )
+        self.label = label_embedding(num_classes, embed_dim)
         # the trailing SiLU is shared by every block's time projection
         self.time_mlp = nn.Sequential(
             nn.Linear(embed_dim, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim), nn.SiLU()
@@ -436,6 +461,7 @@ class UNet(nn.Module):
         fourier_scale: float = 16.0,
         channels: int = 32,
         T: float = 1.0,
+        num_classes: int = 0,
     ) -> UNet:
         if len(sample_shape) != 3:
             raise ConfigError(
@@ -450,11 +476,12 @@ class UNet(nn.Module):
             embed_dim=embed_dim,
             fourier_scale=fourier_scale,
             T=T,
+            num_classes=num_classes,
         )
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         # one row when t is shared (time_rows); it broadcasts over the batch in every block
-        temb = self.time_mlp(self.embed(time_rows(t, x)))
+        temb = self.time_mlp(time_label_features(self, t, x, y))
         h = self.conv_in(x)
         skips = []
         for block, down in zip(self.down, self.downsample, strict=True):
@@ -696,6 +723,8 @@ class ScoreModel(nn.Module):
 
     sample_shape: tuple[int, ...]  # set by build_score_model
 
+    _null: Tensor
+
     def __init__(self, net: nn.Module, sde: SDE, output: str = "eps") -> None:
         super().__init__()
         param = _check_output(output, sde)
@@ -704,10 +733,20 @@ class ScoreModel(nn.Module):
         self.sde = sde
         self.output = output
         self.parameterisation = param
+        label = getattr(net, "label", None)
+        #: classes of a conditional network (0: unconditional); label num_classes is the null
+        self.num_classes = 0 if label is None else int(label.num_embeddings) - 1
+        self.register_buffer("_null", torch.tensor(self.num_classes), persistent=False)
 
-    def raw(self, x: Tensor, t: Tensor | float) -> Tensor:
+    def _net(self, x: Tensor, t: Tensor, y: Tensor | int | None) -> Tensor:
+        # an unconditional network is called exactly as before labels existed
+        if not self.num_classes:
+            return self.net(x, t)
+        return self.net(x, t, self._null if y is None else torch.as_tensor(y, device=x.device))
+
+    def raw(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
         """The network's output, as it is (score, eps or x0 by ``output``)."""
-        return self.net(x, time_rows(t, x))
+        return self._net(x, time_rows(t, x), y)
 
     def _coeffs(self, t: Tensor) -> tuple[Tensor | float, Tensor | float]:
         if not self.linear:
@@ -731,17 +770,19 @@ class ScoreModel(nn.Module):
         g = self.sde.diffusion(t)
         return {"a": self.sde.drift_coeff(t), "g2": g * g}  # type: ignore[attr-defined]
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        """grad_x log p_t(x) as the model estimates it."""
+    def forward(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
+        """grad_x log p_t(x) as the model estimates it; with a class ``y`` (one, or one per
+        sample) of a conditional network, grad_x log p_t(x | y) (None: the null label)."""
         # (1,) for a time shared by the batch: m(t), s(t) and the time branch once, broadcast
         t = time_rows(t, x)
         m, s = self._score_coeffs(t)
-        return self.parameterisation.to_score(self.net(x, t), x, m, s, **self._rate_coeffs(t))
+        out = self._net(x, t, y)
+        return self.parameterisation.to_score(out, x, m, s, **self._rate_coeffs(t))
 
     def score(self, x: Tensor, t: Tensor | float) -> Tensor:
         return self(x, t)
 
-    def sigma_score(self, x: Tensor, t: Tensor | float) -> Tensor:
+    def sigma_score(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
         """s(t) * score, without dividing by s where the parameterisation allows (eps, x0).
 
         DSM with lambda(t) = s(t)^2 is E ||s score + z||^2, finite as t -> 0 this way.
@@ -750,19 +791,20 @@ class ScoreModel(nn.Module):
             raise WorkbenchError(f"s(t) * score needs a linear SDE; {self.sde.describe()} is not")
         t = time_rows(t, x)
         m, s = self._coeffs(t)
-        return self.parameterisation.to_sigma_score(self.net(x, t), x, m, s, **self._rate_coeffs(t))
+        out = self._net(x, t, y)
+        return self.parameterisation.to_sigma_score(out, x, m, s, **self._rate_coeffs(t))
 
-    def velocity(self, x: Tensor, t: Tensor | float) -> Tensor:
+    def velocity(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
         """v(x, t) = a(t) x - 1/2 g(t)^2 score: the probability-flow ODE's velocity, which flow
         matching regresses. With ``output = "v"`` it is the network's output as it is (no
-        division by g^2); otherwise it is converted from the score."""
+        division by g^2); otherwise it is converted from the score. ``y`` as in ``forward``."""
         if not self.linear:
             raise WorkbenchError(f"the velocity needs a linear SDE; {self.sde.describe()} is not")
         t = time_rows(t, x)
         m, s = self._coeffs(t)
         g = self.sde.diffusion(t)
         a = self.sde.drift_coeff(t)  # type: ignore[attr-defined]
-        return self.parameterisation.to_velocity(self.net(x, t), x, m, s, a=a, g2=g * g)
+        return self.parameterisation.to_velocity(self._net(x, t, y), x, m, s, a=a, g2=g * g)
 
 
 def _mixture_to(mixture: GaussianMixture, device: torch.device) -> GaussianMixture:
@@ -813,11 +855,22 @@ class AnalyticScoreModel(nn.Module):
             self._truth[device] = truth
         return truth
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        """grad_x log p_t(x), exactly."""
+    @property
+    def num_classes(self) -> int:
+        """Each mixture component is a class (the labels of mixture data sets)."""
+        return self.mixture.n_components
+
+    def forward(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
+        """grad_x log p_t(x), exactly; with a class ``y`` (one, or one per sample) the
+        conditional grad_x log p_t(x | y), the score of component y alone under the SDE."""
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
         t64 = as_batch_time(t, flat)
-        score = self.marginal(x.device).score(flat, t64)
+        truth = self.marginal(x.device)
+        if y is None:
+            score = truth.score(flat, t64)
+        else:
+            m, s = truth.sde.marginal_coeffs(t64)
+            score = truth.mixture.component_score(flat, torch.as_tensor(y, device=x.device), m, s)
         return score.reshape(x.shape).to(x.dtype)
 
     def score(self, x: Tensor, t: Tensor | float) -> Tensor:
@@ -897,6 +950,7 @@ def build_score_model(
     sde: SDE,
     sample_shape: tuple[int, ...],
     mixture: GaussianMixture | None = None,
+    num_classes: int = 0,
 ) -> nn.Module:
     """The score model for ``[model] kind`` and its keys, for samples shaped ``sample_shape``.
 
@@ -918,7 +972,7 @@ def build_score_model(
     # checked before the network is built: a wrong output should not cost a U-Net's init
     _check_output(p["output"], sde)
     net = NETS.get(kind).from_params(  # type: ignore[attr-defined]
-        sample_shape, **{k: p[k] for k in _NET_KEYS}, T=sde.T
+        sample_shape, **{k: p[k] for k in _NET_KEYS}, T=sde.T, num_classes=num_classes
     )
     model = ScoreModel(net, sde, p["output"])
     model.sample_shape = sample_shape

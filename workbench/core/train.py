@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from workbench.core.data import DataSet, Normalizer
 from workbench.core.experiment import ExperimentSections, experiment_of
 from workbench.core.fast import resolve_fast_path
+from workbench.core.guidance import Conditioned, drop_labels
 from workbench.core.losses import build_loss
 from workbench.errors import ConfigError, WorkbenchError
 
@@ -163,7 +164,20 @@ class Trainer:
 
         # The training set: n points drawn once with the experiment's seed, in model units.
         data_gen = torch.Generator().manual_seed(tc.seed)
-        x = self.dataset.sample(config.data.n, data_gen, dtype=torch.float32)
+        #: the training points' classes, for a conditional network (else None); drawn with
+        #: the points (the same points an unconditional run draws)
+        self.labels: Tensor | None = None
+        if getattr(self.model, "num_classes", 0):
+            if type(self).train_step is not Trainer.train_step:
+                # a subclass's own step (the distributed one) would train the null label only
+                raise ConfigError(
+                    "model.conditional",
+                    "conditional networks train in one process for now; run without torchrun",
+                )
+            x, y = self.dataset.sample_with_labels(config.data.n, data_gen, dtype=torch.float32)
+            self.labels = y.to(self.device)
+        else:
+            x = self.dataset.sample(config.data.n, data_gen, dtype=torch.float32)
         self.data = self.normalizer.to_model(x.to(torch.float64)).to(torch.float32)
         self.data = self.data.to(self.device)
         if tc.batch_size > self.data.shape[0]:
@@ -288,9 +302,14 @@ class Trainer:
                 group["lr"] = lr
         return lr
 
-    def _plain_loss(self, x0: Tensor) -> Tensor:
+    def _plain_loss(self, x0: Tensor, y: Tensor | None = None) -> Tensor:
+        model: Any = self.model
+        if y is not None:  # a conditional network: labels bound, a share p_uncond dropped
+            p_uncond = float(getattr(self.config.train, "p_uncond", 0.0))
+            y = drop_labels(y, p_uncond, model.num_classes, self.generator)
+            model = Conditioned(model, y)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            return self.loss_fn(self.model, x0, generator=self.generator)
+            return self.loss_fn(model, x0, generator=self.generator)
 
     def train_step(self) -> tuple[Tensor, Tensor]:
         """The gradient of one step (no update); returns (loss, grad norm) as device tensors
@@ -299,7 +318,10 @@ class Trainer:
         idx = torch.randint(
             self.data.shape[0], (tc.batch_size,), generator=self.generator, device=self.device
         )
-        loss = self._loss(self.data[idx])
+        if self.labels is None:
+            loss = self._loss(self.data[idx])
+        else:
+            loss = self._loss(self.data[idx], self.labels[idx])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:

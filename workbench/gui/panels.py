@@ -297,3 +297,10 @@ class SamplingPanel(Panel):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("samplingPanel", parent)
+        from workbench.gui.guidance_controls import GuidanceControls
+
+        self.guidance = GuidanceControls(self.forms["sample"], self)
+        self.layout_.addWidget(self.guidance)
+
+    def update_state(self, state: ExperimentState) -> None:
+        self.guidance.update_state(state)

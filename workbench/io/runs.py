@@ -424,13 +424,19 @@ class MissingData(DataSet):
     and the stored normaliser, which is all that sampling a trained model needs, and refuses
     to draw points (what needs the data themselves says so in one line)."""
 
-    def __init__(self, name: str, normalizer: Normalizer, why: str) -> None:
+    def __init__(self, name: str, normalizer: Normalizer, why: str, classes: int = 0) -> None:
         self._name = name
         super().__init__()
         self._shape = tuple(normalizer.sample_shape or ())
         self._normalizer = normalizer
         self.why = why
         self.is_image = len(self._shape) == 3
+        self._classes = int(classes)
+
+    @property
+    def num_classes(self) -> int:
+        """A conditional run's classes, read off its label embedding (the labels are gone)."""
+        return self._classes
 
     @property
     def name(self) -> str:
@@ -457,7 +463,10 @@ def run_dataset(
     normalizer = stored_normalizer(checkpoint)
     path = _data_path(config)
     if normalizer is not None and path is not None and not path.exists() and not need_data:
-        return MissingData(config.data.name, normalizer, f"data file {str(path)!r} is gone")
+        label = (checkpoint.get("ema") or {}).get("net.label.weight")
+        classes = int(label.shape[0]) - 1 if label is not None else 0  # the last row: null
+        why = f"data file {str(path)!r} is gone"
+        return MissingData(config.data.name, normalizer, why, classes)
     dataset = dataset_of(config)
     if normalizer is None:
         return dataset

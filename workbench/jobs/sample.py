@@ -21,6 +21,7 @@ from torch import nn
 from workbench.config import ExperimentConfig, to_toml
 from workbench.core.data import DataSet
 from workbench.core.experiment import dataset_of, experiment_of, sde_of
+from workbench.core.guidance import guide
 from workbench.core.samplers import AUTO_GRID, build_sampler, sample
 from workbench.core.sde import SDE
 from workbench.core.simulation import terminal_bank
@@ -254,7 +255,7 @@ def _sample_to_file(
         dataset = dataset_of(config)
     normalizer = dataset.normalizer()
     sde = sde_for_sampling(config, dataset)
-    model = model.to(dev)
+    model = guided_model(model, config).to(dev)
     sampler = build_sampler(sde, model, sample_params(config))
     if sc.grid == AUTO_GRID and sampler.grid:
         # the file's config names the grid that ran: "auto" means whatever the sampler's
@@ -276,6 +277,7 @@ def _sample_to_file(
             direction="reverse",
             normalizer=normalizer,
             overwrite=overwrite,
+            extra_attrs=guidance_attrs(config),
         ) as writer,
         RowRecorder(writer, dev) as recorder,
     ):
@@ -329,6 +331,26 @@ def _sample_to_file(
         writer.close(samples=samples.numpy(), nfe=sampler.nfe)
     seconds = time.perf_counter() - started
     return SamplingResult(Path(out), "done", sampler.nfe, seconds, rows)
+
+
+def guided_model(model: nn.Module, config: ExperimentConfig) -> nn.Module:
+    """``model``, or its :class:`~workbench.core.guidance.GuidedScore` for ``sample.class_label``
+    and ``sample.guidance``; a ConfigError names the sample key that cannot be met."""
+    try:
+        return guide(model, config.sample.class_label, config.sample.guidance)
+    except ConfigError as exc:
+        raise exc.within("sample") from None
+
+
+def guidance_attrs(config: ExperimentConfig) -> dict[str, Any]:
+    """The trajectory file's record of a class-conditional run (nothing for an unconditional
+    one): ``class_label`` (int64) and ``guidance`` (float64) on /trajectories."""
+    if config.sample.class_label < 0:
+        return {}
+    return {
+        "class_label": np.int64(config.sample.class_label),
+        "guidance": np.float64(config.sample.guidance),
+    }
 
 
 def sc_device(config: ExperimentConfig) -> str:

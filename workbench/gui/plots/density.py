@@ -54,6 +54,7 @@ from workbench.core.grids import coarsen, grid_centres, histogram, l1_distance
 from workbench.core.reference import reference_grid
 from workbench.core.sde import LinearSDE
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.gui.guidance_controls import same_guidance, view_reference
 from workbench.gui.plots.base import ReferencePlotTab, set_title
 from workbench.gui.state import Units
 
@@ -743,7 +744,11 @@ class DensityTab(ReferencePlotTab):
     # -- the PlotTab hooks --------------------------------------------------------------------
     def set_experiment(self, state: ExperimentState) -> None:
         previous, self.state = self.state, state
-        if self.view is not None and same_process(previous, state):
+        if (
+            self.view is not None
+            and same_process(previous, state)
+            and same_guidance(previous, state)
+        ):
             # only training, network or sampling settings changed: p_t is the same
             self.view.state = state
             self.schedule_redraw()
@@ -752,7 +757,8 @@ class DensityTab(ReferencePlotTab):
         self._rebuild()
 
     def _rebuild(self) -> None:
-        state, reference = self.state, self.reference
+        # with a class chosen, the tilted density of that class (guided sampling's target)
+        state, reference = self.state, view_reference(self.state, self.reference)
         if state is None:  # no experiment yet: nothing to build
             return
         self.layout_widget.clear()

@@ -40,6 +40,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from workbench.core.clouds import ForwardCloud
 from workbench.core.score_field import FieldRequest, arrows_in_units, compute_field
 from workbench.core.sde import LinearSDE
+from workbench.gui.guidance_controls import same_guidance, view_model, view_reference
 from workbench.gui.plots.base import TITLE_CHARS, ReferencePlotTab, set_title
 from workbench.gui.plots.density import equal_columns, message_item, same_process
 from workbench.gui.state import Units
@@ -303,6 +304,7 @@ class ScoreFieldTab(ReferencePlotTab):
         self.t = 0.0
         self.cloud: ForwardCloud | None = None
         self.reference: Any = None
+        self.shown_reference: Any = None  # the reference, or its guided twin (a class chosen)
         self.view: _Field1D | _Field2D | None = None
         self.error: str | None = None
         self._task: Task | None = None
@@ -319,7 +321,11 @@ class ScoreFieldTab(ReferencePlotTab):
     # -- the PlotTab hooks --------------------------------------------------------------------
     def set_experiment(self, state: ExperimentState) -> None:
         previous, self.state = self.state, state
-        if self.view is not None and same_process(previous, state):
+        if (
+            self.view is not None
+            and same_process(previous, state)
+            and same_guidance(previous, state)
+        ):
             # only training, network or sampling settings changed: the true field is the same
             self.request()
             return
@@ -342,10 +348,12 @@ class ScoreFieldTab(ReferencePlotTab):
             return
         if isinstance(state.sde, LinearSDE):
             self.cloud = ForwardCloud(state, reuse=reuse)
+        # with a class chosen: the guided field's exact truth, where there is one
+        self.shown_reference = view_reference(state, self.reference)
         self.view = (
-            _Field1D(self.layout_widget, state, self.reference)
+            _Field1D(self.layout_widget, state, self.shown_reference)
             if state.dim == 1
-            else _Field2D(self.layout_widget, state, self.reference)
+            else _Field2D(self.layout_widget, state, self.shown_reference)
         )
         self.view.set_units(Units.of(state, self.model_units))
         self.stack.setCurrentWidget(self.layout_widget)
@@ -394,7 +402,8 @@ class ScoreFieldTab(ReferencePlotTab):
 
     def _start(self) -> None:
         self._queued = False
-        req = FieldRequest(self.state, self.model, self.t, self.cloud, self.reference)
+        model = view_model(self.state, self.model)
+        req = FieldRequest(self.state, model, self.t, self.cloud, self.shown_reference)
         task = Task("score field", lambda ctx: compute_field(req), self)
         task.done.connect(self._done)
         task.failed.connect(self._failed)
@@ -405,7 +414,7 @@ class ScoreFieldTab(ReferencePlotTab):
     def _done(self, result: dict[str, Any]) -> None:
         if (
             result.get("state") is not self.state
-            or result.get("reference") is not self.reference
+            or result.get("reference") is not self.shown_reference
             or self.view is None
         ):
             return  # computed for an experiment (or a reference) since replaced

@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +96,11 @@ class TrajectoryWriter:
         compression: str = "gzip",
         chunk_rows: int | None = None,
         max_pending_bytes: int = MAX_PENDING_BYTES,
+        extra_attrs: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
+        # written on /trajectories beside sampler and nfe (e.g. class_label and guidance)
+        self._extra_attrs = dict(extra_attrs or {})
         shape = tuple(int(s) for s in sample_shape)
         if not shape or any(s < 1 for s in shape):
             raise ValueError(f"sample_shape must be positive sizes, got {tuple(sample_shape)}")
@@ -211,6 +214,8 @@ class TrajectoryWriter:
                 direction=direction,
                 compression=compression,
             )
+            for name, value in self._extra_attrs.items():
+                f["trajectories"].attrs[name] = value
             f.flush()
         except BaseException as exc:
             f.close()
