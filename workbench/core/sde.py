@@ -768,7 +768,8 @@ class CustomSDE(SDE):
         ones (a user's file, digits); for those the count is checked when training starts.
         """
         super().check_experiment(config)
-        from workbench.core.data import DATASETS, ArrayDataSet
+        from workbench.core.array_data import ArrayDataSet
+        from workbench.core.data import DATASETS
         from workbench.core.experiment import dataset_of
 
         if issubclass(DATASETS.get(config.data.name), ArrayDataSet):
