@@ -792,6 +792,9 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
             )
         )
         window.show()
+        from workbench.gui.collector import install_gui_collector
+
+        collector = install_gui_collector(freeze=True)  # as the app runs (gui/app.py)
         _wait(app, lambda: False, 0.5)  # settle: first paints, the reference
         probe.start()
         try:
@@ -820,6 +823,7 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
             window.close()
             window.deleteLater()
             app.processEvents()
+            collector.uninstall()
     return {
         "probe_ms": probe.interval_ms,
         "target_ms": GUI_TARGET_MS,

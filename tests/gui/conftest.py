@@ -14,19 +14,28 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
+from workbench.gui.collector import GuiCollector, install_gui_collector
 from workbench.gui.inspector import InspectorWindow
 from workbench.gui.main_window import MainWindow
 
 
+@pytest.fixture(autouse=True, scope="package")
+def collect_on_the_gui_thread(qapp: QtWidgets.QApplication) -> Iterator[GuiCollector]:
+    """The app's own collector (workbench/gui/collector.py) for these tests, as in the app:
+    automatic collection off, cyclic garbage collected by a timer on the GUI thread. Left to
+    the automatic collector, a dead Qt wrapper may be freed inside a worker thread, and
+    shiboken's deferred deletion then deadlocks against a worker's signal (seen once). Not
+    frozen: the tests' start-up objects may still become garbage."""
+    collector = install_gui_collector(freeze=False)
+    yield collector
+    collector.uninstall()
+
+
 @pytest.fixture(autouse=True)
-def collect_widgets_on_the_gui_thread() -> Iterator[None]:
-    """Collect each test's dead Qt wrappers here, on the GUI thread. Left to the cyclic
-    collector, they may be freed inside a later test's worker thread; shiboken then defers the
-    widget's deletion to the GUI thread, where it can deadlock against a worker's signal (seen
-    once: the GUI thread in QObject::~QObject waiting on a mutex, the worker waiting for the GIL
-    inside an emit)."""
+def collect_after_each_test() -> Iterator[None]:
+    """Each test's dead widgets go here, on the GUI thread, before the next test's workers."""
     yield
     gc.collect()
 
