@@ -51,6 +51,7 @@ def window(qtbot, tmp_path: Path, settings: QtCore.QSettings) -> Iterator[MainWi
     w.confirm = lambda question: True
     qtbot.addWidget(w)
     w.show()
+    settle(w)
     yield w
     if w.task is not None:
         w.task.cancel()
@@ -66,6 +67,27 @@ def inspector(qtbot) -> Iterator[InspectorWindow]:
     w.show()
     yield w
     w.close()
+
+
+def settle(window: MainWindow, timeout_ms: int = 60_000) -> MainWindow:
+    """Run the event loop until the window's experiment state for its config has arrived
+    from the worker that builds it, or failed (``experimentChanged``/``experimentFailed``);
+    then any model loading it started has finished too."""
+
+    def settled() -> bool:
+        return window.experiment_settled() and not window.model_loading()
+
+    if not settled():
+        loop = QtCore.QEventLoop()
+        poll = QtCore.QTimer()
+        poll.setInterval(5)
+        poll.timeout.connect(lambda: loop.quit() if settled() else None)
+        QtCore.QTimer.singleShot(timeout_ms, loop.quit)
+        poll.start()
+        loop.exec()
+        poll.stop()
+    assert settled(), "the experiment was not built in time"
+    return window
 
 
 def fast(window: MainWindow, **overrides: object) -> None:
@@ -84,6 +106,7 @@ def fast(window: MainWindow, **overrides: object) -> None:
     }
     base.update(overrides)
     window.set_config(window.config.with_overrides(base))
+    settle(window)
 
 
 def custom(window: MainWindow, **overrides: object) -> None:
@@ -97,3 +120,4 @@ def custom(window: MainWindow, **overrides: object) -> None:
     }
     base.update(overrides)
     window.set_config(window.config.with_overrides(base))
+    settle(window)
