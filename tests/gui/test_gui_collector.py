@@ -63,12 +63,15 @@ def test_cycles_made_in_a_worker_are_collected_on_the_gui_thread(
     assert collector.threads == {main}
 
 
-def test_a_collector_gives_automatic_collection_back(qtbot, collections: list[int]) -> None:
-    collector = GuiCollector(interval_ms=10)
-    collector.uninstall()  # not installed: nothing to give back, nothing changes
-    assert not gc.isenabled()  # the package's collector holds it off
-    gc.enable()  # as outside the GUI tests
+def test_a_collector_gives_automatic_collection_back(
+    qtbot, collect_on_the_gui_thread: GuiCollector, collections: list[int]
+) -> None:
+    collect_on_the_gui_thread.uninstall()  # the package's: this test's own one alone
     try:
+        assert gc.isenabled()  # given back
+        collector = GuiCollector(interval_ms=10)
+        collector.uninstall()  # not installed: nothing to give back, nothing changes
+        assert gc.isenabled()
         collector.install(freeze=True)
         assert not gc.isenabled() and gc.get_freeze_count() > 0
         make_cycles(3 * gc.get_threshold()[0])
@@ -76,5 +79,5 @@ def test_a_collector_gives_automatic_collection_back(qtbot, collections: list[in
         collector.uninstall()
         assert gc.isenabled() and gc.get_freeze_count() == 0
     finally:
-        gc.disable()
-    assert set(collections) == {threading.main_thread().ident}
+        collect_on_the_gui_thread.install()
+    assert collections and set(collections) == {threading.main_thread().ident}

@@ -147,6 +147,7 @@ class StatsView(_View):
         self.build_steps = 0  # event-loop turns the figure took to make
         self._steps: list[Any] | None = None
         self._unplotted: dict[str, np.ndarray] | None = None  # stats waiting for the figure
+        self._n_saved = 0  # the file's rows when the statistics were asked for
 
     def compute(self) -> dict[str, np.ndarray]:
         """The statistics computed here and now (for scripts; the view uses a worker)."""
@@ -167,6 +168,7 @@ class StatsView(_View):
         self.cancelled = False
         self.recompute_button.hide()
         tf = self.fv.tf
+        self._n_saved = tf.n_saved
         if tf.n_saved == 0:
             self.status.setText("no rows recorded")
             return
@@ -236,16 +238,15 @@ class StatsView(_View):
             task.cancel()
             task.wait(timeout_ms)
 
-    def _names(self) -> list[str]:
-        dim = self.fv.tf.dim
-        return [f"x{i + 1}" for i in range(dim)] if dim <= STATS_DIMS else ["all dimensions"]
-
     def _start_figure(self) -> None:
-        """Queue the figure's pieces, one per event-loop turn (once per view)."""
+        """Queue the figure's pieces, one per event-loop turn (once per view). They read
+        nothing from the file: it may be closed before the last of them runs."""
         if self._steps is not None:
             return
+        dim = self.fv.tf.dim
+        names = [f"x{i + 1}" for i in range(dim)] if dim <= STATS_DIMS else ["all dimensions"]
         self._steps = [self._make_mean_plot, self._make_std_plot]
-        self._steps += [lambda i=i: self._make_curves(i) for i in range(len(self._names()))]
+        self._steps += [lambda i=i, n=n: self._make_curves(i, n) for i, n in enumerate(names)]
         QtCore.QTimer.singleShot(0, self, self._build_step)
 
     def _build_step(self) -> None:
@@ -277,12 +278,11 @@ class StatsView(_View):
         plot.setLabel("bottom", "t")
         self.std_plot = plot
 
-    def _make_curves(self, i: int) -> None:
+    def _make_curves(self, i: int, name: str) -> None:
         """Column ``i``'s mean line, min/max band and std line, empty until filled."""
         assert self.mean_plot is not None and self.std_plot is not None
         colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
         c = colours[i % len(colours)]
-        name = self._names()[i]
         curves = {
             "mean": pg.PlotDataItem(pen=pg.mkPen(c, width=2), name=name),
             "min": pg.PlotDataItem(pen=pg.mkPen((*c, 80))),
@@ -307,8 +307,7 @@ class StatsView(_View):
         for i, curves in enumerate(self.curves):
             for key, curve in curves.items():
                 curve.setData(s["t"], s[key][:, i])
-        n = self.fv.tf.n_saved
-        shown = len(s["rows"])
+        n, shown = self._n_saved, len(s["rows"])
         self.mean_plot.setTitle(
             "mean with min/max band" + (f" ({shown} of {n} rows)" if shown < n else "")
         )
