@@ -795,6 +795,7 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
         from workbench.gui.collector import install_gui_collector
 
         collector = install_gui_collector(freeze=True)  # as the app runs (gui/app.py)
+        _wait(app, window.experiment_settled, 60)  # its state is built in a worker
         _wait(app, lambda: False, 0.5)  # settle: first paints, the reference
         probe.start()
         try:

@@ -159,7 +159,7 @@ class FileView(QtWidgets.QWidget):
         # the views by title, made on first show; their tabs hold an empty page till then
         self._kinds: dict[str, type[_View]] = {}
         self._built: dict[str, _View] = {}
-        self._pages: dict[str, QtWidgets.QWidget] = {}
+        self._pages: dict[str, QtWidgets.QVBoxLayout] = {}  # each page's layout
         self._peers: list[Path] = []
         self.refreshing: Task | None = None
         self._closed = False
@@ -218,7 +218,7 @@ class FileView(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(page)
         layout.setContentsMargins(0, 0, 0, 0)
         self._kinds[kind.title] = kind
-        self._pages[kind.title] = page
+        self._pages[kind.title] = layout
         self.views.addTab(page, kind.title)
 
     def _view(self, title: str) -> _View:
@@ -226,7 +226,7 @@ class FileView(QtWidgets.QWidget):
         view = self._built.get(title)
         if view is None:
             view = self._built[title] = self._kinds[title](self)
-            self._pages[title].layout().addWidget(view)
+            self._pages[title].addWidget(view)
             view.show()  # a widget added to a shown page is shown only later, queued
             if isinstance(view, CompareView):
                 view.set_peers(self._peers)
