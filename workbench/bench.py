@@ -805,7 +805,8 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
             with probe.phase("steady training"):
                 _wait(app, lambda: False, train_s)
             window.stop_work()
-            _wait(app, lambda: window.task is None, 60)
+            # the run ends, then its checkpoint loads (in a worker) before Sample can start
+            _wait(app, lambda: window.task is None and not window.model_loading(), 60)
             with probe.phase("sampling"):
                 window.start_sampling()
                 _wait(app, lambda: window.task is None, 120)
