@@ -74,6 +74,18 @@ def take_screenshots(
     )
     saved = []
 
+    def ready() -> None:
+        """Wait for the experiment state the window builds in a worker after a config change
+        (Train and Sample stay disabled until it is in)."""
+        for _ in range(2400):
+            app.processEvents()
+            if window.experiment_settled() and not window.model_loading():
+                return
+            QtCore.QThread.msleep(25)
+        raise TimeoutError("the experiment was not built within a minute")
+
+    ready()
+
     def grab(name: str) -> None:
         app.processEvents()
         path = out / f"{name}.png"
@@ -104,6 +116,25 @@ def take_screenshots(
                 QtCore.QThread.msleep(25)
         grab(name)
     training_step_shots(app, window, grab)
+    # the Data page's preview beside the densities, both in data units
+    window.tab_widget.setCurrentWidget(window.tabs_by_name["density"])
+    window.time_slider.setValue(60)
+    grab("density_data_units")
+    # two invalid fields on two pages: each page's title counts its errors
+    window.tab_widget.setCurrentWidget(window.tabs_by_name["trajectories"])
+    window.time_slider.setValue(30)
+    lr = window.training_panel.forms["train"].fields["lr"].widget
+    eps = window.sampling_panel.forms["sample"].fields["eps"].widget
+    kept = lr.text(), eps.text()
+    lr.setText("-1")
+    eps.setText("2")
+    window.validate()
+    window.toolbox.setCurrentIndex(4)
+    grab("form_errors")
+    lr.setText(kept[0])
+    eps.setText(kept[1])
+    window.validate()
+    ready()
     window.toolbox.setCurrentIndex(1)
     window.tab_widget.setCurrentWidget(window.schedule_tab)
     grab("schedule")
@@ -157,6 +188,7 @@ def take_screenshots(
             }
         )
     )
+    ready()
     window.toolbox.setCurrentIndex(1)
     choose("fpk")
     settle("density", 400)
@@ -171,11 +203,13 @@ def take_screenshots(
     grab("custom_sde_error")
     drift.setPlainText(good)
     window.validate()
+    ready()
 
     # 1-D: the FPK curve over the forward histogram
     window.set_config(
         window.config.with_overrides({"data.name": "gmm1d", "sde.drift": "-4*x*(x^2 - 1)"})
     )
+    ready()
     window.toolbox.setCurrentIndex(1)
     choose("fpk")
     settle("density", 300)

@@ -792,6 +792,10 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
             )
         )
         window.show()
+        from workbench.gui.collector import install_gui_collector
+
+        collector = install_gui_collector(freeze=True)  # as the app runs (gui/app.py)
+        _wait(app, window.experiment_settled, 60)  # its state is built in a worker
         _wait(app, lambda: False, 0.5)  # settle: first paints, the reference
         probe.start()
         try:
@@ -801,7 +805,8 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
             with probe.phase("steady training"):
                 _wait(app, lambda: False, train_s)
             window.stop_work()
-            _wait(app, lambda: window.task is None, 60)
+            # the run ends, then its checkpoint loads (in a worker) before Sample can start
+            _wait(app, lambda: window.task is None and not window.model_loading(), 60)
             with probe.phase("sampling"):
                 window.start_sampling()
                 _wait(app, lambda: window.task is None, 120)
@@ -820,6 +825,7 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
             window.close()
             window.deleteLater()
             app.processEvents()
+            collector.uninstall()
     return {
         "probe_ms": probe.interval_ms,
         "target_ms": GUI_TARGET_MS,

@@ -14,19 +14,28 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
+from workbench.gui.collector import GuiCollector, install_gui_collector
 from workbench.gui.inspector import InspectorWindow
 from workbench.gui.main_window import MainWindow
 
 
+@pytest.fixture(autouse=True, scope="package")
+def collect_on_the_gui_thread(qapp: QtWidgets.QApplication) -> Iterator[GuiCollector]:
+    """The app's own collector (workbench/gui/collector.py) for these tests, as in the app:
+    automatic collection off, cyclic garbage collected by a timer on the GUI thread. Left to
+    the automatic collector, a dead Qt wrapper may be freed inside a worker thread, and
+    shiboken's deferred deletion then deadlocks against a worker's signal (seen once). Not
+    frozen: the tests' start-up objects may still become garbage."""
+    collector = install_gui_collector(freeze=False)
+    yield collector
+    collector.uninstall()
+
+
 @pytest.fixture(autouse=True)
-def collect_widgets_on_the_gui_thread() -> Iterator[None]:
-    """Collect each test's dead Qt wrappers here, on the GUI thread. Left to the cyclic
-    collector, they may be freed inside a later test's worker thread; shiboken then defers the
-    widget's deletion to the GUI thread, where it can deadlock against a worker's signal (seen
-    once: the GUI thread in QObject::~QObject waiting on a mutex, the worker waiting for the GIL
-    inside an emit)."""
+def collect_after_each_test() -> Iterator[None]:
+    """Each test's dead widgets go here, on the GUI thread, before the next test's workers."""
     yield
     gc.collect()
 
@@ -42,6 +51,7 @@ def window(qtbot, tmp_path: Path, settings: QtCore.QSettings) -> Iterator[MainWi
     w.confirm = lambda question: True
     qtbot.addWidget(w)
     w.show()
+    settle(w)
     yield w
     if w.task is not None:
         w.task.cancel()
@@ -57,6 +67,27 @@ def inspector(qtbot) -> Iterator[InspectorWindow]:
     w.show()
     yield w
     w.close()
+
+
+def settle(window: MainWindow, timeout_ms: int = 60_000) -> MainWindow:
+    """Run the event loop until the window's experiment state for its config has arrived
+    from the worker that builds it, or failed (``experimentChanged``/``experimentFailed``);
+    then any model loading it started has finished too."""
+
+    def settled() -> bool:
+        return window.experiment_settled() and not window.model_loading()
+
+    if not settled():
+        loop = QtCore.QEventLoop()
+        poll = QtCore.QTimer()
+        poll.setInterval(5)
+        poll.timeout.connect(lambda: loop.quit() if settled() else None)
+        QtCore.QTimer.singleShot(timeout_ms, loop.quit)
+        poll.start()
+        loop.exec()
+        poll.stop()
+    assert settled(), "the experiment was not built in time"
+    return window
 
 
 def fast(window: MainWindow, **overrides: object) -> None:
@@ -75,6 +106,7 @@ def fast(window: MainWindow, **overrides: object) -> None:
     }
     base.update(overrides)
     window.set_config(window.config.with_overrides(base))
+    settle(window)
 
 
 def custom(window: MainWindow, **overrides: object) -> None:
@@ -88,3 +120,4 @@ def custom(window: MainWindow, **overrides: object) -> None:
     }
     base.update(overrides)
     window.set_config(window.config.with_overrides(base))
+    settle(window)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.gui.conftest import settle
 from workbench.config import to_toml
 from workbench.core.clouds import ForwardCloud
 from workbench.core.sde import SDE
@@ -20,6 +21,7 @@ from workbench.io.trajectories import TrajectoryFile, TrajectoryWriter
 def density_tab(window: MainWindow, **overrides: object) -> DensityTab:
     if overrides:
         window.set_config(window.config.with_overrides(overrides))
+        settle(window)  # the state is built in a worker
     tab = window.tabs_by_name["density"]
     window.tab_widget.setCurrentWidget(tab)
     assert tab.isVisible()
@@ -86,8 +88,10 @@ def test_forward_histogram_follows_the_slider_and_matches_the_truth(window: Main
     # a change that leaves data and SDE alone keeps the view and its particles
     view, cloud = tab.view, tab.cloud
     window.set_config(window.config.with_overrides({"train.lr": 1e-4}))
+    settle(window)  # the state is built in a worker
     assert tab.view is view and tab.cloud is cloud and view.state is window.state
     window.set_config(window.config.with_overrides({"sde.kind": "ve"}))
+    settle(window)  # the state is built in a worker
     assert tab.view is not view and tab.cloud.x0 is cloud.x0  # same data: same x0
     # a hidden tab only draws when shown again
     window.tab_widget.setCurrentWidget(window.tabs_by_name["loss"])
@@ -115,6 +119,7 @@ def test_reverse_panel_shows_the_trajectory_row(window: MainWindow, tmp_path: Pa
         assert view.reverse_density is not None
         # another SDE: the file's rows are draws of another p_t, so they are not shown
         window.set_config(window.config.with_overrides({"sde.beta_max": 10.0}))
+        settle(window)  # the state is built in a worker
         assert tab.view.reverse_density is None and tab.view.no_reverse.isVisible()
         assert (
             "'vp' SDE; this experiment's p_t is another one"
@@ -193,6 +198,7 @@ def test_every_sde_kind_other_data_and_export(window: MainWindow, tmp_path: Path
     tab = density_tab(window, **{"model.kind": "analytic"})
     for kind in ("vp", "subvp", "ve", "cosine", "linear"):
         window.set_config(window.config.with_overrides({"sde.kind": kind}))
+        settle(window)  # the state is built in a worker
         for value in (0, 1000):
             slide(window, value)
             assert np.isfinite(tab.view.forward_density).all(), kind
@@ -216,6 +222,7 @@ def test_every_sde_kind_other_data_and_export(window: MainWindow, tmp_path: Path
     window.set_config(
         window.config.with_overrides({"data.name": "checkerboard", "model.kind": "mlp"})
     )
+    settle(window)  # the state is built in a worker
     assert tab.stack.currentWidget() is tab.layout_widget
     slide(window, 100)
     assert "exact" not in tab.view.images and tab.view.forward_density.sum() > 0

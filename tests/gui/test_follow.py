@@ -54,7 +54,8 @@ def test_window_follows_a_training_subprocess(qtbot, window, tmp_path: Path) -> 
         with qtbot.waitSignal(follower.checkpointChanged, timeout=60_000):
             pass
         assert checkpoints[0].step in (200, 400, 600) and "ema" in checkpoints[0].state
-        assert window.model is not None  # the window loaded it
+        # the window loads it in a worker
+        qtbot.waitUntil(lambda: window.model is not None, timeout=60_000)
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
     finally:
         if proc.poll() is None:

@@ -90,6 +90,8 @@ def test_choosing_a_registered_entry_makes_a_valid_experiment(
             qtbot.waitUntil(
                 lambda: getattr(getattr(window.config, section), field) == name, timeout=5000
             )
-            assert window.valid and window.train_button.isEnabled()
+            # Train comes back once the experiment's state arrives from its worker
+            qtbot.waitUntil(window.train_button.isEnabled, timeout=60_000)
+            assert window.valid and window.experiment_ready()
         finally:
             window.close()

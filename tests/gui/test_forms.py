@@ -68,7 +68,8 @@ def test_custom_drift_is_multiline_and_checked_as_typed(qtbot, window: MainWindo
     # fixed: the mark goes, Train comes back, the config holds the joined text
     drift.widget.setPlainText("-x2 - 0.5*x1\nx1\n")
     qtbot.waitUntil(lambda: window.valid, timeout=5000)
-    assert not drift.error_label.isVisible() and window.train_button.isEnabled()
+    assert not drift.error_label.isVisible()
+    qtbot.waitUntil(window.train_button.isEnabled, timeout=60_000)  # the state: a worker's
     assert window.config.sde.params["drift"] == "-x2 - 0.5*x1; x1"
 
 
@@ -83,7 +84,8 @@ def test_expression_fields_of_the_linear_sde(qtbot, window: MainWindow) -> None:
     assert not window.train_button.isEnabled()
     qtbot.keyClicks(g.widget, ")")
     qtbot.waitUntil(lambda: window.valid, timeout=5000)
-    assert not g.error_label.isVisible() and window.train_button.isEnabled()
+    assert not g.error_label.isVisible()
+    qtbot.waitUntil(window.train_button.isEnabled, timeout=60_000)
     g.widget.setText("sqrt(-1 + t)")
     g.edited.emit()
     qtbot.waitUntil(lambda: not window.valid, timeout=5000)

@@ -190,12 +190,14 @@ def test_refresh_shows_new_rows(qtbot, inspector: InspectorWindow, tmp_path: Pat
         for k in range(2, 5):
             w.append(k, 1.0 - 0.1 * k, rng.standard_normal((50, 2)))
         w.flush()
-        qtbot.keyClick(inspector, QtCore.Qt.Key_F5)
+        with qtbot.waitSignal(view.refreshed, timeout=60_000):  # re-opened in a worker
+            qtbot.keyClick(inspector, QtCore.Qt.Key_F5)
         assert view.tf.n_saved == 5 and view.slider.maximum() == 4
         assert view.summary_view.fields["rows"].text() == "5"
     finally:
         w.close(rng.standard_normal((50, 2)), nfe=5)
-    inspector.refresh()
+    with qtbot.waitSignal(view.refreshed, timeout=60_000):
+        inspector.refresh()
     assert not view.incomplete_banner.isVisible()
 
 

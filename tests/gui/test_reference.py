@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.gui.conftest import custom
+from tests.gui.conftest import custom, settle
 from workbench.core.reference import (
     AnalyticReference,
     EmpiricalReference,
@@ -47,6 +47,7 @@ def score_drawn(qtbot, window: MainWindow):
 def test_fpk_matches_the_analytic_truth_in_the_views(qtbot, window: MainWindow) -> None:
     window.references.grid_n = GRID
     window.set_config(window.config.with_overrides({"model.kind": "analytic"}))
+    settle(window)  # the state is built in a worker
     assert window.references.reference.kind == "analytic"  # the default for GMM data
     ref = choose(qtbot, window, "fpk")
     assert isinstance(ref, FPKReference) and ref.grid_n == GRID
@@ -96,6 +97,7 @@ def test_solves_are_cached_per_data_and_sde_and_dropped_on_change(
     assert blocker.args[0] is first and window.references.solves == 1
     # training settings do not change p_t: the same reference stays
     window.set_config(window.config.with_overrides({"train.steps": 321}))
+    settle(window)  # the state is built in a worker
     assert window.references.reference is first
     assert window.tabs_by_name["density"].reference is first
     # another SDE does: the old one is dropped at once and a new solve starts
@@ -105,6 +107,7 @@ def test_solves_are_cached_per_data_and_sde_and_dropped_on_change(
         check_params_cb=lambda ref: ref is not None,
     ):
         window.set_config(window.config.with_overrides({"sde.beta_max": 10.0}))
+        settle(window)  # the state is built in a worker
         assert window.tabs_by_name["density"].reference is None
     assert window.references.solves == 2
     assert window.references.reference is not first
@@ -163,6 +166,7 @@ def test_empirical_reference_for_any_data_under_a_linear_sde(qtbot, window: Main
     window.set_config(
         window.config.with_overrides({"data.name": "moons", "data.n": 500, "train.batch_size": 256})
     )
+    settle(window)  # the state is built in a worker
     ref = choose(qtbot, window, "empirical")
     assert isinstance(ref, EmpiricalReference) and ref.marginal.data.shape == (500, 2)
     tab = show(window, "density")
@@ -180,6 +184,7 @@ def test_unavailable_kinds_say_why(window: MainWindow) -> None:
     from workbench.core.reference import unavailable_reason
 
     window.set_config(window.config.with_overrides({"data.name": "digits"}))
+    settle(window)  # the state is built in a worker
     assert unavailable_reason("empirical", window.state) is None
     assert "1-D and 2-D" in unavailable_reason("fpk", window.state)
     assert "Gaussian-mixture" in unavailable_reason("analytic", window.state)

@@ -10,6 +10,7 @@ import torch
 from PySide6 import QtWidgets
 from torch import nn
 
+from tests.gui.conftest import settle as settle_state
 from workbench.core.score_field import ERROR_GRID
 from workbench.gui.main_window import MainWindow
 from workbench.gui.plots.score_field import ScoreFieldTab
@@ -31,6 +32,7 @@ class Shifted(nn.Module):
 def score_tab(window: MainWindow, **overrides: object) -> ScoreFieldTab:
     if overrides:
         window.set_config(window.config.with_overrides(overrides))
+        settle_state(window)  # the state is built in a worker
     tab = window.tabs_by_name["score"]
     window.tab_widget.setCurrentWidget(tab)
     return tab
@@ -128,6 +130,7 @@ def test_data_without_truth_and_images(qtbot, window: MainWindow) -> None:
     assert tab.view.error_plot is None and tab.view.hint.isVisible()
     assert "no exact score" in tab.readout.text()
     window.set_config(window.config.with_overrides({"data.name": "digits", "model.kind": "unet"}))
+    settle_state(window)  # the state is built in a worker
     assert tab.view is None and tab.stack.currentWidget() is tab.message
     assert "1-D and 2-D" in tab.message.text()
     assert tab.export_item() is None

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PySide6 import QtCore
 
+from tests.gui.conftest import settle
 from workbench.config import to_toml
 from workbench.gui.main_window import MainWindow
 from workbench.gui.plots import trajectories
@@ -28,6 +29,7 @@ def trajectory_tab(
     """The tab, shown; in model units (the file's own numbers) unless told otherwise."""
     if overrides:
         window.set_config(window.config.with_overrides(overrides))
+        settle(window)  # the state is built in a worker
     window.units_toggle.setChecked(model_units)
     tab = window.tabs_by_name["trajectories"]
     window.tab_widget.setCurrentWidget(tab)

@@ -142,8 +142,8 @@ def inspect_trajectory(path: str, validate: bool) -> None:
             raise RefusedError(message)
         view = _inspector.current()
         assert view is not None
-        for v in view.view_list:
-            view.show_view(v.title)
+        for title in view.view_titles():
+            view.show_view(title)
             _app.processEvents()
         if view.error_banner.isVisibleTo(view) and view.error_banner.text():
             raise RefusedError(view.error_banner.text())

@@ -399,6 +399,7 @@ def test_the_gui_refuses_an_edited_run_folder_and_samples_with_the_stored_normal
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6 import QtCore
 
+    from tests.gui.conftest import settle
     from workbench.core.data import Normalizer
     from workbench.gui.main_window import MainWindow
 
@@ -408,6 +409,7 @@ def test_the_gui_refuses_an_edited_run_folder_and_samples_with_the_stored_normal
     qtbot.addWidget(window)
     try:
         assert window.open_path(run)
+        settle(window)  # the state and the run's model are built in workers
         stored = Normalizer.from_attrs(load_checkpoint(run / "checkpoint.pt")["data"]["normalizer"])
         assert window._run_dataset(window.config).normalizer() == stored
         # an experiment changed in the form is no longer the run's: its own normaliser

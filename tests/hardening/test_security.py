@@ -96,8 +96,8 @@ def test_a_checkpoint_that_would_run_code_is_refused_everywhere(
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.IniFormat)
     window = MainWindow(settings=settings, runs_dir=tmp_path / "runs")
     qtbot.addWidget(window)
-    window.load_run_model(run)
-    assert any("refused to load" in e for e in window.errors)
+    window.load_run_model(run)  # in a worker, once the experiment's state is built
+    qtbot.waitUntil(lambda: any("refused to load" in e for e in window.errors), timeout=60_000)
     window.close()
     assert not marker.exists(), "unpickling ran the attacker's command"
 

@@ -97,6 +97,10 @@ def run_gui(path: str | None = None, follow: bool = False) -> int:
         raise WorkbenchError(reason)  # the CLI prints it as one line and exits 1
     app = create_app()
     window = MainWindow(restore=True)
+    from workbench.gui.collector import install_gui_collector
+
+    # every cyclic collection on this thread, and the start-up heap frozen: see collector.py
+    install_gui_collector(freeze=True)
     if path is not None and follow:
         window.follow_run(path)
     elif path is not None:

@@ -5,6 +5,13 @@ judged by the config itself (after a short pause in typing); an invalid value is
 field with the config's message and Train/Sample are disabled until it is fixed. Training and
 sampling run in :class:`~workbench.gui.workers.Task` threads and report through queued
 signals; the window never waits on them except when closing, after asking.
+
+The experiment itself (:class:`~workbench.gui.state.ExperimentState`: the data set read or
+sampled, its normaliser, the SDE) is built off the GUI thread too, on every config change, by
+a :class:`~workbench.gui.latest.LatestWork` (the newest config wins; a state built for an
+older one is dropped). Until the state of the config shown has arrived the status bar says so
+and Train/Sample are disabled; ``experimentChanged`` announces it. A Train or Sample asked for
+meanwhile (a script, a retry) starts once it has arrived, or not at all if it failed.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from workbench.config import (
 )
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.gui.app import app_icon
+from workbench.gui.latest import LatestWork
 from workbench.gui.panels import (
     DataPanel,
     NetworkPanel,
@@ -44,7 +52,7 @@ from workbench.gui.plots.base import PlotTab
 from workbench.gui.plots.loss import LossTab
 from workbench.gui.plots.schedule import ScheduleTab
 from workbench.gui.run_control import RunControl
-from workbench.gui.state import ExperimentState
+from workbench.gui.state import ExperimentState, preload_training
 from workbench.gui.workers import Task, TaskContext
 
 if TYPE_CHECKING:  # imported where they are used, lazily
@@ -68,7 +76,8 @@ def default_runs_dir() -> Path:
 class MainWindow(RunControl):
     """The workbench. ``MainWindow()`` opens the built-in default experiment."""
 
-    experimentChanged = QtCore.Signal(object)  # ExperimentState
+    experimentChanged = QtCore.Signal(object)  # ExperimentState, built in a worker
+    experimentFailed = QtCore.Signal(str)  # the current config's state could not be built
     trainingFinished = QtCore.Signal(object)  # TrainResult, or None after a failure
     samplingFinished = QtCore.Signal(object)  # path of the trajectory file, or None
     modelUpdated = QtCore.Signal(object)
@@ -109,6 +118,18 @@ class MainWindow(RunControl):
         self.inspector: Any = None  # the InspectorWindow, made on first use
         self.draw_dialog: Any = None  # the Data panel's draw mode, made on first use
         self.setAcceptDrops(True)
+
+        # the state being built for the config shown (None: the state is that config's, or
+        # its build failed); what is to start once it has arrived
+        self._building: ExperimentConfig | None = None
+        self._when_ready: list[Any] = []
+        self.state_builder = LatestWork("experiment", self)
+        self.state_builder.done.connect(self._state_built)
+        self.state_builder.failed.connect(self._state_failed)
+        # the first optimizer step's imports, now, before the window shows (see state.py);
+        # likewise the inspector's modules (~30-60 ms), else paid by the first file opened
+        preload_training()
+        import workbench.gui.inspector  # noqa: F401
 
         self._build_panels()
         self._build_tabs()
@@ -256,7 +277,11 @@ class MainWindow(RunControl):
         self.rate_label.setObjectName("rateLabel")
         self.device_label = QtWidgets.QLabel(describe_devices())
         self.device_label.setObjectName("deviceLabel")
+        self.experiment_busy = QtWidgets.QLabel("building the experiment…")
+        self.experiment_busy.setObjectName("experimentBusyLabel")
+        self.experiment_busy.setVisible(False)
         bar.addWidget(self.progress)
+        bar.addWidget(self.experiment_busy)
         bar.addWidget(self.rate_label, 1)
         bar.addPermanentWidget(self.device_label)
 
@@ -426,31 +451,78 @@ class MainWindow(RunControl):
 
     def _apply_valid(self, config: ExperimentConfig) -> None:
         self._mark(None, None)
-        changed = config != getattr(self.state, "config", None)
         self.config = config
         self.valid = True
         self._judge_modified(config)
-        if changed or self.state is None:
-            try:
-                self.state = ExperimentState.build(config)
-            except WorkbenchError as exc:
-                key = "data.path" if config.data.name == "file" else "data.name"
-                self._mark(key, str(exc))
-                self.valid = False
-                self.state = None
-                self._update_buttons()
-                self.log(f"data: {exc}")
-                return
-            for panel in self.panels:
-                panel.update_state(self.state)
-            for tab in self.tabs_by_name.values():
-                tab.set_experiment(self.state)
-            self.references.set_experiment(self.state)
-            self._update_reference_choices()
-            self._time_changed()
-            self.experimentChanged.emit(self.state)
+        if config == getattr(self.state, "config", None):
+            self._building = None  # back to the state shown: a build under way is stale
+        elif config != self._building:
+            self._building = config
+            self.state_builder.request(config, lambda _ctx: ExperimentState.build(config))
+        self.experiment_busy.setVisible(self._building is not None)
         self._update_buttons()
         self.statusBar().clearMessage()
+        self._run_when_ready()
+
+    def _state_built(self, config: ExperimentConfig, state: ExperimentState) -> None:
+        """A state arrived from the builder: shown if it is the current config's."""
+        if config != self.config or config != self._building:
+            return  # stale: the config changed since it was asked for
+        self._building = None
+        self.experiment_busy.setVisible(False)
+        self.state = state
+        for panel in self.panels:
+            panel.update_state(state)
+        for tab in self.tabs_by_name.values():
+            tab.set_experiment(state)
+        self.references.set_experiment(state)
+        self._update_reference_choices()
+        self._time_changed()
+        self.experimentChanged.emit(state)
+        self._update_buttons()
+        self._run_when_ready()
+
+    def _state_failed(self, config: ExperimentConfig, message: str, details: str) -> None:
+        if config != self.config or config != self._building:
+            return
+        self._building = None
+        self.experiment_busy.setVisible(False)
+        self.state = None
+        self.valid = False
+        if details:  # a bug, not a data file that does not load
+            self.show_error(f"building the experiment failed: {message}", details)
+        else:
+            key = "data.path" if config.data.name == "file" else "data.name"
+            self._mark(key, message)
+            self.log(f"data: {message}")
+        for start in self._when_ready:
+            self.log(f"not started ({getattr(start, '__name__', 'work')}): the experiment failed")
+        self._when_ready.clear()
+        self._update_buttons()
+        self.experimentFailed.emit(message)
+
+    def experiment_ready(self) -> bool:
+        """Whether the state shown is the current config's (built, not being rebuilt)."""
+        return self._building is None and self.state is not None
+
+    def experiment_settled(self) -> bool:
+        """Whether the current config's state has arrived or failed (nothing being built)."""
+        return self._building is None
+
+    def when_ready(self, start: Any) -> bool:
+        """True if the state of the current config is ready (and nothing else is loading);
+        else ``start`` is called once it is, and False."""
+        if self.experiment_ready() and not self.model_loading():
+            return True
+        if start not in self._when_ready:
+            self._when_ready.append(start)
+        return False
+
+    def _run_when_ready(self) -> None:
+        if self._when_ready and self.experiment_ready() and not self.model_loading():
+            waiting, self._when_ready = self._when_ready, []
+            for start in waiting:
+                start()
 
     def current_time(self) -> float:
         T = self.state.sde.T if self.state is not None else 1.0
@@ -464,9 +536,11 @@ class MainWindow(RunControl):
 
     def _update_buttons(self) -> None:
         busy = self.task is not None
-        # the actions: their toolbar buttons, menu entries and shortcuts follow
-        self.train_action.setEnabled(self.valid and not busy)
-        self.sample_action.setEnabled(self.valid and not busy)
+        # the actions: their toolbar buttons, menu entries and shortcuts follow; never on a
+        # state built for another config (or none yet)
+        ready = self.valid and not busy and self._building is None and self.state is not None
+        self.train_action.setEnabled(ready)
+        self.sample_action.setEnabled(ready)
         self.stop_action.setEnabled(busy)
         for panel in self.panels:
             for form in panel.forms.values():
@@ -568,7 +642,9 @@ class MainWindow(RunControl):
             task.name
         )
         if signal is not None:
-            signal.emit(self._outcome)
+            # after the run's model, loading in a worker, is in place (run_control.py)
+            self._announcing = (signal, self._outcome)
+            self._announce()
 
     def stop_work(self) -> None:
         if self.task is not None:
@@ -765,6 +841,8 @@ class MainWindow(RunControl):
                 return
             self.task.cancel()
             self.task.wait()
+        self.state_builder.shutdown()
+        self.model_loader.shutdown()
         self.references.shutdown()
         self.snapshots.shutdown()
         for tab in self.tabs_by_name.values():

@@ -2,6 +2,14 @@
 loading a run's model, and sampling into a trajectory file, each in a worker
 :class:`~workbench.gui.workers.Task` that reports through queued signals.
 
+Loading a run's checkpoint into a model for the views (after a training, on opening a run
+folder, at each new checkpoint of a followed run) is worker work too: a
+:class:`~workbench.gui.latest.LatestWork` reads the file and builds the model off the GUI
+thread, for the experiment state shown when it was asked (a result for a state replaced since
+is dropped). Train and Sample asked for while the state or the model is on its way start once
+both have arrived (``when_ready``); ``trainingFinished`` is announced after the finished run's
+model is in place, so whoever waits on it can sample at once.
+
 A mixin of :class:`~workbench.gui.main_window.MainWindow`, kept apart so that the window's
 building and its files stay one module and its work another; the attributes it uses are the
 window's, declared below.
@@ -21,6 +29,7 @@ from PySide6 import QtCore, QtWidgets
 from workbench.config import ExperimentConfig
 from workbench.errors import WorkbenchError
 from workbench.gui.document import DocumentWindow
+from workbench.gui.latest import LatestWork
 from workbench.gui.workers import Task, TaskContext
 
 if TYPE_CHECKING:
@@ -51,9 +60,36 @@ class RunControl(DocumentWindow):
     _outcome: Any
     _rate: tuple[int, float]
     snapshots: TrainingScrubber
+    # a finished run's signal and outcome, announced once its model has loaded
+    _announcing: tuple[QtCore.SignalInstance, Any] | None = None
+    _model_wanted: Path | None = None
 
     def validate(self) -> bool:
         raise NotImplementedError
+
+    def when_ready(self, start: Any) -> bool:
+        raise NotImplementedError
+
+    def _run_when_ready(self) -> None:
+        raise NotImplementedError
+
+    def _update_buttons(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def model_loader(self) -> LatestWork:
+        """The worker that loads runs' checkpoints (made on first use)."""
+        loader: LatestWork | None = getattr(self, "_model_loader", None)
+        if loader is None:
+            loader = self._model_loader = LatestWork("model-load", self)
+            loader.done.connect(self._model_loaded)
+            loader.failed.connect(self._model_load_failed)
+            loader.busyChanged.connect(self._model_loader_busy)
+        return loader
+
+    def model_loading(self) -> bool:
+        loader: LatestWork | None = getattr(self, "_model_loader", None)
+        return loader is not None and loader.busy()
 
     def log(self, message: str) -> None:
         raise NotImplementedError
@@ -107,6 +143,8 @@ class RunControl(DocumentWindow):
     def start_training(self) -> None:
         if self.task is not None or not self.validate():
             return
+        if not self.when_ready(self.start_training):
+            return  # started once the experiment (and a loading model) has arrived
         # our own run takes over the loss view and the model; a followed run stops updating them
         self.stop_following()
 
@@ -181,17 +219,6 @@ class RunControl(DocumentWindow):
         state = self.state
         return None if state is None else state.build_model()
 
-    def _load_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
-        model = self._build_model()
-        if model is None:
-            return
-        try:
-            model.load_state_dict(state_dict)
-        except RuntimeError:
-            return  # the experiment changed since; the next snapshot will fit
-        model.eval()
-        self.set_model(model)
-
     def set_model(self, model: torch.nn.Module | None) -> None:
         self.model = model
         for tab in self.tabs_by_name.values():
@@ -199,19 +226,69 @@ class RunControl(DocumentWindow):
         self.modelUpdated.emit(model)
 
     def load_run_model(self, run_dir: Path) -> None:
-        from workbench.io.checkpoints import load_checkpoint
-        from workbench.io.runs import stored_experiment, stored_normalizer
+        """Load ``run_dir``'s checkpoint into a model for the views, in a worker, once the
+        current config's experiment state is there (the model is built from it)."""
+        self._model_wanted = run_dir
+        if not self.when_ready(self._load_wanted_model):
+            return
+        self._load_wanted_model()
 
-        try:
-            state = load_checkpoint(run_dir / "checkpoint.pt")
-            self._load_model_state(state["ema"])
-            self._run_meaning = (run_dir, stored_experiment(state), stored_normalizer(state))
-        except (WorkbenchError, KeyError) as exc:
-            self.show_error(f"could not load the model of {run_dir}: {exc}")
+    def _load_wanted_model(self) -> None:
+        run_dir: Path | None = getattr(self, "_model_wanted", None)
+        experiment = self.state
+        if run_dir is None or experiment is None:
+            return
+        self._model_wanted = None
+
+        def work(_ctx: TaskContext) -> tuple[torch.nn.Module | None, tuple[Path, Any, Any]]:
+            from workbench.io.checkpoints import load_checkpoint
+            from workbench.io.runs import stored_experiment, stored_normalizer
+
+            try:
+                state = load_checkpoint(run_dir / "checkpoint.pt")
+                meaning = (run_dir, stored_experiment(state), stored_normalizer(state))
+                model = experiment.build_model()
+                try:
+                    model.load_state_dict(state["ema"])
+                except RuntimeError:
+                    return None, meaning  # the experiment changed since; a later load fits
+                return model.eval(), meaning
+            except KeyError as exc:
+                raise WorkbenchError(f"the checkpoint has no {exc}") from None
+
+        self.model_loader.request((run_dir, experiment), work)
+
+    def _model_loaded(self, tag: tuple[Path, ExperimentState], result: Any) -> None:
+        experiment = tag[1]
+        if experiment is not self.state:
+            return  # built for a state replaced since: the views have moved on
+        model, meaning = result
+        self._run_meaning = meaning
+        if model is not None:
+            self.set_model(model)
+
+    def _model_load_failed(self, tag: tuple[Path, Any], message: str, details: str) -> None:
+        self.show_error(f"could not load the model of {tag[0]}: {message}", details)
+
+    def _model_loader_busy(self, busy: bool) -> None:
+        self._update_buttons()
+        if not busy:
+            self._announce()
+            self._run_when_ready()
+
+    def _announce(self) -> None:
+        """Announce a finished training whose model has been loaded (or failed to)."""
+        waiting = getattr(self, "_announcing", None)
+        if waiting is not None and not self.model_loading():
+            self._announcing = None
+            signal, outcome = waiting
+            signal.emit(outcome)
 
     # sampling ---------------------------------------------------------------------------
     def start_sampling(self) -> None:
         if self.task is not None or not self.validate():
+            return
+        if not self.when_ready(self.start_sampling):
             return
         from workbench.jobs.sample import sample_to_file
 

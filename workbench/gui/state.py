@@ -32,7 +32,8 @@ def preload_training() -> None:
     torch imports ``torch._dynamo`` (some 800 modules: sympy, mpmath, ...) the first time an
     optimizer steps. Done by the training worker, that import holds the GIL in long stretches
     (unmarshalling, module bodies) and the GUI thread, which needs the GIL for every Python
-    slot, froze for 0.15-0.5 s at each first Train. A one-parameter Adam step pays it here.
+    slot, froze for 0.15-0.5 s at each first Train. A one-parameter Adam step pays it here
+    (the main window calls this as it is made).
     """
     global _preloaded
     if _preloaded:
@@ -57,8 +58,8 @@ class ExperimentState:
 
     @classmethod
     def build(cls, config: ExperimentConfig) -> ExperimentState:
-        """May raise WorkbenchError (a data file that does not load, for one)."""
-        preload_training()  # the window's first state: the app is starting, nothing to stall
+        """May raise WorkbenchError (a data file that does not load, for one). Slow for a big
+        data file: the window calls it in a worker thread."""
         built = experiment_of(config)
         truth = None
         if built.mixture is not None and isinstance(built.sde, LinearSDE):

@@ -9,8 +9,10 @@ Gaussian-mixture data and a linear SDE), particle paths of a chosen contiguous b
 particles, per-row statistics, an image grid for image data, the log-likelihood histogram, and
 Compare: the final samples against the config's data set or another open file, with sliced
 Wasserstein, MMD² and energy distance beside their noise floors, computed in a worker thread
-that closing the file waits for. Nothing is read until a view is shown; moving the slider
-reads one row. F5 re-opens the file to follow one still being written.
+that closing the file waits for. A view is made when its tab is first shown, and nothing is
+read until then; the file is opened and walked (and its rows' times read) in a worker; moving
+the slider reads one row. F5 re-opens the file, in a worker, to follow one still being
+written.
 
 Opening never modifies a file: :class:`~workbench.io.trajectories.TrajectoryFile` opens it
 read-only. Every failure is a one-line message in the window's banner and the ``failed`` signal.

@@ -55,7 +55,7 @@ class _View(LazyRedraw):
         raise NotImplementedError
 
     def _drawable(self) -> bool:
-        return self.fv.views.currentWidget() is self
+        return self.fv.current_view() is self
 
     def _redraw(self) -> None:
         self.draws += 1

@@ -1,5 +1,13 @@
 """One open file: its HDF5 tree and attributes, and for a trajectory file the slider and
-the lazy views."""
+the lazy views.
+
+Lazy twice over: a view's widgets (pyqtgraph plots, some 10-20 ms each) are made when its tab
+is first shown, not when the file opens, and what it draws is read from the file only while it
+is shown (:class:`~workbench.gui.inspector.common._View`). Opening a file builds the tree, the
+slider and the Summary on the GUI thread; the datasets they need (the rows' times and steps)
+were read by :func:`open_file` in the inspector's worker. F5 (``refresh``) re-opens the file
+in a worker too.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ from workbench.gui.inspector.paths import PathsView
 from workbench.gui.inspector.samples import SamplesView
 from workbench.gui.inspector.stats import StatsView
 from workbench.gui.inspector.summary import SummaryView
+from workbench.gui.workers import Task
 from workbench.io.printable import printable
 from workbench.io.trajectories import TrajectoryFile
 
@@ -43,10 +52,25 @@ def open_file(path: Path, allow_external: bool) -> tuple[TrajectoryFile, list[di
     big or deep files, so the inspector runs it in a worker thread. Raises WorkbenchError."""
     tf = TrajectoryFile(path, foreign_ok=True, allow_external=allow_external)
     try:
-        return tf, tf.nodes()
+        return tf, _walk(tf)
     except WorkbenchError:
         tf.close()
         raise
+
+
+def _walk(tf: TrajectoryFile) -> list[dict[str, Any]]:
+    """The tree, and the small datasets the slider and Summary show at once (the reader keeps
+    them): read here, in the worker, so that the GUI thread reads only attributes."""
+    nodes = tf.nodes()
+    if tf.is_trajectory_file:
+        _ = tf.times, tf.steps
+    return nodes
+
+
+def reopen(tf: TrajectoryFile) -> list[dict[str, Any]]:
+    """F5's worker part: re-open the file (rows written since, its completion) and walk it."""
+    tf.refresh()
+    return _walk(tf)
 
 
 class FileView(QtWidgets.QWidget):
@@ -58,6 +82,7 @@ class FileView(QtWidgets.QWidget):
 
     # a Task the view started, and its label: the window shows its progress and Cancel
     taskStarted = QtCore.Signal(object, str)
+    refreshed = QtCore.Signal()  # a refresh (F5) has ended, its rows shown or its error
 
     def __init__(
         self,
@@ -110,7 +135,6 @@ class FileView(QtWidgets.QWidget):
         rlay.setContentsMargins(0, 0, 0, 0)
         self.views = QtWidgets.QTabWidget()
         self.views.setObjectName("inspectorViews")
-        self.view_list: list[_View] = []
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.slider.setObjectName("inspectorTimeSlider")
         self.play_button = QtWidgets.QPushButton("Play")
@@ -132,23 +156,22 @@ class FileView(QtWidgets.QWidget):
         rlay.addWidget(self.controls)
         rlay.addWidget(self.views, 1)
 
+        # the views by title, made on first show; their tabs hold an empty page till then
+        self._kinds: dict[str, type[_View]] = {}
+        self._built: dict[str, _View] = {}
+        self._pages: dict[str, QtWidgets.QVBoxLayout] = {}  # each page's layout
+        self._peers: list[Path] = []
+        self.refreshing: Task | None = None
+        self._closed = False
         if self.is_trajectory:
-            self.summary_view = SummaryView(self)
-            self.samples_view = SamplesView(self)
-            self._add_view(self.summary_view)
-            self._add_view(self.samples_view)
-            self.paths_view = PathsView(self)
-            self._add_view(self.paths_view)
-            self.stats_view = StatsView(self)
-            self._add_view(self.stats_view)
-            self.images_view = ImagesView(self) if len(self.tf.sample_shape) >= 2 else None
-            if self.images_view is not None:
-                self._add_view(self.images_view)
-            self.logp_view = LogpView(self) if self.tf.has_logp else None
-            if self.logp_view is not None:
-                self._add_view(self.logp_view)
-            self.compare_view = CompareView(self)
-            self._add_view(self.compare_view)
+            kinds: list[type[_View]] = [SummaryView, SamplesView, PathsView, StatsView]
+            if len(self.tf.sample_shape) >= 2:
+                kinds.append(ImagesView)
+            if self.tf.has_logp:
+                kinds.append(LogpView)
+            kinds.append(CompareView)
+            for kind in kinds:
+                self._add_page(kind)
         else:
             self.controls.hide()
             self.fpk_view: FPKView | None = None
@@ -166,6 +189,8 @@ class FileView(QtWidgets.QWidget):
             note.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
             self.views.addTab(note, "About")
         self.views.currentChanged.connect(lambda _: self._draw_current())
+        if self.is_trajectory:
+            self._view(SummaryView.title)  # the first tab: shown with the file
 
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         splitter.addWidget(left)
@@ -187,9 +212,57 @@ class FileView(QtWidgets.QWidget):
         self._load()
 
     # ------------------------------------------------------------------ building and loading
-    def _add_view(self, view: _View) -> None:
-        self.view_list.append(view)
-        self.views.addTab(view, view.title)
+    def _add_page(self, kind: type[_View]) -> None:
+        page = QtWidgets.QWidget()
+        page.setObjectName(f"inspectorPage{kind.title}")
+        layout = QtWidgets.QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self._kinds[kind.title] = kind
+        self._pages[kind.title] = layout
+        self.views.addTab(page, kind.title)
+
+    def _view(self, title: str) -> _View:
+        """The view of that title, made now if it was not yet."""
+        view = self._built.get(title)
+        if view is None:
+            view = self._built[title] = self._kinds[title](self)
+            self._pages[title].addWidget(view)
+            view.show()  # a widget added to a shown page is shown only later, queued
+            if isinstance(view, CompareView):
+                view.set_peers(self._peers)
+        return view
+
+    @property
+    def view_list(self) -> list[_View]:
+        """The views made so far, in tab order."""
+        return [self._built[t] for t in self._kinds if t in self._built]
+
+    def view_titles(self) -> list[str]:
+        """Every view this file has, made or not, in tab order."""
+        return list(self._kinds)
+
+    def current_view(self) -> _View | None:
+        """The view of the current tab, if it has been made."""
+        index = self.views.currentIndex()
+        return self._built.get(self.views.tabText(index)) if index >= 0 else None
+
+    def _optional(self, title: str) -> Any:
+        return self._view(title) if title in self._kinds else None
+
+    summary_view = property(lambda self: self._view(SummaryView.title))
+    samples_view = property(lambda self: self._view(SamplesView.title))
+    paths_view = property(lambda self: self._view(PathsView.title))
+    stats_view = property(lambda self: self._view(StatsView.title))
+    compare_view = property(lambda self: self._view(CompareView.title))
+    images_view = property(lambda self: self._optional(ImagesView.title))
+    logp_view = property(lambda self: self._optional(LogpView.title))
+
+    def set_peers(self, paths: list[Path]) -> None:
+        """The other open trajectory files, offered to Compare (now, or when it is made)."""
+        self._peers = list(paths)
+        compare = self._built.get(CompareView.title)
+        if isinstance(compare, CompareView):
+            compare.set_peers(self._peers)
 
     def _load(self) -> None:
         """Fill the tree and the slider from the (re-)opened file; views become stale."""
@@ -296,17 +369,17 @@ class FileView(QtWidgets.QWidget):
                 view.schedule_redraw()
 
     def _draw_current(self) -> None:
-        view = self.views.currentWidget()
-        if isinstance(view, _View):
-            view.flush_redraw()
+        index = self.views.currentIndex()
+        title = self.views.tabText(index) if index >= 0 else ""
+        if title in self._kinds:
+            self._view(title).flush_redraw()  # made on its first show
 
     def show_view(self, title: str) -> _View:
-        for i, view in enumerate(self.view_list):
-            if view.title == title:
-                self.views.setCurrentIndex(i)
-                self._draw_current()
-                return view
-        raise KeyError(title)
+        if title not in self._kinds:
+            raise KeyError(title)
+        self.views.setCurrentIndex(list(self._kinds).index(title))
+        self._draw_current()
+        return self._view(title)
 
     def _play(self, on: bool) -> None:
         self.play_button.setText("Pause" if on else "Play")
@@ -329,9 +402,10 @@ class FileView(QtWidgets.QWidget):
 
     def _stop_workers(self) -> None:
         """Cancel and join the views' worker threads (they read self.tf)."""
-        if self.is_trajectory:
-            self.compare_view.shutdown()
-            self.stats_view.shutdown()
+        for view in self.view_list:
+            shutdown = getattr(view, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
 
     def show_read_error(self, message: str) -> None:
         self.error_banner.setText(one_line(message))
@@ -339,19 +413,42 @@ class FileView(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ refresh, export, close
     def refresh(self) -> None:
-        """Re-open the file (F5): new rows of a file being written, its completion."""
+        """Re-open the file (F5): new rows of a file being written, its completion. The file
+        is re-opened and walked in a worker (``refreshed`` follows); the views wait."""
+        if self.refreshing is not None:
+            return  # one at a time: the running one sees what is on disk by now
         self.play_button.setChecked(False)
         at_end = self.slider.value() >= self.slider.maximum()
         self._stop_workers()  # they read the handle that refresh() re-opens
-        try:
-            self.tf.refresh()
-        except WorkbenchError as exc:
-            self.show_read_error(str(exc))
-            return
+        tf = self.tf
+        task = Task("inspector-refresh", lambda _ctx: reopen(tf), self)
+        task.done.connect(lambda walked: self._reopened(walked, at_end))
+        task.failed.connect(lambda message, _details: self.show_read_error(message))
+        task.finished.connect(lambda: self._refresh_ended(task))
+        self.refreshing = task
+        self.track_task(task, f"refreshing {self.path.name}")
+        task.start()
+
+    def _reopened(self, walked: list[dict[str, Any]], at_end: bool) -> None:
+        if self._closed:
+            return  # closed while it re-opened (the result was queued before the close)
         self.error_banner.hide()
+        self._walked = walked
         self._load()
         if at_end and self.is_trajectory:
             self.slider.setValue(self.slider.maximum())
+
+    def _refresh_ended(self, task: Task) -> None:
+        task.wait()
+        task.deleteLater()
+        if self.refreshing is task:
+            self.refreshing = None
+        self.refreshed.emit()
+
+    def wait_refreshed(self) -> None:
+        """Join a running refresh (closing the file)."""
+        if self.refreshing is not None:
+            self.refreshing.wait()
 
     def open_export_dialog(self) -> ExportDialog:
         """The export dialog, shown non-modally (tests set its fields and call accept())."""
@@ -365,5 +462,7 @@ class FileView(QtWidgets.QWidget):
     def close_file(self) -> None:
         """Stop playing, wait for the views' worker threads, close the file."""
         self._timer.stop()
+        self._closed = True
+        self.wait_refreshed()
         self._stop_workers()
         self.tf.close()

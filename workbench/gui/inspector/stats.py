@@ -3,6 +3,12 @@
 The rows are read and reduced in a worker thread (a 400 MB file is seconds of reading), in
 blocks of particles so that every read is short, with progress and Cancel in the inspector's
 status bar; the plot is drawn once they are all in.
+
+The plot's items are made once per view, one piece per turn of the event loop (a pyqtgraph
+PlotItem alone is some 10-25 ms to make, the whole figure 60 ms and more), while the worker
+computes; the numbers then go in with ``setData`` on the items already there, which is cheap.
+So no single step of the GUI thread grows with the figure, and Compute again (after a Cancel)
+or F5 only replaces data.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from workbench.errors import one_line
 from workbench.gui.inspector.common import _View
@@ -134,6 +140,14 @@ class StatsView(_View):
         self.tasks: list[Task] = []
         self.cancelled = False  # the last computation was cancelled
         self._generation = 0
+        # the figure, made piece by piece (_build_step) on first draw, then only refilled
+        self.mean_plot: pg.PlotItem | None = None
+        self.std_plot: pg.PlotItem | None = None
+        self.curves: list[dict[str, pg.PlotDataItem]] = []  # per column: mean, min, max, std
+        self.build_steps = 0  # event-loop turns the figure took to make
+        self._steps: list[Any] | None = None
+        self._unplotted: dict[str, np.ndarray] | None = None  # stats waiting for the figure
+        self._n_saved = 0  # the file's rows when the statistics were asked for
 
     def compute(self) -> dict[str, np.ndarray]:
         """The statistics computed here and now (for scripts; the view uses a worker)."""
@@ -147,11 +161,14 @@ class StatsView(_View):
         generation = self._generation
         for task in self.tasks:
             task.cancel()
-        self.graphics.clear()
+        self._start_figure()
+        self._clear_curves()
+        self._unplotted = None
         self.stats = {}
         self.cancelled = False
         self.recompute_button.hide()
         tf = self.fv.tf
+        self._n_saved = tf.n_saved
         if tf.n_saved == 0:
             self.status.setText("no rows recorded")
             return
@@ -186,7 +203,10 @@ class StatsView(_View):
             return
         self.stats = stats
         self.status.setText("")
-        self._plot(stats)
+        if self._steps:  # the figure is still being made: filled when it is
+            self._unplotted = stats
+        else:
+            self._fill(stats)
 
     def _failed(self, generation: int, message: str) -> None:
         if generation == self._generation:
@@ -205,7 +225,7 @@ class StatsView(_View):
 
     def stats_ready(self) -> bool:
         """Whether the last computation has ended (drawn, cancelled or failed)."""
-        return not self.tasks and not self._redraw_owed
+        return not self.tasks and not self._redraw_owed and self._unplotted is None
 
     def cancel(self) -> None:
         for task in self.tasks:
@@ -218,26 +238,76 @@ class StatsView(_View):
             task.cancel()
             task.wait(timeout_ms)
 
-    def _plot(self, s: dict[str, Any]) -> None:
-        self.graphics.clear()
-        tf = self.fv.tf
-        names = [f"x{i + 1}" for i in range(tf.dim)] if tf.dim <= STATS_DIMS else ["all dimensions"]
+    def _start_figure(self) -> None:
+        """Queue the figure's pieces, one per event-loop turn (once per view). They read
+        nothing from the file: it may be closed before the last of them runs."""
+        if self._steps is not None:
+            return
+        dim = self.fv.tf.dim
+        names = [f"x{i + 1}" for i in range(dim)] if dim <= STATS_DIMS else ["all dimensions"]
+        self._steps = [self._make_mean_plot, self._make_std_plot]
+        self._steps += [lambda i=i, n=n: self._make_curves(i, n) for i, n in enumerate(names)]
+        QtCore.QTimer.singleShot(0, self, self._build_step)
+
+    def _build_step(self) -> None:
+        if not self._steps:
+            return
+        self._steps.pop(0)()
+        self.build_steps += 1
+        if self._steps:
+            QtCore.QTimer.singleShot(0, self, self._build_step)
+        elif self._unplotted is not None:
+            QtCore.QTimer.singleShot(0, self, self._fill_waiting)
+
+    def _fill_waiting(self) -> None:
+        stats, self._unplotted = self._unplotted, None
+        if stats is not None:
+            self._fill(stats)
+
+    def _make_mean_plot(self) -> None:
+        plot = self.graphics.addPlot(row=0, col=0, title="mean with min/max band")
+        plot.addLegend(offset=(10, 10))
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setLabel("bottom", "t")
+        self.mean_plot = plot
+
+    def _make_std_plot(self) -> None:
+        plot = self.graphics.addPlot(row=1, col=0, title="standard deviation")
+        plot.setXLink(self.mean_plot)
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setLabel("bottom", "t")
+        self.std_plot = plot
+
+    def _make_curves(self, i: int, name: str) -> None:
+        """Column ``i``'s mean line, min/max band and std line, empty until filled."""
+        assert self.mean_plot is not None and self.std_plot is not None
         colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
-        mean_plot = self.graphics.addPlot(row=0, col=0, title="mean with min/max band")
-        std_plot = self.graphics.addPlot(row=1, col=0, title="standard deviation")
-        mean_plot.addLegend(offset=(10, 10))
-        std_plot.setXLink(mean_plot)
-        for i, name in enumerate(names):
-            c = colours[i % len(colours)]
-            mean_plot.plot(s["t"], s["mean"][:, i], pen=pg.mkPen(c, width=2), name=name)
-            lo = pg.PlotDataItem(s["t"], s["min"][:, i], pen=pg.mkPen((*c, 80)))
-            hi = pg.PlotDataItem(s["t"], s["max"][:, i], pen=pg.mkPen((*c, 80)))
-            mean_plot.addItem(lo)
-            mean_plot.addItem(hi)
-            mean_plot.addItem(pg.FillBetweenItem(lo, hi, brush=(*c, 30)))
-            std_plot.plot(s["t"], s["std"][:, i], pen=pg.mkPen(c, width=2))
-        for p in (mean_plot, std_plot):
-            p.showGrid(x=True, y=True, alpha=0.2)
-            p.setLabel("bottom", "t")
-        if len(s["rows"]) < tf.n_saved:
-            mean_plot.setTitle(f"mean with min/max band ({len(s['rows'])} of {tf.n_saved} rows)")
+        c = colours[i % len(colours)]
+        curves = {
+            "mean": pg.PlotDataItem(pen=pg.mkPen(c, width=2), name=name),
+            "min": pg.PlotDataItem(pen=pg.mkPen((*c, 80))),
+            "max": pg.PlotDataItem(pen=pg.mkPen((*c, 80))),
+            "std": pg.PlotDataItem(pen=pg.mkPen(c, width=2)),
+        }
+        for key in ("mean", "min", "max"):
+            self.mean_plot.addItem(curves[key])
+        self.mean_plot.addItem(pg.FillBetweenItem(curves["min"], curves["max"], brush=(*c, 30)))
+        self.std_plot.addItem(curves["std"])
+        self.curves.append(curves)
+
+    def _clear_curves(self) -> None:
+        for curves in self.curves:
+            for curve in curves.values():
+                curve.setData([], [])
+
+    def _fill(self, s: dict[str, Any]) -> None:
+        """The numbers into the figure's items (setData once per curve)."""
+        if s is not self.stats or self.mean_plot is None:
+            return  # a newer computation has begun since
+        for i, curves in enumerate(self.curves):
+            for key, curve in curves.items():
+                curve.setData(s["t"], s[key][:, i])
+        n, shown = self._n_saved, len(s["rows"])
+        self.mean_plot.setTitle(
+            "mean with min/max band" + (f" ({shown} of {n} rows)" if shown < n else "")
+        )

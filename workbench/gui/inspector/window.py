@@ -230,7 +230,7 @@ class InspectorWindow(QtWidgets.QMainWindow):
         """Offer every open trajectory file to the others' Compare view."""
         files = [v for v in self.views() if isinstance(v, FileView) and v.is_trajectory]
         for view in files:
-            view.compare_view.set_peers([o.path for o in files if o is not view])
+            view.set_peers([o.path for o in files if o is not view])
 
     def shutdown(self) -> None:
         """Close every file, waiting for worker threads (also run by closeEvent)."""
