@@ -10,7 +10,7 @@ import pytest
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtTest import QTest
 
-from tests.gui.conftest import fast
+from tests.gui.conftest import fast, settle
 from workbench.core.data import build_dataset
 from workbench.gui.draw import DrawCanvas, DrawDialog
 from workbench.gui.main_window import MainWindow
@@ -116,6 +116,7 @@ def test_use_as_data_saves_the_points_and_trains_from_them(
     asked: list[Path] = []
     dialog.ask_path = lambda proposed: asked.append(proposed) or chosen
     canvas.findChild(QtWidgets.QPushButton, "drawUse").click()
+    settle(window)  # the experiment's state is built in a worker
     # untitled: the user was asked, with the runs folder proposed
     assert asked == [window.runs_dir / "drawn.npy"]
     assert chosen.is_file()
@@ -209,6 +210,7 @@ def test_one_dimensional_drawing_round_trips_and_trains(
     drawn = canvas.points().copy()
     dialog.ask_path = lambda proposed: tmp_path / "line.npy"
     path = dialog.use_as_data()
+    settle(window)
     assert path == tmp_path / "line.npy" and np.load(path).shape == (6,)
     assert window.state.dim == 1
     np.testing.assert_array_equal(window.state.dataset.values.numpy(), drawn)
@@ -230,6 +232,7 @@ def test_the_dimension_switch_asks_before_dropping_points(qtbot, window: MainWin
 
 def test_a_canvas_opened_on_1d_data_starts_in_1d(qtbot, window: MainWindow) -> None:
     window.set_config(window.config.with_overrides({"data.name": "gmm1d"}))
+    settle(window)
     _, canvas = open_canvas(qtbot, window)
     assert canvas.dim == 1
 

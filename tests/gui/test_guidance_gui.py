@@ -13,6 +13,7 @@ from PySide6 import QtCore
 from workbench.core.grids import grid_centres
 from workbench.core.guidance import guided_field
 from workbench.core.score_field import ARROWS
+from tests.gui.conftest import settle
 from workbench.gui.main_window import MainWindow
 
 OVERLAP = {"data.means": [-1.0, 1.0], "data.stds": [1.0, 1.0], "data.weights": [0.5, 0.5]}
@@ -30,13 +31,16 @@ def choose(qtbot, window: MainWindow, c: int, slider: int | None = None) -> None
     if slider is not None:
         box.slider.setValue(slider)
     window.validate()
+    settle(window)
     qtbot.waitUntil(lambda: window.state.config.sample.class_label == c)
 
 
 def test_controls_show_for_labelled_data_and_set_the_keys(qtbot, window: MainWindow) -> None:
     window.set_config(window.config.with_overrides({"data.name": "moons"}))
+    settle(window)
     assert controls(window).isHidden()
     window.set_config(window.config.with_overrides({"data.name": "8gaussians"}))
+    settle(window)
     box = controls(window)
     assert not box.isHidden() and box.combo.count() == 9  # none + 8 components
     assert not box.slider.isEnabled()  # no class, no guidance
@@ -49,16 +53,19 @@ def test_controls_show_for_labelled_data_and_set_the_keys(qtbot, window: MainWin
     # back to none: guidance goes back to 0 (it needs a class), the config stays valid
     box.combo.setCurrentIndex(0)
     window.validate()
+    settle(window)
     assert window.valid
     assert window.state.config.sample.class_label == -1
     assert window.state.config.sample.guidance == 0.0
     # a config loaded with a class shows it in the controls
     window.set_config(window.config.with_overrides({"sample.class_label": 5}))
+    settle(window)
     assert box.combo.currentIndex() == 6 and box.slider.isEnabled()
 
 
 def test_score_tab_draws_the_guided_field_learned_beside_exact(qtbot, window: MainWindow) -> None:
     window.set_config(window.config.with_overrides({"model.kind": "analytic"}))
+    settle(window)
     window.set_model(window._build_model())
     choose(qtbot, window, 2, slider=20)
     tab = window.tabs_by_name["score"]
@@ -98,6 +105,7 @@ def test_densities_show_how_far_guided_samples_land_from_the_tilted_density(
             }
         )
     )
+    settle(window)
     tab = window.tabs_by_name["density"]
     window.tab_widget.setCurrentWidget(tab)
     distances = {}
