@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from PySide6 import QtCore
 
+from tests.gui.conftest import settle
 from workbench.core.grids import grid_centres
 from workbench.core.guidance import guided_field
 from workbench.core.score_field import ARROWS
-from tests.gui.conftest import settle
 from workbench.gui.main_window import MainWindow
 
 OVERLAP = {"data.means": [-1.0, 1.0], "data.stds": [1.0, 1.0], "data.weights": [0.5, 0.5]}
@@ -126,3 +126,18 @@ def test_densities_show_how_far_guided_samples_land_from_the_tilted_density(
     # w = 0 samples p(x|c) = the tilted density at w = 0; w = 4 lands far from its tilt
     assert d0 < 3 * noise0
     assert d4 > 5 * noise4 and d4 > 2 * d0
+
+
+def test_a_class_chosen_for_a_network_without_labels_says_why_it_has_no_field(
+    qtbot, window: MainWindow
+) -> None:
+    """An unconditional network has no class score: the Score tab names that, not the
+    generic "no learned score yet"."""
+    settle(window)
+    model = window._build_model()  # the default MLP, trained without labels
+    window.set_model(model)
+    choose(qtbot, window, 1)
+    tab = window.tabs_by_name["score"]
+    window.tab_widget.setCurrentWidget(tab)
+    qtbot.waitUntil(lambda: "trained without labels" in tab.readout.text(), timeout=30000)
+    assert "model.conditional" in tab.readout.text()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from workbench.gui.forms import SectionForm
     from workbench.gui.state import ExperimentState
 
-__all__ = ["GuidanceControls", "same_guidance", "view_model", "view_reference"]
+__all__ = ["GuidanceControls", "no_class_reason", "same_guidance", "view_model", "view_reference"]
 
 #: the slider's range and resolution: w in [0, SLIDER_MAX / SLIDER_STEPS] by 1 / SLIDER_STEPS
 SLIDER_STEPS = 10
@@ -62,6 +62,23 @@ def view_model(state: ExperimentState | None, model: Any) -> Any:
     if c >= int(getattr(model, "num_classes", 0) or 0):
         return None
     return GuidedScore(model, c, w)
+
+
+def no_class_reason(state: ExperimentState | None, model: Any) -> str | None:
+    """Why the learned field is missing for the chosen class (a network trained without
+    labels, or with fewer classes), or None when it is not missing for that reason."""
+    c, _ = _choice(state)
+    if c < 0 or model is None:
+        return None
+    classes = int(getattr(model, "num_classes", 0) or 0)
+    if c < classes:
+        return None
+    if not classes:
+        return (
+            f"no learned score for class {c}: this network was trained without labels "
+            "(set model.conditional = true and train again)"
+        )
+    return f"no learned score for class {c}: this network knows classes 0 to {classes - 1}"
 
 
 class GuidanceControls(QtWidgets.QGroupBox):

@@ -40,7 +40,12 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from workbench.core.clouds import ForwardCloud
 from workbench.core.score_field import FieldRequest, arrows_in_units, compute_field
 from workbench.core.sde import LinearSDE
-from workbench.gui.guidance_controls import same_guidance, view_model, view_reference
+from workbench.gui.guidance_controls import (
+    no_class_reason,
+    same_guidance,
+    view_model,
+    view_reference,
+)
 from workbench.gui.plots.base import TITLE_CHARS, ReferencePlotTab, set_title
 from workbench.gui.plots.density import equal_columns, message_item, same_process
 from workbench.gui.state import Units
@@ -419,7 +424,11 @@ class ScoreFieldTab(ReferencePlotTab):
         ):
             return  # computed for an experiment (or a reference) since replaced
         self.error = None
-        self.readout.setText(self.view.show(result))
+        text = self.view.show(result)
+        reason = no_class_reason(self.state, self.model)
+        if reason is not None:  # said instead of the generic "no learned score yet"
+            text = f"{reason}   {text}"
+        self.readout.setText(text)
         self.fieldUpdated.emit()
 
     def _failed(self, message: str, details: str) -> None:
