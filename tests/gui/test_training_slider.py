@@ -141,3 +141,29 @@ def test_the_just_trained_run_gets_the_slider(qtbot, window: MainWindow) -> None
     assert s.isVisibleTo(window) and s.maximum() == 1
     assert window.snapshots.steps == [30, 60] and window.snapshots.run == window.run_dir
     qtbot.waitUntil(window.snapshots.is_idle, timeout=120_000)
+
+
+def test_a_checkpoint_arriving_after_a_scrub_keeps_the_scrubbed_step(
+    qtbot, window: MainWindow, run: Path
+) -> None:
+    """The run's checkpoint loads in a worker; if the user scrubbed to an earlier step
+    meanwhile (or a followed run writes a new checkpoint), the scrubbed network stays."""
+    from tests.gui.conftest import settle
+
+    scrubber = window.snapshots
+    assert window.open_path(run)
+    settle(window)
+    with qtbot.waitSignal(scrubber.stepShown, timeout=120_000):
+        slider(window).setValue(0)
+    assert same_weights(window.model, load_snapshot(run, 30))
+    window.load_run_model(run)  # the checkpoint (step 90) arrives late
+    settle(window)
+    assert same_weights(window.model, load_snapshot(run, 30))
+    assert label(window).startswith("step 30 of 90")
+    # back at the newest step, a checkpoint is shown as it comes
+    with qtbot.waitSignal(scrubber.stepShown, timeout=120_000):
+        slider(window).setValue(2)
+    window.load_run_model(run)
+    settle(window)
+    assert same_weights(window.model, load_snapshot(run, 90))
+    qtbot.waitUntil(scrubber.is_idle, timeout=60_000)

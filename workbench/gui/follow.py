@@ -11,7 +11,9 @@ do not work on every network file system):
   file is read again.
 - ``checkpoint.pt`` is loaded when its (inode, size, mtime) changes and emitted with
   ``checkpointChanged`` once it loads cleanly; a checkpoint that does not load yet (torn, or
-  mid-replace on a file system without atomic rename) is retried on the next poll.
+  mid-replace on a file system without atomic rename) is retried on the next poll. The load
+  runs in a worker thread (a checkpoint of a large network takes far longer than a frame), one
+  at a time; a change seen while one is under way is picked up by the next poll.
 
 :func:`follow_in_window` wires one to the main window: the loss curve grows, and the model is
 reloaded from each new checkpoint.
@@ -28,9 +30,14 @@ from typing import Any
 from PySide6 import QtCore
 
 from workbench.errors import WorkbenchError
+from workbench.gui.workers import Task
 from workbench.io.runs import METRICS_COLUMNS, RunFolder, metrics_rows
 
 __all__ = ["CheckpointInfo", "RunFollower", "follow_in_window"]
+
+# Load threads hold themselves here until their ``finished`` reaches the GUI thread: a QThread
+# must not be destroyed while it runs, and a follower may be dropped while its load finishes.
+_RUNNING: set[Task] = set()
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class RunFollower(QtCore.QObject):
         self._header_ok = False
         self._checkpoint_key: tuple[int, int, int] | None = None
         self._last_error = ""
+        self._loading: Task | None = None  # the checkpoint load under way
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.poll)
@@ -86,7 +94,12 @@ class RunFollower(QtCore.QObject):
         self._timer.start()
 
     def stop(self) -> None:
+        """Stop polling; a checkpoint load under way is waited for (it is short, and its
+        thread must not outlive the follower)."""
         self._timer.stop()
+        for task in list(_RUNNING):
+            if task.owner is self:
+                task.wait()
 
     # ------------------------------------------------------------------------------- polling
     def poll(self) -> int:
@@ -154,18 +167,43 @@ class RunFollower(QtCore.QObject):
         except FileNotFoundError:
             return
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if key == self._checkpoint_key:
+        if key == self._checkpoint_key or self._loading is not None:
             return
-        try:
-            state = self.folder.load_checkpoint()
-        except (WorkbenchError, OSError, RuntimeError, EOFError) as exc:
+        folder = self.folder
+
+        def load(_ctx: Any) -> tuple[str, Any]:
+            try:
+                return "ok", folder.load_checkpoint()
+            except (WorkbenchError, OSError, RuntimeError, EOFError) as exc:
+                return "unreadable", str(exc)
+
+        task = Task("checkpoint", load)
+        task.owner = self
+        task.done.connect(lambda outcome: self._loaded(task, key, path, outcome))
+        task.failed.connect(lambda message, _details: self._load_failed(task, message))
+        task.finished.connect(lambda: _RUNNING.discard(task))
+        _RUNNING.add(task)
+        self._loading = task
+        task.start()
+
+    def _loaded(self, task: Task, key: tuple[int, int, int], path: Path, outcome: Any) -> None:
+        if task is not self._loading:
+            return
+        self._loading = None
+        kind, value = outcome
+        if kind != "ok":
             # most likely caught mid-write: the key is not stored, so the next poll retries
-            self._report(f"checkpoint {path} is not readable yet: {exc}")
+            self._report(f"checkpoint {path} is not readable yet: {value}")
             return
         self._checkpoint_key = key
         self._last_error = ""
-        self.checkpoint_step = int(state.get("step", 0))
-        self.checkpointChanged.emit(CheckpointInfo(path, self.checkpoint_step, state))
+        self.checkpoint_step = int(value.get("step", 0))
+        self.checkpointChanged.emit(CheckpointInfo(path, self.checkpoint_step, value))
+
+    def _load_failed(self, task: Task, message: str) -> None:
+        if task is self._loading:
+            self._loading = None
+            self._report(f"checkpoint {self.folder.checkpoint_path}: {message}")
 
 
 def follow_in_window(

@@ -264,6 +264,9 @@ class RunControl(DocumentWindow):
             return  # built for a state replaced since: the views have moved on
         model, meaning = result
         self._run_meaning = meaning
+        scrubbed = getattr(self, "snapshots", None)
+        if scrubbed is not None and scrubbed.holds_earlier_model():
+            return  # the user scrubbed to an earlier step while the checkpoint loaded
         if model is not None:
             self.set_model(model)
 

@@ -51,6 +51,7 @@ class TrainingScrubber(QtWidgets.QWidget):
         self.run_config: Any = None
         self.task: Task | None = None
         self._wanted: int | None = None  # the step to show once it is sampled
+        self.applied_step: int | None = None  # the snapshot whose network the window shows
         self._generation = 0  # bumped by set_run: results of an older run are dropped
 
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
@@ -83,6 +84,7 @@ class TrainingScrubber(QtWidgets.QWidget):
         self.run = None if run is None else Path(run)
         self.steps, self.cache, self.errors, self.run_config = [], {}, {}, None
         self._wanted = None
+        self.applied_step = None
         self._poll.stop()
         if self.run is not None and follow:
             self._poll.start()
@@ -130,6 +132,17 @@ class TrainingScrubber(QtWidgets.QWidget):
         text = "" if step is None else f"step {step} of {self.total}"
         self.label.setText(f"{text}  {note}".strip())
 
+    def holds_earlier_model(self) -> bool:
+        """Whether the window shows an earlier snapshot's network than the run's newest: a
+        checkpoint arriving then (the run opened, or followed) must not replace it."""
+        return (
+            self.isVisible()
+            and self.applied_step is not None
+            and bool(self.steps)
+            and self.applied_step != self.steps[-1]
+            and self.current_step() == self.applied_step
+        )
+
     # -- the slider ---------------------------------------------------------------------------
     def show_step(self, step: int) -> None:
         """Move to the snapshot of ``step`` and show it (at once when it is sampled already,
@@ -163,6 +176,7 @@ class TrainingScrubber(QtWidgets.QWidget):
             self._show_label("(the experiment differs from the run's)")
             return
         self._wanted = None
+        self.applied_step = result.step
         w.set_model(result.model)
         density = w.tabs_by_name.get("density")
         if density is not None:

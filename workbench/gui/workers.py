@@ -51,6 +51,8 @@ class Task(QtCore.QThread):
         self.cancel_event = threading.Event()
         self.result: Any = None
         self.error: str | None = None
+        #: whoever started it, where that is not its Qt parent (see gui/follow.py)
+        self.owner: Any = None
 
     def cancel(self) -> None:
         self.cancel_event.set()
