@@ -71,7 +71,7 @@ def test_guidance_study_runs_from_the_tab_and_draws_against_w(
     assert len(bands) == 2 and "noise floor" in tab.readout.text()
 
     # the other distance redraws from the same file
-    tab.guidance.metric.setCurrentIndex(tab.guidance.metric.findText("sliced Wasserstein"))
+    tab.guidance.measure.setCurrentIndex(tab.guidance.measure.findText("sliced Wasserstein"))
     tab.flush_redraw()
     assert np.allclose(tab.curves["ode → tilted q_w"].getOriginalDataset()[1], sw)
     # the picture: guidance lands above the band at w = 3 (the README's numbers are fuller)

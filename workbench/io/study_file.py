@@ -116,7 +116,7 @@ class StudyFile:
         config_toml: str,
         *,
         names: Sequence[str],
-        nfe: Sequence[int] = (),
+        nfe: Sequence[float] = (),
         times: Sequence[float] = (),
         n_curve: int = 0,
     ) -> StudyFile:
@@ -180,7 +180,7 @@ class StudyFile:
         arguments: Mapping[str, Any],
         config_toml: str,
         names: Sequence[str],
-        nfe: Sequence[int],
+        nfe: Sequence[float],
         times: Sequence[float],
         n_curve: int,
     ) -> None:
@@ -352,15 +352,15 @@ class StudyFile:
             for i, name in enumerate(names):
                 for j, w in enumerate(weights):
                     if done[i, j]:
-                        row = {
+                        entry: dict[str, Any] = {
                             "sampler": name,
                             "class_label": c,
                             "guidance": float(w),
                             "nfe": int(data["nfe_actual"][i, j]),
                             "steps": int(data["steps"][i, j]),
                         }
-                        row.update({k: float(data[k][i, j]) for k in GUIDANCE_METRICS})
-                        rows.append(row)
+                        entry.update({k: float(data[k][i, j]) for k in GUIDANCE_METRICS})
+                        rows.append(entry)
         elif self.kind == "samplers":
             names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sampler"][()]]
             budgets = g["nfe"][()]

@@ -229,7 +229,7 @@ class StudyTab(PlotTab):
         layout.addWidget(controls)
         layout.addLayout(right, 1)
         self.metric_box.currentIndexChanged.connect(self.schedule_redraw)
-        self.guidance.metric.currentIndexChanged.connect(self.schedule_redraw)
+        self.guidance.measure.currentIndexChanged.connect(self.schedule_redraw)
         follow_palette(self.plot)
         self._redraw()
 
@@ -463,11 +463,14 @@ class StudyTab(PlotTab):
             self.item.setLabel("left", "error")
             self.item.setTitle("no study yet: choose one and press Run")
             return
+        self.legend.anchor((1, 0), (1, 0), offset=(-10, 10))
         if data["kind"] == "samplers":
             self._draw_samplers(data)
         elif data["kind"] == "guidance":
+            # the curves rise with w: the legend goes where they start low, top left
+            self.legend.anchor((0, 0), (0, 0), offset=(10, 10))
             self.curves, bands, note = draw_guidance(
-                self.item, data, self.guidance.metric.currentIndex(), self._point_clicked
+                self.item, data, self.guidance.measure.currentIndex(), self._point_clicked
             )
             self.band = bands[0] if bands else None
             self.readout.setText(note)

@@ -95,9 +95,9 @@ class GuidancePage(QtWidgets.QWidget):
         self.n.setRange(2, 10_000_000)
         self.n.setValue(2000)
         self.n.setToolTip("samples per w (the noise floor shrinks as 1/sqrt(n))")
-        self.metric = QtWidgets.QComboBox()
-        self.metric.setObjectName("studyGuidanceMetric")
-        self.metric.addItems([m[0] for m in GUIDANCE_METRICS])
+        self.measure = QtWidgets.QComboBox()
+        self.measure.setObjectName("studyGuidanceMetric")
+        self.measure.addItems([m[0] for m in GUIDANCE_METRICS])
         form = QtWidgets.QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("class", self.class_box)
@@ -105,7 +105,7 @@ class GuidancePage(QtWidgets.QWidget):
         form.addRow("sampler", self.sampler)
         form.addRow("NFE", self.nfe)
         form.addRow("n", self.n)
-        form.addRow("plot", self.metric)
+        form.addRow("plot", self.measure)
 
 
 def _band(item: pg.PlotItem, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, colour: str) -> Any:
