@@ -244,6 +244,9 @@ def take_screenshots(
     from screenshots_guidance import take_guidance_screenshots
 
     saved += take_guidance_screenshots(out)
+    from screenshots_guidance_study import take_guidance_study_screenshot
+
+    saved += take_guidance_study_screenshot(out)
     return saved
 
 

@@ -1,4 +1,5 @@
-"""``sde-workbench study``: the sampler and loss studies of :mod:`workbench.jobs.study`.
+"""``sde-workbench study``: the sampler and loss studies of :mod:`workbench.jobs.study`, and
+the guidance study of :mod:`workbench.jobs.guidance_study` (``--class K --guidance W,W``).
 
 Kept beside :mod:`workbench.cli` (which lists it in its command table) so that module stays
 short; light at import (argparse only), as ``sde-workbench --help`` imports it.
@@ -23,7 +24,10 @@ from workbench.cli_support import (
 
 __all__ = ["args_study", "cmd_study"]
 
-STUDY_HELP = "compare samplers across NFE budgets, or losses, against the exact truth into .h5"
+STUDY_HELP = (
+    "compare samplers across NFE budgets, losses, or guidance weights against the exact truth "
+    "into .h5"
+)
 
 
 def _names(text: str) -> list[str]:
@@ -45,6 +49,22 @@ def _budgets(text: str) -> list[int]:
         out.append(value)
     if not out:
         raise argparse.ArgumentTypeError("give at least one budget, e.g. 5,10,20")
+    return out
+
+
+def _weights(text: str) -> list[float]:
+    """``0,0.5,1``: finite numbers >= 0 (a usage error otherwise, naming the bad one)."""
+    out: list[float] = []
+    for part in _names(text):
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a number") from None
+        if not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{part} is not a guidance weight (a number >= 0)")
+        out.append(value)
+    if not out:
+        raise argparse.ArgumentTypeError("give at least one weight, e.g. 0,0.5,1,2,4")
     return out
 
 
@@ -74,7 +94,10 @@ def args_study(p: argparse.ArgumentParser) -> None:
         metavar="RUN|CONFIG",
         help="a trained run folder, or an experiment (model.kind = 'analytic' for samplers)",
     )
-    what = p.add_mutually_exclusive_group(required=True)
+    # one of --samplers, --losses, --guidance (which may name --samplers too): checked in
+    # cmd_study, as argparse's groups cannot say it
+    p.set_defaults(study_usage=p.error)
+    what = p.add_mutually_exclusive_group()
     what.add_argument(
         "--samplers",
         type=_names,
@@ -89,10 +112,25 @@ def args_study(p: argparse.ArgumentParser) -> None:
         help="training losses to compare (the registry's names, e.g. dsm,ssm,ssm_vr,esm)",
     )
     p.add_argument(
+        "--guidance",
+        type=_weights,
+        metavar="W,W",
+        help="guidance study: classifier-free guidance weights to compare (e.g. 0,0.5,1,2,4), "
+        "each measured against its tilted density p(x|K)^(1+W) p(x)^-W and against p(x|K)",
+    )
+    p.add_argument(
+        "--class",
+        dest="class_label",
+        type=int,
+        metavar="K",
+        help="the class a guidance study samples (a mixture component: 0 .. components-1)",
+    )
+    p.add_argument(
         "--nfe",
         type=_budgets,
         metavar="N,N",
-        help="score-evaluation budgets of the sampler study (default 5,10,20,50,100)",
+        help="score-evaluation budgets of the sampler study (default 5,10,20,50,100); a "
+        "guidance study takes one (default: the config's sample.steps)",
     )
     p.add_argument("--n", type=_positive, metavar="N", help="samples per run (sample.n)")
     p.add_argument(
@@ -127,7 +165,38 @@ def cmd_study(args: argparse.Namespace) -> int:
     from workbench.jobs import study
 
     source = str(Path(args.source).resolve())
-    if args.samplers is not None:
+    guided = args.guidance is not None
+    if not guided and args.class_label is not None:
+        if args.losses is not None:
+            raise WorkbenchError(
+                "--class belongs to a guidance study (--guidance W,W), not --losses"
+            )
+        raise WorkbenchError("--class belongs to a guidance study: give --guidance W,W too")
+    if guided:
+        if args.losses is not None:
+            raise WorkbenchError("--guidance compares sampling weights; it does not take --losses")
+        if args.class_label is None:
+            raise WorkbenchError("--guidance needs the class to guide towards: --class K")
+        if args.steps is not None:
+            raise WorkbenchError("--steps belongs to a loss study (--losses), not --guidance")
+        if args.nfe is not None and len(args.nfe) > 1:
+            raise WorkbenchError(
+                "--nfe: a guidance study runs at one budget (its axis is the weight), got "
+                f"{len(args.nfe)}"
+            )
+        from workbench.jobs.guidance_study import check_weights
+
+        check_weights(args.guidance)
+        if args.samplers is not None:
+            study.parse_samplers(args.samplers)
+    elif args.samplers is None and args.losses is None:
+        try:
+            args.study_usage(
+                "name what to study: --samplers S,S, --losses L,L, or --class K --guidance W,W"
+            )
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 2
+    elif args.samplers is not None:
         study.parse_samplers(args.samplers)  # a bad name fails before the model is loaded
         if args.steps is not None:
             raise WorkbenchError("--steps belongs to a loss study (--losses), not --samplers")
@@ -144,7 +213,28 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     try:
         with _stop_after_step("study", bar) as asked:
-            if args.samplers is not None:
+            if guided:
+                from workbench.jobs.guidance_study import guidance_study
+                from workbench.jobs.sample import load_model
+
+                config, model, dataset = load_model(args.source)
+                result = guidance_study(
+                    config,
+                    model,
+                    dataset,
+                    args.out,
+                    class_label=args.class_label,
+                    guidance=args.guidance,
+                    samplers=args.samplers,
+                    nfe=None if args.nfe is None else args.nfe[0],
+                    n=args.n,
+                    seed=args.seed,
+                    source=source,
+                    device=args.device,
+                    progress=progress,
+                    cancel=asked,
+                )
+            elif args.samplers is not None:
                 from workbench.jobs.sample import load_model
 
                 config, model, dataset = load_model(args.source)

@@ -1,7 +1,10 @@
-"""The study file: one HDF5 file (NeXus) for a sampler or loss study, and its CSV twin.
+"""The study file: one HDF5 file (NeXus) for a sampler, loss or guidance study, and its CSV twin.
 
 Layout (docs/format.md, "Study files"): the root is an ``NXroot`` whose ``default`` entry
-``/entry`` shows either ``/entry/samplers`` or ``/entry/losses`` (``NXdata`` groups). Every
+``/entry`` shows ``/entry/samplers``, ``/entry/losses`` or ``/entry/guidance`` (``NXdata``
+groups). A guidance study is laid out as a sampler study with the guidance weights w in
+place of the NFE budgets (axes ``sampler`` x ``guidance``), and keeps its noise floors per
+entry (they depend on w: each w has its own tilted target). Every
 entry (one sampler at one NFE budget, or one loss) is written and flushed as soon as it
 finishes, with ``done`` set and its finishing time stored: an interrupted study keeps what it
 finished, and rerunning it with the same arguments skips those entries. The arguments and the
@@ -36,6 +39,7 @@ from workbench.io.nexus import ENTRY, creator
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "GUIDANCE_METRICS",
     "SAMPLER_METRICS",
     "StudySamples",
     "StudyFile",
@@ -59,6 +63,23 @@ SAMPLER_METRICS = (
 )
 #: the measurements that have a noise floor (stored as <name>_floor and <name>_floor_std)
 FLOORED = ("log_density_gap", "proportion_tv", "sw", "mmd", "energy")
+#: the (n_samplers, n_guidance) float datasets of /entry/guidance, NaN until measured: each
+#: distance to the tilted density at that w (no prefix) and to p(x|c) (``conditional_``/
+#: ``sw_conditional``), with the (mean, sd) floor of a perfect sampler of that target at this n
+#: (a log-density gap's floor mean is 0, so only its sd is stored)
+GUIDANCE_METRICS = (
+    "log_density_gap",
+    "log_density_gap_floor_std",
+    "sw",
+    "sw_floor",
+    "sw_floor_std",
+    "conditional_log_density_gap",
+    "conditional_log_density_gap_floor_std",
+    "sw_conditional",
+    "sw_conditional_floor",
+    "sw_conditional_floor_std",
+    "seconds",
+)
 
 _STR = h5py.string_dtype()
 #: the samples dataset's chunks hold about this many bytes (one chunk: part of one entry's
@@ -95,11 +116,12 @@ class StudyFile:
         config_toml: str,
         *,
         names: Sequence[str],
-        nfe: Sequence[int] = (),
+        nfe: Sequence[float] = (),
         times: Sequence[float] = (),
         n_curve: int = 0,
     ) -> StudyFile:
-        """Create ``path`` for a ``kind`` study ("samplers" or "losses"), or reopen the one
+        """Create ``path`` for a ``kind`` study ("samplers", "losses" or "guidance": then
+        ``nfe`` are the guidance weights), or reopen the one
         there to resume it: refused (one line naming the first difference) when it was made
         with other arguments or another experiment."""
         path = Path(path)
@@ -158,7 +180,7 @@ class StudyFile:
         arguments: Mapping[str, Any],
         config_toml: str,
         names: Sequence[str],
-        nfe: Sequence[int],
+        nfe: Sequence[float],
         times: Sequence[float],
         n_curve: int,
     ) -> None:
@@ -178,7 +200,22 @@ class StudyFile:
         g = entry.create_group(kind)
         g.attrs["NX_class"] = "NXdata"
         s = len(names)
-        if kind == "samplers":
+        if kind == "guidance":
+            g.attrs["signal"] = "log_density_gap"
+            g.attrs["axes"] = ["sampler", "guidance"]
+            g.attrs["sampler_indices"] = 0
+            g.attrs["guidance_indices"] = 1
+            g.create_dataset("sampler", data=list(names), dtype=_STR)
+            g.create_dataset("guidance", data=np.asarray(nfe, dtype=np.float64))
+            g.create_dataset("class_label", data=np.int64(arguments.get("class_label", -1)))
+            shape = (s, len(nfe))
+            for name in GUIDANCE_METRICS:
+                g.create_dataset(name, data=np.full(shape, np.nan))
+            g.create_dataset("nfe_actual", data=np.full(shape, -1, dtype=np.int64))
+            g.create_dataset("steps", data=np.full(shape, -1, dtype=np.int64))
+            g.create_dataset("finished_at", data=np.full(shape, np.nan))
+            g.create_dataset("done", data=np.zeros(shape, dtype=bool))
+        elif kind == "samplers":
             g.attrs["signal"] = "log_density_gap"
             g.attrs["axes"] = ["sampler", "nfe"]
             g.attrs["sampler_indices"] = 0
@@ -259,7 +296,8 @@ class StudyFile:
         samples: np.ndarray | None = None,
         grid: str = "",
     ) -> None:
-        """One sampler at one budget, flushed at once (``done`` last: a crash before the flush
+        """One sampler at one budget (a guidance study: at one w, with the values of
+        :data:`GUIDANCE_METRICS`), flushed at once (``done`` last: a crash before the flush
         leaves the entry undone, to be rerun). ``samples`` (n, ...) in data units are stored
         as float32; ``grid`` is the time grid that ran ("" for an adaptive solver)."""
         g = self.group
@@ -273,7 +311,7 @@ class StudyFile:
                     "grid", data=np.full(g["done"].shape, "", dtype=object), dtype=_STR
                 )
             g["grid"][i, j] = grid
-        for name in SAMPLER_METRICS:
+        for name in GUIDANCE_METRICS if self.kind == "guidance" else SAMPLER_METRICS:
             g[name][i, j] = float(values.get(name, math.nan))
         g["nfe_actual"][i, j] = int(nfe)
         g["steps"][i, j] = int(steps)
@@ -307,7 +345,23 @@ class StudyFile:
         g = self.group
         done = self.done()
         rows: list[dict[str, Any]] = []
-        if self.kind == "samplers":
+        if self.kind == "guidance":
+            names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sampler"][()]]
+            weights, c = g["guidance"][()], int(g["class_label"][()])
+            data = {k: g[k][()] for k in (*GUIDANCE_METRICS, "nfe_actual", "steps")}
+            for i, name in enumerate(names):
+                for j, w in enumerate(weights):
+                    if done[i, j]:
+                        entry: dict[str, Any] = {
+                            "sampler": name,
+                            "class_label": c,
+                            "guidance": float(w),
+                            "nfe": int(data["nfe_actual"][i, j]),
+                            "steps": int(data["steps"][i, j]),
+                        }
+                        entry.update({k: float(data[k][i, j]) for k in GUIDANCE_METRICS})
+                        rows.append(entry)
+        elif self.kind == "samplers":
             names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sampler"][()]]
             budgets = g["nfe"][()]
             data = {k: g[k][()] for k in (*SAMPLER_METRICS, "nfe_actual", "steps")}
@@ -344,7 +398,7 @@ class StudyFile:
         path = Path(path)
         rows = self.rows()
         tmp = path.with_name(path.name + ".tmp")
-        fields = list(rows[0]) if rows else ["sampler" if self.kind == "samplers" else "loss"]
+        fields = list(rows[0]) if rows else ["loss" if self.kind == "losses" else "sampler"]
         with open(tmp, "w", newline="", encoding="utf-8") as out:
             writer = csv.DictWriter(out, fieldnames=fields)
             writer.writeheader()
@@ -369,7 +423,9 @@ class StudyFile:
 
 
 def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """What a study file holds, for a plot: ``kind``, ``names`` and, for samplers, ``nfe``,
+    """What a study file holds, for a plot: ``kind``, ``names`` and, for guidance,
+    ``guidance`` (the w's), ``class_label``, ``nfe_actual``, every :data:`GUIDANCE_METRICS`
+    array, ``done`` and ``has_samples``; for samplers, ``nfe``,
     ``nfe_actual``, every :data:`SAMPLER_METRICS` array, ``done``, ``floors`` (name ->
     (mean, std)) and ``has_samples`` (whether the entries' samples are stored, for
     :func:`read_samples`); for losses ``t``, ``error`` and ``done``. Read-only."""
@@ -383,10 +439,17 @@ def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise WorkbenchError(f"{path} is not a study file")
         kind = str(json.loads(str(f.attrs["arguments"]))["study"])
         g: Any = f[f"{ENTRY}/{kind}"]
-        key = "sampler" if kind == "samplers" else "loss"
+        key = "loss" if kind == "losses" else "sampler"
         names = [s.decode() if isinstance(s, bytes) else str(s) for s in g[key][()]]
         out: dict[str, Any] = {"kind": kind, "names": names, "done": g["done"][()]}
-        if kind == "samplers":
+        if kind == "guidance":
+            out["guidance"] = g["guidance"][()]
+            out["class_label"] = int(g["class_label"][()])
+            out["nfe_actual"] = g["nfe_actual"][()]
+            for name in GUIDANCE_METRICS:
+                out[name] = g[name][()]
+            out["has_samples"] = "samples" in g
+        elif kind == "samplers":
             out["nfe"] = g["nfe"][()]
             out["nfe_actual"] = g["nfe_actual"][()]
             for name in SAMPLER_METRICS:
@@ -406,7 +469,8 @@ def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
 class StudySamples:
     """One entry's final samples: ``points`` (n, dim) float32 in data units, with the sampler
     spec, the budget and the NFE it used, its time grid ("" when not recorded) and the
-    study's experiment (TOML)."""
+    study's experiment (TOML). A guidance study's entry also has its ``class_label`` and
+    ``guidance`` w (None for the other studies; ``nfe_budget`` is then the NFE used)."""
 
     points: np.ndarray
     sampler: str
@@ -415,17 +479,21 @@ class StudySamples:
     grid: str
     config_toml: str
     path: Path
+    class_label: int | None = None
+    guidance: float | None = None
 
     @property
     def title(self) -> str:
         grid = f", {self.grid} grid" if self.grid else ""
+        if self.guidance is not None:
+            return f"{self.sampler}, class {self.class_label} at w = {self.guidance:g}{grid}"
         return f"{self.sampler} at {self.nfe} NFE{grid}"
 
 
 def read_samples(path: str | os.PathLike[str], sampler: int | str, budget: int) -> StudySamples:
     """The final samples of sampler ``sampler`` (index or spec) at the budget of index
-    ``budget``, read-only. One-line WorkbenchError when the entry is not there: not run yet,
-    or a file from before samples were stored."""
+    ``budget`` (a guidance study: at its ``budget``-th w), read-only. One-line WorkbenchError
+    when the entry is not there: not run yet, or a file from before samples were stored."""
     path = Path(path)
     try:
         f = h5py.File(path, "r")
@@ -434,9 +502,11 @@ def read_samples(path: str | os.PathLike[str], sampler: int | str, budget: int) 
     with f:
         if f.attrs.get("format") != FORMAT:
             raise WorkbenchError(f"{path} is not a study file")
-        if json.loads(str(f.attrs["arguments"]))["study"] != "samplers":
+        kind = json.loads(str(f.attrs["arguments"]))["study"]
+        if kind == "losses":
             raise WorkbenchError(f"{path} is a loss study: it holds no samples")
-        g: Any = f[f"{ENTRY}/samplers"]
+        g: Any = f[f"{ENTRY}/{kind}"]
+        guided = kind == "guidance"
         names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sampler"][()]]
         if isinstance(sampler, str):
             if sampler not in names:
@@ -444,11 +514,11 @@ def read_samples(path: str | os.PathLike[str], sampler: int | str, budget: int) 
             i = names.index(sampler)
         else:
             i = int(sampler)
-        budgets = g["nfe"][()]
+        budgets = g["guidance"][()] if guided else g["nfe"][()]
         j = int(budget)
         if not (0 <= i < len(names) and 0 <= j < len(budgets)):
             raise WorkbenchError(f"{path} has no entry ({i}, {j})")
-        what = f"{names[i]} at {int(budgets[j])} NFE"
+        what = f"{names[i]} at w = {budgets[j]:g}" if guided else f"{names[i]} at {budgets[j]} NFE"
         if not bool(g["done"][i, j]):
             raise WorkbenchError(f"{path}: {what} has not been run yet")
         if "samples" not in g:
@@ -463,12 +533,15 @@ def read_samples(path: str | os.PathLike[str], sampler: int | str, budget: int) 
         if "grid" in g:
             raw = g["grid"][i, j]
             grid = raw.decode() if isinstance(raw, bytes) else str(raw)
+        nfe = int(g["nfe_actual"][i, j])
         return StudySamples(
             points,
             names[i],
-            int(budgets[j]),
-            int(g["nfe_actual"][i, j]),
+            nfe if guided else int(budgets[j]),
+            nfe,
             grid,
             str(f.attrs["config"]),
             path,
+            int(g["class_label"][()]) if guided else None,
+            float(budgets[j]) if guided else None,
         )

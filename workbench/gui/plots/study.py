@@ -5,6 +5,8 @@ A sampler study is drawn as error against NFE on log-log axes, one curve per sam
 noise floor of the chosen measurement as a band: what a perfect sampler scores with the same n
 (floor mean ± 2 sd). A curve that reaches the band has no error left that this n can see. A
 loss study is drawn as the weighted score error e(t) against t, log-log, one curve per loss.
+A guidance study (:mod:`.study_guidance`) is drawn as distance against the guidance weight w,
+to the tilted density and to p(x|c), each with its floor band.
 
 Clicking a point of a sampler study opens the samples it measures (stored in the study file:
 :func:`workbench.io.study_file.read_samples`) in the window's Densities tab, titled by sampler
@@ -31,6 +33,7 @@ from PySide6 import QtCore, QtWidgets
 
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.base import LogAxis, PlotTab, follow_palette
+from workbench.gui.plots.study_guidance import GuidancePage, draw_guidance, parse_weights
 from workbench.gui.workers import Task, TaskContext, TaskProgress
 
 __all__ = ["METRICS", "StudyTab", "parse_nfe"]
@@ -128,7 +131,7 @@ class StudyTab(PlotTab):
 
         self.kind = QtWidgets.QComboBox()
         self.kind.setObjectName("studyKind")
-        self.kind.addItems(["samplers", "losses"])
+        self.kind.addItems(["samplers", "losses", "guidance"])
         self.samplers = _checkable("studySamplers", SAMPLERS.names(), {"em", "ode"})
         self.nfe = QtWidgets.QLineEdit(DEFAULT_NFE)
         self.nfe.setObjectName("studyNfe")
@@ -182,6 +185,8 @@ class StudyTab(PlotTab):
         self.pages = QtWidgets.QStackedWidget()
         self.pages.addWidget(sampler_page)
         self.pages.addWidget(loss_page)
+        self.guidance = GuidancePage()
+        self.pages.addWidget(self.guidance)
         self.kind.currentIndexChanged.connect(self.pages.setCurrentIndex)
 
         out_row = QtWidgets.QHBoxLayout()
@@ -224,12 +229,16 @@ class StudyTab(PlotTab):
         layout.addWidget(controls)
         layout.addLayout(right, 1)
         self.metric_box.currentIndexChanged.connect(self.schedule_redraw)
+        self.guidance.measure.currentIndexChanged.connect(self.schedule_redraw)
         follow_palette(self.plot)
         self._redraw()
 
     # -- the experiment -----------------------------------------------------------------------
     def set_experiment(self, state: Any) -> None:
         self.state = state
+        classes = int(getattr(getattr(state, "dataset", None), "num_classes", 0) or 0)
+        if classes:  # the guidance study's class: one of the data's
+            self.guidance.class_box.setMaximum(classes - 1)
 
     def _window_attr(self, name: str, default: Any = None) -> Any:
         return getattr(self.window(), name, default)
@@ -285,6 +294,10 @@ class StudyTab(PlotTab):
                 jobs.parse_samplers(samplers)
                 budgets = parse_nfe(self.nfe.text())
                 source = self._sampler_source(config)
+            elif kind == "guidance":
+                weights = parse_weights(self.guidance.weights.text())
+                samplers = [self.guidance.sampler.currentText()]
+                source = self._sampler_source(config)
             else:
                 losses = jobs.check_losses(_checked(self.losses))
         except WorkbenchError as exc:
@@ -293,6 +306,12 @@ class StudyTab(PlotTab):
         text = self.out.text().strip()
         out = Path(os.path.expanduser(text)) if text else self.default_out(kind)
         n, steps = self.n.value(), self.steps.value()
+        if kind == "guidance":
+            n, c, nfe = (
+                self.guidance.n.value(),
+                self.guidance.class_box.value(),
+                self.guidance.nfe.value(),
+            )
         threads = self.worker_threads
 
         def work(ctx: TaskContext) -> Any:
@@ -317,6 +336,25 @@ class StudyTab(PlotTab):
                         out,
                         samplers=samplers,
                         nfe=budgets,
+                        n=n,
+                        source=str(source) if isinstance(source, Path) else "",
+                        progress=progress,
+                        cancel=ctx.cancelled,
+                    )
+                elif kind == "guidance":
+                    from workbench.jobs.guidance_study import guidance_study
+                    from workbench.jobs.sample import load_model
+
+                    loaded, model, dataset = load_model(source)
+                    result = guidance_study(
+                        loaded,
+                        model,
+                        dataset,
+                        out,
+                        class_label=c,
+                        guidance=weights,
+                        samplers=samplers,
+                        nfe=nfe,
                         n=n,
                         source=str(source) if isinstance(source, Path) else "",
                         progress=progress,
@@ -425,8 +463,17 @@ class StudyTab(PlotTab):
             self.item.setLabel("left", "error")
             self.item.setTitle("no study yet: choose one and press Run")
             return
+        self.legend.anchor((1, 0), (1, 0), offset=(-10, 10))
         if data["kind"] == "samplers":
             self._draw_samplers(data)
+        elif data["kind"] == "guidance":
+            # the curves rise with w: the legend goes where they start low, top left
+            self.legend.anchor((0, 0), (0, 0), offset=(10, 10))
+            self.curves, bands, note = draw_guidance(
+                self.item, data, self.guidance.measure.currentIndex(), self._point_clicked
+            )
+            self.band = bands[0] if bands else None
+            self.readout.setText(note)
         else:
             self._draw_losses(data)
 
@@ -501,14 +548,17 @@ class StudyTab(PlotTab):
     def open_point(self, i: int, j: int) -> Task | None:
         """Read sampler ``i``'s samples at budget ``j`` in a worker, then show them in the
         Densities tab (:meth:`_samples_read`); a second click while one is read waits."""
-        if self.path is None or self.data is None or self.data.get("kind") != "samplers":
+        if self.path is None or self.data is None or self.data.get("kind") == "losses":
             return None
         if self.loader is not None:
             return None
         from workbench.io.study_file import read_samples
 
         path = self.path
-        what = f"{self.data['names'][i]} at {int(self.data['nfe'][j])} NFE"
+        if self.data["kind"] == "guidance":
+            what = f"{self.data['names'][i]} at w = {float(self.data['guidance'][j]):g}"
+        else:
+            what = f"{self.data['names'][i]} at {int(self.data['nfe'][j])} NFE"
 
         def work(ctx: TaskContext) -> Any:
             return read_samples(path, i, j)
