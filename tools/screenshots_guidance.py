@@ -50,17 +50,28 @@ def take_guidance_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
                 break
             QtCore.QThread.msleep(25)
 
+    def ready() -> None:
+        """Wait for the experiment state the window builds in a worker after a change."""
+        for _ in range(2400):
+            app.processEvents()
+            if window.experiment_settled() and not window.model_loading():
+                return
+            QtCore.QThread.msleep(25)
+        raise TimeoutError("the experiment was not built within a minute")
+
     def choose(c: int, slider: int) -> None:
         box = window.findChild(QtCore.QObject, "guidanceControls")
         box.combo.setCurrentIndex(c + 1)
         box.slider.setValue(slider)
         window.validate()
+        ready()
 
     window.set_config(
         window.config.with_overrides(
             {"model.kind": "analytic", "train.device": "cpu", "sample.n": 4000}
         )
     )
+    ready()
     window.set_model(window._build_model())
     window.toolbox.setCurrentIndex(window.toolbox.count() - 1)  # Sampling: the controls
     choose(2, 30)
@@ -83,6 +94,7 @@ def take_guidance_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
             }
         )
     )
+    ready()
     window.set_model(window._build_model())
     choose(1, 40)
     done = {}
