@@ -822,9 +822,9 @@ def bench_gui(file_mb: float = GUI_FILE_MB, train_s: float = 3.0) -> dict:
             if window.task is not None:
                 window.task.cancel()
                 window.task.wait()
-            window.close()
-            window.deleteLater()
-            app.processEvents()
+            from workbench.gui.app import close_windows
+
+            close_windows(app)  # the inspector too: see close_windows
             collector.uninstall()
     return {
         "probe_ms": probe.interval_ms,

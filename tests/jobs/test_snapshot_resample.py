@@ -25,6 +25,10 @@ CONFIG = default_config().with_overrides(
         "train.log_every": 20,
         "train.checkpoint_every": 120,
         "train.snapshot_every": 40,
+        # a constant rate, pinned: the test is about snapshots, and under the default cosine
+        # decay to 0 the last of 120 steps barely move the network
+        "train.lr": 2e-3,
+        "train.schedule": "constant",
         "data.n": 4096,
         "model.hidden": 64,
     }

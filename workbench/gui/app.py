@@ -7,12 +7,12 @@ import sys
 from collections.abc import Mapping
 from typing import cast
 
-from PySide6 import QtGui, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench import __version__
 from workbench.errors import WorkbenchError
 
-__all__ = ["app_icon", "create_app", "no_display_reason", "run_gui"]
+__all__ = ["app_icon", "close_windows", "create_app", "no_display_reason", "run_gui"]
 
 # Qt's platform plugins that draw on a display server; the others (offscreen, minimal, vnc,
 # eglfs, linuxfb, ...) need none
@@ -68,6 +68,23 @@ def app_icon() -> QtGui.QIcon:
     return icon
 
 
+def close_windows(app: QtCore.QCoreApplication) -> None:
+    """Close every top-level window and delete what that leaves for deletion, now, while the
+    application and its event loop still exist.
+
+    Without it the interpreter's shutdown frees the last Qt wrappers (an inspector's lazily
+    made views, the windows' deferred deletions) after parts of Qt they point into are gone:
+    the process ended with a segmentation fault after it had done its work.
+    """
+    import gc
+
+    QtWidgets.QApplication.closeAllWindows()
+    for _ in range(3):
+        app.processEvents()
+        QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+    gc.collect()
+
+
 def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     """The process's QApplication (created once), named so QSettings has a home."""
     # the one instance is a QApplication: the GUI never makes a bare QCoreApplication
@@ -106,4 +123,6 @@ def run_gui(path: str | None = None, follow: bool = False) -> int:
     elif path is not None:
         window.open_path(path)
     window.show()
-    return int(app.exec())
+    status = int(app.exec())
+    close_windows(app)
+    return status
