@@ -402,7 +402,8 @@ def bench_reference(
 
     @torch.no_grad()
     def ours_sample() -> None:
-        for _ in sample(sampler, n, (2,), None, device):
+        # the default fast path (auto), as `sample` runs it
+        for _ in sample(sampler, n, (2,), None, device, fast_path=cfg.sample.fast_path):
             pass
 
     data = trainer.data
