@@ -100,12 +100,24 @@ def test_fused_copy_reads_the_live_weights_and_leaves_the_model_alone() -> None:
     assert all(a is b for a, b in zip(model.parameters(), fused.net.net.parameters(), strict=True))
     x = torch.randn(20, 2, generator=torch.Generator().manual_seed(3))
     t = torch.tensor(0.5)
+    other = mlp(seed=5)
+    params = list(model.parameters())
+    # every way training or loading changes weights in place: the fused copy follows each
+    # (its oneDNN weight layouts are remade, not kept from the first call)
+    changes = [
+        lambda: model.net.hidden[0].weight.mul_(0.5),
+        lambda: torch._foreach_lerp_(params, list(other.parameters()), 0.3),  # the EMA's update
+        lambda: model.load_state_dict(other.state_dict()),
+        lambda: setattr(model.net.hidden[1].weight, "data", torch.randn(64, 64) / 8),
+    ]
     with torch.no_grad():
         before = fused(x, t)
-        model.net.hidden[0].weight.mul_(0.5)  # training goes on in place
-        after = fused(x, t)
-        assert not torch.allclose(before, after)
-        assert (after - model(x, t)).abs().max() <= 1e-5 * after.abs().max()
+        for change in changes:
+            change()
+            after = fused(x, t)
+            assert not torch.allclose(before, after)
+            assert (after - model(x, t)).abs().max() <= 1e-5 * after.abs().max()
+            before = after
 
 
 def _final(sampler, fast_path: str, n: int = 500, seed: int = 7) -> torch.Tensor:
