@@ -36,7 +36,7 @@ import copy
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -150,7 +150,7 @@ class FusedMLP(nn.Module):
         # one time for all: the time branch is part of the first layer's bias
         bias = (net.time(emb) + net.inp.bias).reshape(-1)
         h = self._linear(x.reshape(x.shape[0], -1).contiguous(), net.inp.weight, bias)
-        for layer in net.hidden:
+        for layer in cast(list[nn.Linear], net.hidden):
             h = self._linear(h, layer.weight, layer.bias)
         return net.out(h).reshape(x.shape)
 
