@@ -140,6 +140,7 @@ class FusedMLP(nn.Module):
         if (
             torch.is_grad_enabled()
             or x.dtype != torch.float32
+            or net.inp.weight.dtype != torch.float32
             or x.device.type != "cpu"
             or torch.is_autocast_enabled("cpu")
         ):
