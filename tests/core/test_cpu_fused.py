@@ -248,3 +248,31 @@ def test_per_particle_first_layer_is_inp_plus_time_with_their_gradients() -> Non
     assert (a - b).abs().max() <= 1e-5 * b.abs().max()
     for p, q in zip(ga, gb, strict=True):
         assert (p - q).abs().max() <= 1e-4 * q.abs().max()
+
+
+def test_the_sampling_job_runs_the_fused_network_by_default(tmp_path) -> None:
+    # the app's and the CLI's sampling (a real HDF5 file from the default config): its MLP's
+    # own forward is never called, and the file's samples are the plain path's to round-off
+    import h5py
+
+    from workbench.jobs.sample import sample_to_file
+
+    cfg = default_config().with_overrides(
+        {"sample.n": 64, "sample.steps": 12, "sample.record_every": 0}
+    )
+    model = build_score_model("mlp", {"hidden": 32}, build_sde("vp", {}), (2,))
+    model = model.eval().requires_grad_(False)
+    calls: list[int] = []
+    hook = model.net.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        sample_to_file(cfg, model, tmp_path / "auto.h5", device="cpu")
+        # one call only: chunk_size 0 measures the plain network's memory per sample first
+        assert cfg.sample.chunk_size == 0 and calls == [1]
+        off = cfg.with_overrides({"sample.fast_path": "off"})
+        sample_to_file(off, model, tmp_path / "off.h5", device="cpu")
+        assert len(calls) == 1 + 1 + 13  # the probe, 12 steps and the denoising step
+    finally:
+        hook.remove()
+    with h5py.File(tmp_path / "auto.h5", "r") as a, h5py.File(tmp_path / "off.h5", "r") as b:
+        fast, plain = torch.from_numpy(a["samples"][()]), torch.from_numpy(b["samples"][()])
+    assert (fast - plain).abs().max() <= 1e-4 * plain.abs().max()
