@@ -360,8 +360,10 @@ def bench_reference(
     torch's default (foreach) and its EMA a loop over parameters, the workbench's Adam is fused
     and its EMA one foreach lerp (both cheaper on the workbench's side); the plain network sees
     16 Fourier features per particle, the workbench's default 32 through its own Linear
-    (140k against 136k multiply-adds per particle in training; in sampling every particle
-    shares t and that branch is one row)."""
+    (140k against 136k multiply-adds per particle in training, where the first layer is one
+    addmm on [x, emb]; in sampling every particle shares t and that branch is one row). The
+    workbench samples on its default fast path (``auto``: on the CPU the MLP's layers fused by
+    oneDNN, :mod:`workbench.core.cpu_fused`)."""
     cfg = default_config().with_overrides(
         {
             "train.device": str(device),
