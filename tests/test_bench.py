@@ -25,7 +25,8 @@ TINY = BenchSizes(
 def test_the_report_has_every_row_and_column() -> None:
     report = run_bench("cpu", quick=True, sizes=TINY)
     assert report["torch"] == torch.__version__ and report["device"].startswith("CPU")
-    assert report["fast_path"] == "off"  # auto on the CPU is the plain path
+    # sampling's auto on the CPU is the MLP fused by oneDNN: a column of its own
+    assert report["fast_path"] == "auto"
     works = [r["work"] for r in report["rows"]]
     assert works[0].startswith("DSM training step") and "batch 64" in works[0]
     assert "128 particles" in works[1] and "256 particles" in works[2]
@@ -34,9 +35,13 @@ def test_the_report_has_every_row_and_column() -> None:
     assert works[4] == "vs score_sde_pytorch-style loop: EM step, 128 particles"
     assert works[5] == "vs score_sde_pytorch-style loop: DSM training step, batch 64"
     assert len(works) == 6
-    for row in report["rows"]:
+    for i, row in enumerate(report["rows"]):
         assert row["plain_ms"] > 0 and row["workbench_ms"] > 0 and math.isfinite(row["speedup"])
-        assert row["fast_ms"] is None and row["bf16_ms"] is None  # not run on the CPU
+        assert row["bf16_ms"] is None  # not run on the CPU
+        if i in (1, 2):  # the sampling rows: auto run beside the plain path
+            assert row["fast_path"] == "auto" and row["fast_ms"] > 0
+        else:
+            assert row["fast_ms"] is None
     assert json.loads(json.dumps(report)) == report
     table = format_table(report)
     assert "CPU" in table and torch.__version__ in table and "float32" in table

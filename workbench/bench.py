@@ -360,8 +360,10 @@ def bench_reference(
     torch's default (foreach) and its EMA a loop over parameters, the workbench's Adam is fused
     and its EMA one foreach lerp (both cheaper on the workbench's side); the plain network sees
     16 Fourier features per particle, the workbench's default 32 through its own Linear
-    (140k against 136k multiply-adds per particle in training; in sampling every particle
-    shares t and that branch is one row)."""
+    (140k against 136k multiply-adds per particle in training, where the first layer is one
+    addmm on [x, emb]; in sampling every particle shares t and that branch is one row). The
+    workbench samples on its default fast path (``auto``: on the CPU the MLP's layers fused by
+    oneDNN, :mod:`workbench.core.cpu_fused`)."""
     cfg = default_config().with_overrides(
         {
             "train.device": str(device),
@@ -402,7 +404,8 @@ def bench_reference(
 
     @torch.no_grad()
     def ours_sample() -> None:
-        for _ in sample(sampler, n, (2,), None, device):
+        # the default fast path (auto), as `sample` runs it
+        for _ in sample(sampler, n, (2,), None, device, fast_path=cfg.sample.fast_path):
             pass
 
     data = trainer.data
@@ -495,7 +498,9 @@ def run_bench(
 
     The fast path column is ``cuda_graph`` on CUDA (what ``auto`` picks there), and on the
     CPU ``compile`` when ``compile`` is set (its first call compiles for tens of seconds, spent
-    in the warm-up, not in the timings), otherwise absent: ``auto`` is the plain path there.
+    in the warm-up, not in the timings), otherwise ``auto``: for sampling the MLP fused by
+    oneDNN (:mod:`workbench.core.cpu_fused`); training has no CPU fast path (its column is
+    empty there).
     bf16 columns are CUDA only (bf16 on the CPU is slower than fp32).
     """
     device = resolve_device(device_name)
@@ -508,9 +513,12 @@ def run_bench(
         bench_training(device, b, sizes.train_steps, sizes.repeats, fast, bf16=cuda)
         for b in sizes.train_batches
     ]
+    # sampling's auto on the CPU is a path of its own (the MLP fused by oneDNN); training's
+    # auto there is the plain step, already the workbench column
+    sample_fast = fast or "auto"
     for n, steps in zip(sizes.sample_ns, sizes.sample_steps, strict=True):
         repeats = 1 if quick or (not cuda and n > 100_000) else sizes.repeats
-        rows.append(bench_sampling(device, n, steps, repeats, fast, bf16=cuda))
+        rows.append(bench_sampling(device, n, steps, repeats, sample_fast, bf16=cuda))
     rows.append(bench_recording(device, sizes.record_n, sizes.sample_steps[0], 1 if quick else 2))
     rows += bench_reference(
         device,
@@ -525,7 +533,7 @@ def run_bench(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "dtype": "float32" + (" (bf16 column: bfloat16 autocast)" if cuda else ""),
-        "fast_path": fast or "off",
+        "fast_path": sample_fast,
         "rows": [{**asdict(r), "speedup": r.speedup} for r in rows],
     }
 

@@ -339,7 +339,7 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
         "fast_path",
         Choice(FAST_PATHS),
         "auto",
-        "auto: the score network as a CUDA graph on CUDA, plain on the CPU",
+        "auto: the score network as a CUDA graph on CUDA, the MLP fused by oneDNN on the CPU",
     ),
     Param(
         "precision",

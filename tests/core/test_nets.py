@@ -489,12 +489,19 @@ def test_shared_time_gives_the_per_particle_function(kind, shape, embedding, dty
     if time_layer is None:
         time_layer = net.blocks[0].time
     hook = time_layer.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    # the embedding starts the time branch; the MLP's per-particle first layer takes its rows
+    # in one addmm with x (no call of the time Linear), so the rows are counted there too
+    rows: list[tuple[int, ...]] = []
+    embed_hook = net.embed.register_forward_hook(lambda m, i, o: rows.append(tuple(o.shape)))
     try:
         for t in (0.001, 0.37, 1.0):
             shared = model(x, torch.tensor(t, dtype=dtype))
             assert seen[-1] == (1, 128)  # the time branch ran for one row
+            assert rows[-1] == (1, 128)
             per_particle = model(x, torch.full((64,), t, dtype=dtype))
-            assert seen[-1] == (64, 128)
+            assert rows[-1] == (64, 128)
+            if kind != "mlp":
+                assert seen[-1] == (64, 128)
             scale = per_particle.abs().max()
             tol = 1e-6 if dtype == torch.float32 else 1e-13
             assert (shared - per_particle).abs().max() <= tol * scale, (t, dtype)
@@ -503,6 +510,7 @@ def test_shared_time_gives_the_per_particle_function(kind, shape, embedding, dty
             assert (raw_shared - raw_each).abs().max() <= tol * raw_each.abs().max()
     finally:
         hook.remove()
+        embed_hook.remove()
 
 
 def test_shared_time_path_keeps_parameter_names_and_shapes() -> None:

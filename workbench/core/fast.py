@@ -12,8 +12,10 @@ whatever the batch. Two remedies are offered, both behind the same switch
   kernels; the default mode on the CPU, which fuses the elementwise work). It runs on the CPU
   too, if a C++ compiler is installed. Its first call compiles (seconds to a minute); the
   workbench never uses ``max-autotune``, whose first-call autotuning takes ~50 s.
-* ``auto``: ``cuda_graph`` on CUDA, ``off`` on the CPU (the plain loop is the fastest there:
-  a step is compute-bound, and graphs do not exist), so the CPU is never slower.
+* ``auto``: ``cuda_graph`` on CUDA, ``off`` on the CPU (a step is compute-bound there and
+  graphs do not exist); sampling on the CPU then fuses the MLP's Linear + bias + activation
+  into oneDNN matmuls (:mod:`workbench.core.cpu_fused`, chosen in
+  :func:`workbench.core.samplers.sample`), which saves the passes over memory around them.
 
 :class:`FastScore` applies the choice to a score model's forward pass (the sampler's step
 calls it once or more per step; the remaining update is a handful of elementwise kernels).

@@ -302,9 +302,16 @@ class MLPNet(_VectorNet):
         self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        # the first layer is inp(x) + time(emb(t)): the t part is one row when t is shared
-        trow = self.time(time_label_features(self, t, x, y))
-        h = apply_activation(self.act, _affine_plus_rows(trow, x.reshape(x.shape[0], -1), self.inp))
+        # the first layer is inp(x) + time(emb(t)): the t part is one row when t is shared;
+        # with a row per sample (training) it is one addmm on [x, emb], not two and an add
+        emb = time_label_features(self, t, x, y)
+        flat = x.reshape(x.shape[0], -1)
+        if emb.shape[0] == 1:
+            pre = _affine_plus_rows(self.time(emb), flat, self.inp)
+        else:
+            weight = torch.cat([self.inp.weight, self.time.weight], dim=1)
+            pre = torch.addmm(self.inp.bias + self.time.bias, torch.cat([flat, emb], 1), weight.t())
+        h = apply_activation(self.act, pre)
         for layer in self.hidden:
             h = apply_activation(self.act, layer(h))
         return self.out(h).reshape(x.shape)

@@ -28,8 +28,9 @@ def sample(
 ) -> Iterator[SamplerStep]:
     """Draw x_T ~ p_T (``sde.prior_sample``) for ``n`` samples and run ``sampler`` on it.
 
-    ``fast_path`` (:data:`workbench.core.fast.FAST_PATHS`; ``auto``: CUDA graphs on CUDA, plain
-    elsewhere) and ``precision`` (``bf16``: the network under bfloat16 autocast, the states
+    ``fast_path`` (:data:`workbench.core.fast.FAST_PATHS`; ``auto``: CUDA graphs on CUDA, on the
+    CPU the MLP's layers fused by oneDNN (:mod:`workbench.core.cpu_fused`), plain for any other
+    model) and ``precision`` (``bf16``: the network under bfloat16 autocast, the states
     and the update in ``dtype``) change how the score network is evaluated, not the maths:
     with fp32 the samples equal the plain path's to float rounding (same seed, same noise).
 
@@ -56,11 +57,20 @@ def sample(
     if chunk_size == 0:
         chunk_size = auto_sample_chunk(sampler.score_model, n, shape[1:], dev, dtype)
     x_T = sampler.sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
+    scorer: nn.Module | ScoreFn | None = None
     if path != "off" or precision != "fp32":
         # under auto, a model that cannot be captured (one that reads values back) runs plainly
         scorer = fast.FastScore(
             sampler.score_model, path, precision, dev, fallback=fast_path == "auto"
         )
+    elif fast_path == "auto" and dev.type == "cpu":
+        # auto on the CPU: the MLP's layers as oneDNN matmuls with bias and activation fused
+        # (equal to the plain forward to float32 round-off); any other model runs plainly
+        from workbench.core.cpu_fused import fuse_for_cpu
+
+        fused, _why_not = fuse_for_cpu(sampler.score_model)
+        scorer = fused if fused is not sampler.score_model else None
+    if scorer is not None:
         runner = sampler.with_score_model(scorer)
         for row in _run_chunks(runner, x_T, n, generator, chunk_size):
             sampler.nfe = runner.nfe
