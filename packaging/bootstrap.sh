@@ -43,7 +43,9 @@ case "$mode" in
         ruff check .
         ruff format --check .
         mypy
-        exec python -m pytest "$@"
+        # two workers, a test file each at a time (its module fixtures stay in one process):
+        # the 2-core machines this runs on finish the suite in ~8 minutes instead of ~10
+        exec python -m pytest -n 2 --dist loadfile "$@"
         ;;
     *)
         echo "usage: bash packaging/bootstrap.sh [app|test] [args...]" >&2
