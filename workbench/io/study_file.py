@@ -25,7 +25,8 @@ import datetime
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,7 +347,7 @@ class StudyFile:
         done = self.done()
         rows: list[dict[str, Any]] = []
         if self.kind == "guidance":
-            names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sampler"][()]]
+            names = _texts(g["sampler"])
             weights, c = g["guidance"][()], int(g["class_label"][()])
             data = {k: g[k][()] for k in (*GUIDANCE_METRICS, "nfe_actual", "steps")}
             for i, name in enumerate(names):
@@ -362,7 +363,7 @@ class StudyFile:
                         entry.update({k: float(data[k][i, j]) for k in GUIDANCE_METRICS})
                         rows.append(entry)
         elif self.kind == "samplers":
-            names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sampler"][()]]
+            names = _texts(g["sampler"])
             budgets = g["nfe"][()]
             data = {k: g[k][()] for k in (*SAMPLER_METRICS, "nfe_actual", "steps")}
             for i, name in enumerate(names):
@@ -378,7 +379,7 @@ class StudyFile:
                     row.update({k: float(data[k][i, j]) for k in SAMPLER_METRICS})
                     rows.append(row)
         else:
-            names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["loss"][()]]
+            names = _texts(g["loss"])
             error, final, seconds = g["error"][()], g["final_loss"][()], g["seconds"][()]
             for i, name in enumerate(names):
                 if done[i]:
@@ -422,6 +423,25 @@ class StudyFile:
         self.close()
 
 
+def _texts(dataset: Any) -> list[str]:
+    """A stored list of names (h5py gives variable-length strings as bytes or str)."""
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in dataset[()]]
+
+
+@contextmanager
+def _open_study(path: Path) -> Iterator[tuple[Any, str]]:
+    """A study file opened read-only, with its kind ("samplers", "losses", "guidance");
+    one-line WorkbenchError for a file that is not one."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise WorkbenchError(f"{path} is not a readable HDF5 file ({exc})") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise WorkbenchError(f"{path} is not a study file")
+        yield f, str(json.loads(str(f.attrs["arguments"]))["study"])
+
+
 def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What a study file holds, for a plot: ``kind``, ``names`` and, for guidance,
     ``guidance`` (the w's), ``class_label``, ``nfe_actual``, every :data:`GUIDANCE_METRICS`
@@ -430,17 +450,10 @@ def read_study(path: str | os.PathLike[str]) -> dict[str, Any]:
     (mean, std)) and ``has_samples`` (whether the entries' samples are stored, for
     :func:`read_samples`); for losses ``t``, ``error`` and ``done``. Read-only."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise WorkbenchError(f"{path} is not a readable HDF5 file ({exc})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise WorkbenchError(f"{path} is not a study file")
-        kind = str(json.loads(str(f.attrs["arguments"]))["study"])
+    with _open_study(path) as (f, kind):
         g: Any = f[f"{ENTRY}/{kind}"]
         key = "loss" if kind == "losses" else "sampler"
-        names = [s.decode() if isinstance(s, bytes) else str(s) for s in g[key][()]]
+        names = _texts(g[key])
         out: dict[str, Any] = {"kind": kind, "names": names, "done": g["done"][()]}
         if kind == "guidance":
             out["guidance"] = g["guidance"][()]
@@ -495,19 +508,12 @@ def read_samples(path: str | os.PathLike[str], sampler: int | str, budget: int) 
     ``budget`` (a guidance study: at its ``budget``-th w), read-only. One-line WorkbenchError
     when the entry is not there: not run yet, or a file from before samples were stored."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise WorkbenchError(f"{path} is not a readable HDF5 file ({exc})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise WorkbenchError(f"{path} is not a study file")
-        kind = json.loads(str(f.attrs["arguments"]))["study"]
+    with _open_study(path) as (f, kind):
         if kind == "losses":
             raise WorkbenchError(f"{path} is a loss study: it holds no samples")
         g: Any = f[f"{ENTRY}/{kind}"]
         guided = kind == "guidance"
-        names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sampler"][()]]
+        names = _texts(g["sampler"])
         if isinstance(sampler, str):
             if sampler not in names:
                 raise WorkbenchError(f"{path} has no sampler {sampler!r}")
