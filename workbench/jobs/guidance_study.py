@@ -39,10 +39,8 @@ from workbench.core.data import DataSet
 from workbench.core.guidance import TiltedGrid, guidance_gap, guide, tilted_grid
 from workbench.core.samplers import build_sampler
 from workbench.core.study import steps_for_nfe
-from workbench.core.train import resolve_device
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.io.study_file import StudyFile, csv_path
-from workbench.jobs.sample import sample_params, sde_for_sampling
 from workbench.jobs.study import (
     FIXED_INTEGRATOR,
     Progress_,
@@ -51,6 +49,7 @@ from workbench.jobs.study import (
     _finish,
     _label,
     _run,
+    _sampling_setup,
     _tick,
     parse_samplers,
 )
@@ -122,22 +121,14 @@ def guidance_study(
     specs = parse_samplers(samplers) if samplers else [(str(config.sample.sampler), None)]
     if nfe is not None and int(nfe) < 1:
         raise WorkbenchError(f"--nfe: must be a positive number of score evaluations, got {nfe}")
-    n = int(config.sample.n if n is None else n)
-    if n < 2:
-        raise WorkbenchError(f"--n: a study needs at least 2 samples, got {n}")
-    seed = int(config.sample.seed if seed is None else seed)
     c = check_class(class_label, dataset)
     try:
         guide(model, c, weights[-1])  # a network without classes fails before the file is made
     except ConfigError as exc:
         raise WorkbenchError(f"--class: {exc.message}") from None
-    mixture = _data_mixture(dataset)
-    dev = resolve_device(config.train.device if device is None else str(device))
-    normalizer = dataset.normalizer()
-    sde = sde_for_sampling(config, dataset)
-    model = model.to(dev)
-    base = sample_params(config)
-    shape = tuple(dataset.sample_shape)
+    n, seed, mixture, dev, normalizer, sde, model, base, shape = _sampling_setup(
+        config, model, dataset, n, seed, device
+    )
     labels = [_label(s) for s in specs]
     arguments = {
         "source": source,

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -163,6 +163,48 @@ def _tick(progress: Progress_ | None, fraction: float, what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # samplers
 # ---------------------------------------------------------------------------------------------
+class _SamplingSetup(NamedTuple):
+    n: int
+    seed: int
+    mixture: Any
+    device: torch.device
+    normalizer: Any
+    sde: Any
+    model: nn.Module
+    params: dict[str, Any]
+    shape: tuple[int, ...]
+
+
+def _sampling_setup(
+    config: ExperimentConfig,
+    model: nn.Module,
+    dataset: DataSet,
+    n: int | None,
+    seed: int | None,
+    device: str | torch.device | None,
+) -> _SamplingSetup:
+    """What every sampling study (samplers, guidance) starts from: its sample count and seed
+    (the config's unless given), the data's mixture (refused when there is none), the device
+    with the model on it, the normaliser, the SDE to sample, the [sample] params and shape."""
+    n = int(config.sample.n if n is None else n)
+    if n < 2:
+        raise WorkbenchError(f"--n: a study needs at least 2 samples, got {n}")
+    seed = int(config.sample.seed if seed is None else seed)
+    mixture = _data_mixture(dataset)
+    dev = resolve_device(config.train.device if device is None else str(device))
+    return _SamplingSetup(
+        n,
+        seed,
+        mixture,
+        dev,
+        dataset.normalizer(),
+        sde_for_sampling(config, dataset),
+        model.to(dev),
+        sample_params(config),
+        tuple(dataset.sample_shape),
+    )
+
+
 def sampler_study(
     config: ExperimentConfig,
     model: nn.Module,
@@ -189,17 +231,9 @@ def sampler_study(
         raise WorkbenchError("--nfe: give positive whole numbers of score evaluations")
     if len(set(budgets)) != len(budgets):
         raise WorkbenchError("--nfe: a budget is named twice")
-    n = int(config.sample.n if n is None else n)
-    if n < 2:
-        raise WorkbenchError(f"--n: a study needs at least 2 samples, got {n}")
-    seed = int(config.sample.seed if seed is None else seed)
-    mixture = _data_mixture(dataset)
-    dev = resolve_device(config.train.device if device is None else str(device))
-    normalizer = dataset.normalizer()
-    sde = sde_for_sampling(config, dataset)
-    model = model.to(dev)
-    base = sample_params(config)
-    shape = tuple(dataset.sample_shape)
+    n, seed, mixture, dev, normalizer, sde, model, base, shape = _sampling_setup(
+        config, model, dataset, n, seed, device
+    )
     labels = [_label(s) for s in specs]
     arguments = {
         "source": source,
