@@ -40,6 +40,31 @@ def _wait(app: object, signal: object, timeout_s: float) -> object:
     return box["value"]
 
 
+def fresh_window(prefix: str) -> tuple[Any, Path]:
+    """A main window with its own settings and runs folder in a new temporary folder (the
+    user's settings untouched); the QApplication must exist. Returns (window, folder)."""
+    from PySide6 import QtCore
+
+    from workbench.gui.main_window import MainWindow
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
+    return MainWindow(settings=settings, runs_dir=work / "runs"), work
+
+
+def wait_settled(app: Any, window: Any) -> None:
+    """Wait for the experiment state the window builds in a worker after a config change
+    (Train and Sample stay disabled until it is in) and any model it is loading."""
+    from PySide6 import QtCore
+
+    for _ in range(2400):
+        app.processEvents()
+        if window.experiment_settled() and not window.model_loading():
+            return
+        QtCore.QThread.msleep(25)
+    raise TimeoutError("the experiment was not built within a minute")
+
+
 def take_screenshots(
     outdir: str | os.PathLike[str], steps: int = 1500, data: str = "8gaussians"
 ) -> list[Path]:
@@ -47,14 +72,11 @@ def take_screenshots(
     from PySide6 import QtCore, QtWidgets
 
     from workbench.gui.app import create_app
-    from workbench.gui.main_window import MainWindow
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     app = create_app()
-    work = Path(tempfile.mkdtemp(prefix="sde-workbench-shots-"))
-    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
-    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window, work = fresh_window("sde-workbench-shots-")
     window.confirm = lambda question: True
     window.resize(1500, 900)
     window.show()
@@ -75,14 +97,7 @@ def take_screenshots(
     saved = []
 
     def ready() -> None:
-        """Wait for the experiment state the window builds in a worker after a config change
-        (Train and Sample stay disabled until it is in)."""
-        for _ in range(2400):
-            app.processEvents()
-            if window.experiment_settled() and not window.model_loading():
-                return
-            QtCore.QThread.msleep(25)
-        raise TimeoutError("the experiment was not built within a minute")
+        wait_settled(app, window)
 
     ready()
 
@@ -282,14 +297,11 @@ def take_draw_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
     from PySide6.QtTest import QTest
 
     from workbench.gui.app import create_app
-    from workbench.gui.main_window import MainWindow
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     app = create_app()
-    work = Path(tempfile.mkdtemp(prefix="sde-workbench-draw-"))
-    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
-    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window, work = fresh_window("sde-workbench-draw-")
     window.confirm = lambda question: True
     window.resize(1400, 900)
     window.show()
@@ -361,20 +373,16 @@ def study_screenshots(
     Densities tab after a click on the sampler study's point ``SAMPLER@NFE``."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import h5py
-    from PySide6 import QtCore
 
     from workbench.config import parse_config
     from workbench.gui.app import create_app
-    from workbench.gui.main_window import MainWindow
     from workbench.gui.plots.study import StudyTab
     from workbench.io.study_file import read_study
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     app = create_app()
-    work = Path(tempfile.mkdtemp(prefix="sde-workbench-shots-"))
-    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
-    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window, _work = fresh_window("sde-workbench-shots-")
     window.resize(1500, 900)
     window.show()
     tab = window.tabs_by_name["study"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 __all__ = ["main", "take_flow_screenshots"]
@@ -33,11 +32,10 @@ _SMALL = {
 def take_flow_screenshots(outdir: str | os.PathLike[str], steps: int = 1500) -> list[Path]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import torch
-    from PySide6 import QtCore, QtWidgets
+    from PySide6 import QtWidgets
 
-    from tools.screenshots import _wait
+    from tools.screenshots import _wait, fresh_window
     from workbench.gui.app import create_app
-    from workbench.gui.main_window import MainWindow
     from workbench.gui.plots.study import StudyTab, set_checked
     from workbench.presets import preset_config
 
@@ -45,9 +43,7 @@ def take_flow_screenshots(outdir: str | os.PathLike[str], steps: int = 1500) -> 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     app = create_app()
-    work = Path(tempfile.mkdtemp(prefix="sde-workbench-flow-shots-"))
-    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
-    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window, work = fresh_window("sde-workbench-flow-shots-")
     window.confirm = lambda question: True
     window.resize(1500, 900)
     window.show()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 __all__ = ["take_guidance_screenshots"]
@@ -22,15 +21,13 @@ def take_guidance_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6 import QtCore
 
+    from tools.screenshots import fresh_window, wait_settled
     from workbench.gui.app import create_app
-    from workbench.gui.main_window import MainWindow
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     app = create_app()
-    work = Path(tempfile.mkdtemp(prefix="sde-workbench-guidance-"))
-    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
-    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window, _work = fresh_window("sde-workbench-guidance-")
     window.confirm = lambda question: True
     window.resize(1500, 900)
     window.show()
@@ -51,13 +48,7 @@ def take_guidance_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
             QtCore.QThread.msleep(25)
 
     def ready() -> None:
-        """Wait for the experiment state the window builds in a worker after a change."""
-        for _ in range(2400):
-            app.processEvents()
-            if window.experiment_settled() and not window.model_loading():
-                return
-            QtCore.QThread.msleep(25)
-        raise TimeoutError("the experiment was not built within a minute")
+        wait_settled(app, window)
 
     def choose(c: int, slider: int) -> None:
         box = window.findChild(QtCore.QObject, "guidanceControls")

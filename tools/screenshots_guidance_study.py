@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 __all__ = ["take_guidance_study_screenshot"]
@@ -20,19 +19,16 @@ __all__ = ["take_guidance_study_screenshot"]
 
 def take_guidance_study_screenshot(outdir: str | os.PathLike[str]) -> list[Path]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import QtCore
 
+    from tools.screenshots import fresh_window
     from workbench.gui.app import create_app
-    from workbench.gui.main_window import MainWindow
     from workbench.jobs.guidance_study import guidance_study
     from workbench.jobs.sample import load_model
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     app = create_app()
-    work = Path(tempfile.mkdtemp(prefix="sde-workbench-guidance-study-"))
-    settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
-    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window, work = fresh_window("sde-workbench-guidance-study-")
     window.confirm = lambda question: True
     window.resize(1500, 900)
     window.show()
