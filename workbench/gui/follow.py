@@ -235,7 +235,7 @@ def follow_in_window(
     def on_checkpoint(info: CheckpointInfo) -> None:
         show_config()
         window.run_dir = path
-        window.load_run_model(path)
+        window.load_run_model(path, info.state)  # read once, by the follower's worker
         window.log(f"following {path}: checkpoint at step {info.step}")
 
     window.loss_tab.start_run(path.name)

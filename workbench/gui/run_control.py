@@ -63,6 +63,7 @@ class RunControl(DocumentWindow):
     # a finished run's signal and outcome, announced once its model has loaded
     _announcing: tuple[QtCore.SignalInstance, Any] | None = None
     _model_wanted: Path | None = None
+    _checkpoint_given: dict[str, Any] | None = None  # the wanted run's checkpoint, if read
 
     def validate(self) -> bool:
         raise NotImplementedError
@@ -225,10 +226,12 @@ class RunControl(DocumentWindow):
             tab.set_model(model)
         self.modelUpdated.emit(model)
 
-    def load_run_model(self, run_dir: Path) -> None:
+    def load_run_model(self, run_dir: Path, checkpoint: dict[str, Any] | None = None) -> None:
         """Load ``run_dir``'s checkpoint into a model for the views, in a worker, once the
-        current config's experiment state is there (the model is built from it)."""
+        current config's experiment state is there (the model is built from it).
+        ``checkpoint``: its contents where the caller has read them already (the follower)."""
         self._model_wanted = run_dir
+        self._checkpoint_given = checkpoint
         if not self.when_ready(self._load_wanted_model):
             return
         self._load_wanted_model()
@@ -239,13 +242,14 @@ class RunControl(DocumentWindow):
         if run_dir is None or experiment is None:
             return
         self._model_wanted = None
+        given, self._checkpoint_given = self._checkpoint_given, None
 
         def work(_ctx: TaskContext) -> tuple[torch.nn.Module | None, tuple[Path, Any, Any]]:
             from workbench.io.checkpoints import load_checkpoint
             from workbench.io.runs import stored_experiment, stored_normalizer
 
             try:
-                state = load_checkpoint(run_dir / "checkpoint.pt")
+                state = given if given is not None else load_checkpoint(run_dir / "checkpoint.pt")
                 meaning = (run_dir, stored_experiment(state), stored_normalizer(state))
                 model = experiment.build_model()
                 try:
