@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from workbench.bench import BenchSizes, _time_alternating, format_table, run_bench
+from workbench.core.cpu_fused import native_bf16
 from workbench.core.fast import compile_unavailable_reason
 
 TINY = BenchSizes(
@@ -35,9 +36,15 @@ def test_the_report_has_every_row_and_column() -> None:
     assert works[4] == "vs score_sde_pytorch-style loop: EM step, 128 particles"
     assert works[5] == "vs score_sde_pytorch-style loop: DSM training step, batch 64"
     assert len(works) == 6
+    # bf16 is timed for sampling (rows 1, 2 and the reference's EM step) where this CPU runs
+    # bf16 natively; training's bf16 column and the recording row are never run on the CPU
+    bf16_rows = {1, 2, 4} if native_bf16() else set()
+    assert ("bf16 column" in report["dtype"]) == native_bf16()
     for i, row in enumerate(report["rows"]):
         assert row["plain_ms"] > 0 and row["workbench_ms"] > 0 and math.isfinite(row["speedup"])
-        assert row["bf16_ms"] is None  # not run on the CPU
+        assert (row["bf16_ms"] is not None) == (i in bf16_rows), (i, row["bf16_ms"])
+        if i in bf16_rows:
+            assert row["bf16_ms"] > 0
         if i in (1, 2):  # the sampling rows: auto run beside the plain path
             assert row["fast_path"] == "auto" and row["fast_ms"] > 0
         else:

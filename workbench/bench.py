@@ -21,6 +21,7 @@ from typing import Any, cast
 import torch
 
 from workbench.config import default_config
+from workbench.core.cpu_fused import native_bf16
 from workbench.core.fast import resolve_fast_path
 from workbench.core.nets import ScoreModel
 from workbench.core.samplers import build_sampler, sample
@@ -51,7 +52,8 @@ class BenchRow:
     ``plain_ms``: a textbook PyTorch loop of the same maths; ``workbench_ms``: the workbench's
     own code on its plain path (``fast_path = "off"``); ``fast_ms``: the same code on
     ``fast_path`` (``cuda_graph`` on CUDA, ``compile`` where asked for), None where not run;
-    ``bf16_ms``: the fast path under bf16 autocast (CUDA only).
+    ``bf16_ms``: the fast path with the network in bf16 (autocast on CUDA; on a CPU with native
+    bf16, sampling's fused layers in bf16), None where not run.
     """
 
     work: str
@@ -344,7 +346,13 @@ class ReferenceNet(torch.nn.Module):
 
 
 def bench_reference(
-    device: torch.device, n: int, steps: int, batch: int, train_steps: int, repeats: int = 3
+    device: torch.device,
+    n: int,
+    steps: int,
+    batch: int,
+    train_steps: int,
+    repeats: int = 3,
+    bf16: bool = False,
 ) -> list[BenchRow]:
     """The workbench's defaults (sampler ``em``, the 3x256 MLP with its 32-wide embedding,
     DSM training) against a score_sde_pytorch-style loop around :class:`ReferenceNet`, written
@@ -363,7 +371,8 @@ def bench_reference(
     (140k against 136k multiply-adds per particle in training, where the first layer is one
     addmm on [x, emb]; in sampling every particle shares t and that branch is one row). The
     workbench samples on its default fast path (``auto``: on the CPU the MLP's layers fused by
-    oneDNN, :mod:`workbench.core.cpu_fused`)."""
+    oneDNN, :mod:`workbench.core.cpu_fused`). With ``bf16`` the sampling row also times the
+    workbench with ``sample.precision = "bf16"`` (its bf16 column; the ratio stays fp32's)."""
     cfg = default_config().with_overrides(
         {
             "train.device": str(device),
@@ -402,11 +411,19 @@ def bench_reference(
             x_mean = x + drift * dt
             x = x_mean + g[:, None] * math.sqrt(-dt) * torch.randn_like(x)
 
-    @torch.no_grad()
-    def ours_sample() -> None:
-        # the default fast path (auto), as `sample` runs it
-        for _ in sample(sampler, n, (2,), None, device, fast_path=cfg.sample.fast_path):
-            pass
+    def ours_sampler(precision: str) -> Callable[[], None]:
+        @torch.no_grad()
+        def go() -> None:
+            # the default fast path (auto), as `sample` runs it
+            for _ in sample(
+                sampler, n, (2,), None, device, fast_path=cfg.sample.fast_path, precision=precision
+            ):
+                pass
+
+        return go
+
+    ours_sample = ours_sampler(cfg.sample.precision)
+    ours_half = ours_sampler("bf16") if bf16 else None
 
     data = trainer.data
     ref_params = list(ref.parameters())
@@ -435,15 +452,20 @@ def bench_reference(
     for fn in (plain_sample, ours_sample, plain_train, ours_train):
         fn()  # warm-up
     # ratios are what these rows are read for: paired, order-swapped, medians
-    (t_ours_s, t_plain_s), (t_ours_t, t_plain_t) = _time_alternating(
-        [(ours_sample, plain_sample), (ours_train, plain_train)], device, repeats
-    )
+    pairs = [(ours_sample, plain_sample), (ours_train, plain_train)]
+    if ours_half is not None:
+        ours_half()  # warm-up
+        pairs.append((ours_half, plain_sample))
+    timed = _time_alternating(pairs, device, repeats)
+    (t_ours_s, t_plain_s), (t_ours_t, t_plain_t) = timed[:2]
+    t_half = timed[2][0] if ours_half is not None else None
     return [
         BenchRow(
             f"vs score_sde_pytorch-style loop: EM step, {n} particles",
             _ms(t_ours_s, 1.0 / steps),  # type: ignore[arg-type]
             _ms(t_plain_s, 1.0 / steps),  # type: ignore[arg-type]
             "ms",
+            bf16_ms=_ms(t_half, 1.0 / steps),
         ),
         BenchRow(
             f"vs score_sde_pytorch-style loop: DSM training step, batch {batch}",
@@ -501,7 +523,9 @@ def run_bench(
     in the warm-up, not in the timings), otherwise ``auto``: for sampling the MLP fused by
     oneDNN (:mod:`workbench.core.cpu_fused`); training has no CPU fast path (its column is
     empty there).
-    bf16 columns are CUDA only (bf16 on the CPU is slower than fp32).
+    bf16 columns: training on CUDA only (bf16 training on the CPU is slower than fp32);
+    sampling on CUDA, and on a CPU where oneDNN runs bf16 natively (AMX or AVX-512 BF16;
+    :func:`workbench.core.cpu_fused.native_bf16`), where sampling's fused layers run in bf16.
     """
     device = resolve_device(device_name)
     sizes = sizes or BenchSizes.for_device(device, quick)
@@ -516,9 +540,11 @@ def run_bench(
     # sampling's auto on the CPU is a path of its own (the MLP fused by oneDNN); training's
     # auto there is the plain step, already the workbench column
     sample_fast = fast or "auto"
+    sample_bf16 = cuda or native_bf16()
+    bf16_what = "bfloat16 autocast" if cuda else "sampling's fused layers in bfloat16"
     for n, steps in zip(sizes.sample_ns, sizes.sample_steps, strict=True):
         repeats = 1 if quick or (not cuda and n > 100_000) else sizes.repeats
-        rows.append(bench_sampling(device, n, steps, repeats, sample_fast, bf16=cuda))
+        rows.append(bench_sampling(device, n, steps, repeats, sample_fast, bf16=sample_bf16))
     rows.append(bench_recording(device, sizes.record_n, sizes.sample_steps[0], 1 if quick else 2))
     rows += bench_reference(
         device,
@@ -527,12 +553,13 @@ def run_bench(
         sizes.train_batches[0] if sizes.train_batches else 4096,
         sizes.train_steps,
         1 if quick else sizes.repeats,
+        bf16=sample_bf16,
     )
     return {
         "device": device_description(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "dtype": "float32" + (" (bf16 column: bfloat16 autocast)" if cuda else ""),
+        "dtype": "float32" + (f" (bf16 column: {bf16_what})" if sample_bf16 else ""),
         "fast_path": sample_fast,
         "rows": [{**asdict(r), "speedup": r.speedup} for r in rows],
     }

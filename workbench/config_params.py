@@ -345,7 +345,7 @@ SAMPLE_PARAMS: tuple[Param, ...] = (
         "precision",
         Choice(PRECISIONS),
         "fp32",
-        "bf16: the score network under bfloat16 autocast (pays on CUDA; states stay fp32)",
+        "bf16: the score network in bfloat16 (pays on CUDA and on CPUs with bf16 matrix units)",
     ),
     Param("chunk_size", Int(0), 0, "samples per network call (0: as many as fit in memory)"),
     Param(

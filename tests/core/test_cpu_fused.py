@@ -276,3 +276,69 @@ def test_the_sampling_job_runs_the_fused_network_by_default(tmp_path) -> None:
     with h5py.File(tmp_path / "auto.h5", "r") as a, h5py.File(tmp_path / "off.h5", "r") as b:
         fast, plain = torch.from_numpy(a["samples"][()]), torch.from_numpy(b["samples"][()])
     assert (fast - plain).abs().max() <= 1e-4 * plain.abs().max()
+
+
+BF16 = fused_linear_available(torch.bfloat16)
+needs_bf16 = pytest.mark.skipif(BF16 is not None, reason=f"no fused bf16 here: {BF16}")
+
+
+@needs_bf16
+@pytest.mark.parametrize("activation", ["silu", "gelu", "softplus"])
+def test_fused_bf16_has_autocasts_numerics(activation: str) -> None:
+    # bf16 inputs and weights, fp32 accumulation: within bf16's round-off of autocast's
+    # forward (each layer rounds to 2^-8 relative), far from fp32's, output in float32
+    model = mlp(activation, hidden=256)
+    fused = FusedMLP(model.net, "bf16")
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(2)) * 2
+    t = torch.tensor([0.3])
+    with torch.no_grad():
+        exact = model.net(x, t)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            cast = model.net(x, t).float()
+        got = fused(x, t)
+    assert got.dtype == torch.float32 and got.shape == exact.shape
+    scale = exact.abs().max()
+    assert (got - exact).abs().max() <= 3e-2 * scale
+    assert (got - cast).abs().max() <= 3e-2 * scale
+    assert (got - exact).abs().max() >= 1e-4 * scale  # it did run in bf16
+
+
+@needs_bf16
+def test_bf16_sampling_on_the_cpu_runs_the_fused_network_and_stays_close() -> None:
+    model = mlp(hidden=128)
+    sampler = build_sampler(build_sde("vp", {}), model, {"sampler": "em", "steps": 30})
+    calls: list[int] = []
+    hook = model.net.register_forward_hook(lambda *_: calls.append(1))
+
+    def final(precision: str) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            rows = list(sample(sampler, 400, (2,), gen, fast_path="auto", precision=precision))
+        return rows[-1].x
+
+    try:
+        fp32, bf16 = final("fp32"), final("bf16")
+        assert calls == []  # both ran the fused layers, never the module's own forward
+    finally:
+        hook.remove()
+    assert bf16.dtype == torch.float32
+    # same seed, same noise: the paths differ by the network's bf16 error, carried 30 steps
+    assert (bf16 - fp32).abs().max() <= 5e-2 * fp32.abs().max()
+    assert not torch.equal(bf16, fp32)
+
+
+def test_bf16_models_it_cannot_fuse_run_under_autocast() -> None:
+    # a network the fused path does not know still gets bf16, through autocast, not silently
+    # fp32: its Linear layers see bfloat16 inputs
+    model = build_score_model("resmlp", {"hidden": 32, "depth": 2}, build_sde("vp", {}), (2,))
+    model = model.eval().requires_grad_(False)
+    seen: list[torch.dtype] = []
+    hook = model.net.out.register_forward_hook(lambda _m, args, _o: seen.append(args[0].dtype))
+    sampler = build_sampler(build_sde("vp", {}), model, {"sampler": "em", "steps": 3})
+    try:
+        with torch.no_grad():
+            rows = list(sample(sampler, 50, (2,), fast_path="auto", precision="bf16"))
+    finally:
+        hook.remove()
+    assert rows[-1].x.dtype == torch.float32
+    assert seen and all(d == torch.bfloat16 for d in seen), seen

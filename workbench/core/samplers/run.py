@@ -30,9 +30,10 @@ def sample(
 
     ``fast_path`` (:data:`workbench.core.fast.FAST_PATHS`; ``auto``: CUDA graphs on CUDA, on the
     CPU the MLP's layers fused by oneDNN (:mod:`workbench.core.cpu_fused`), plain for any other
-    model) and ``precision`` (``bf16``: the network under bfloat16 autocast, the states
-    and the update in ``dtype``) change how the score network is evaluated, not the maths:
-    with fp32 the samples equal the plain path's to float rounding (same seed, same noise).
+    model) and ``precision`` (``bf16``: the network in bfloat16 with fp32 accumulation, as
+    under autocast, and natively on the CPU's fused path; the states and the update stay in
+    ``dtype``) change how the score network is evaluated, not the maths: with fp32 the
+    samples equal the plain path's to float rounding (same seed, same noise).
 
     With ``chunk_size`` < n the batch is split into chunks that advance in lockstep, one step
     of each chunk in turn, and each row is yielded concatenated: the score model sees at most
@@ -57,19 +58,21 @@ def sample(
     if chunk_size == 0:
         chunk_size = auto_sample_chunk(sampler.score_model, n, shape[1:], dev, dtype)
     x_T = sampler.sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
+    fast.autocast(dev, precision)  # checks the name
     scorer: nn.Module | ScoreFn | None = None
-    if path != "off" or precision != "fp32":
+    if fast_path == "auto" and path == "off" and dev.type == "cpu":
+        # auto on the CPU: the MLP's layers as oneDNN matmuls with bias and activation fused
+        # (fp32: equal to the plain forward to float32 round-off; bf16: autocast's numerics);
+        # any other model runs plainly (bf16: under autocast)
+        from workbench.core.cpu_fused import fuse_for_cpu
+
+        fused, _why_not = fuse_for_cpu(sampler.score_model, precision)
+        scorer = fused if fused is not sampler.score_model else None
+    if scorer is None and (path != "off" or precision != "fp32"):
         # under auto, a model that cannot be captured (one that reads values back) runs plainly
         scorer = fast.FastScore(
             sampler.score_model, path, precision, dev, fallback=fast_path == "auto"
         )
-    elif fast_path == "auto" and dev.type == "cpu":
-        # auto on the CPU: the MLP's layers as oneDNN matmuls with bias and activation fused
-        # (equal to the plain forward to float32 round-off); any other model runs plainly
-        from workbench.core.cpu_fused import fuse_for_cpu
-
-        fused, _why_not = fuse_for_cpu(sampler.score_model)
-        scorer = fused if fused is not sampler.score_model else None
     if scorer is not None:
         runner = sampler.with_score_model(scorer)
         for row in _run_chunks(runner, x_T, n, generator, chunk_size):
