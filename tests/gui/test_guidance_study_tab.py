@@ -13,8 +13,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from tests.gui.conftest import fast
+from tests.gui.conftest import fast, settle
 from tests.gui.test_study_click import click_point
+from workbench.core.guidance import GuidedReference
 from workbench.gui.main_window import MainWindow
 from workbench.gui.plots.density import DensityTab, SampleSet
 from workbench.gui.plots.study import StudyTab
@@ -77,7 +78,12 @@ def test_guidance_study_runs_from_the_tab_and_draws_against_w(
     # the picture: guidance lands above the band at w = 3 (the README's numbers are fuller)
     assert sw[2] > 3 * np.nanmax(f_floor(out))
 
-    # a point opens its samples in Densities, titled by class and w
+    # a point opens its samples in Densities, titled by class and w, and drawn against the
+    # truth they were sampled for (class 1 at w = 3), not the window's own class and w
+    window.set_config(
+        window.config.with_overrides({"sample.class_label": 2, "sample.guidance": 1.0})
+    )
+    settle(window)
     density = window.findChild(DensityTab, "densityPlot")
     with qtbot.waitSignal(tab.samplesOpened, timeout=30_000) as opened:
         click_point(qtbot, tab, "ode → tilted q_w", 2)
@@ -85,8 +91,26 @@ def test_guidance_study_runs_from_the_tab_and_draws_against_w(
     assert isinstance(shown, SampleSet) and shown.points.shape == (N, 1)
     assert window.tab_widget.currentWidget() is density
     assert "class 1 at w = 3" in (density.shown_title() or "")
+    assert truth_of(density) == (1, 3.0)
+    # the window's class and w changing again leaves the shown samples' truth as it is
+    window.set_config(window.config.with_overrides({"sample.class_label": 0}))
+    settle(window)
+    assert truth_of(density) == (1, 3.0)
+    # the window's next own samples are drawn against the window's choice again
+    density.set_trajectory(None)
+    assert truth_of(density) == (0, 1.0)
     tab.resize(1100, 560)
     assert not tab.grab().isNull()
+
+
+def truth_of(density: DensityTab) -> tuple[int, float] | None:
+    """The (class, w) of the guided truth the Densities view draws (None: unguided)."""
+    density.flush_redraw()
+    assert density.view is not None
+    truth = density.view.truth
+    if not isinstance(truth, GuidedReference):
+        return None
+    return truth.class_label, truth.guidance
 
 
 def f_floor(out: Path) -> np.ndarray:

@@ -13,8 +13,9 @@ import pytest
 import torch
 from PySide6 import QtCore, QtWidgets
 
-from tests.gui.conftest import fast
+from tests.gui.conftest import fast, settle
 from workbench.core.grids import histogram
+from workbench.core.guidance import GuidedReference
 from workbench.gui.main_window import MainWindow
 from workbench.gui.plots.density import DensityTab, SampleSet
 from workbench.gui.plots.study import StudyTab, set_checked
@@ -90,6 +91,17 @@ def test_clicking_a_point_shows_its_samples_in_densities(
     expected = histogram(model, h, bins) / (N * area)
     np.testing.assert_allclose(view.reverse_density, expected)
     assert title in density.readout.text()
+    # a sampler study samples unguided: its points are drawn against p_0, not against the
+    # class the window may have chosen
+    window.set_config(window.config.with_overrides({"sample.class_label": 3}))
+    settle(window)
+    density.set_trajectory(None)
+    density.flush_redraw()
+    assert isinstance(density.view.truth, GuidedReference)
+    with qtbot.waitSignal(tab.samplesOpened, timeout=30_000):
+        click_point(qtbot, tab, name, k)
+    density.flush_redraw()
+    assert density.view is not None and not isinstance(density.view.truth, GuidedReference)
 
 
 def test_an_old_study_file_without_samples_says_so(

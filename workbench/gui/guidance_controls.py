@@ -38,11 +38,16 @@ def same_guidance(old: ExperimentState | None, new: ExperimentState | None) -> b
     return _choice(old) == _choice(new)
 
 
-def view_reference(state: ExperimentState | None, reference: Any) -> Any:
+def view_reference(
+    state: ExperimentState | None, reference: Any, choice: tuple[int, float] | None = None
+) -> Any:
     """The reference a view draws: ``reference`` itself without a class; with one, the tilted
     density and guided field of the data's mixture (exact truth), or None where there is no
-    mixture or the reference is not the analytic one (no exact guided truth to draw)."""
-    c, w = _choice(state)
+    mixture or the reference is not the analytic one (no exact guided truth to draw).
+
+    The class and w are the window's (``sample.class_label``, ``sample.guidance``), or
+    ``choice`` where the samples shown were drawn for another pair (a study's point)."""
+    c, w = _choice(state) if choice is None else (int(choice[0]), float(choice[1]))
     if c < 0 or reference is None or state is None:
         return reference
     truth = state.truth

@@ -97,9 +97,18 @@ class SampleSet:
     through an identity normaliser, so ``points`` are taken as data units and mapped to the
     experiment's model units like any file's rows. ``config`` (the experiment the samples
     were drawn for, or None) lets the view refuse samples of another data set or SDE.
+    ``guidance`` is the (class, w) the samples were drawn for, (-1, 0) unguided: the view's
+    truth is then that pair's, not the window's; None: the window's.
     """
 
-    def __init__(self, points: np.ndarray, title: str, t: float = 0.0, config: Any = None) -> None:
+    def __init__(
+        self,
+        points: np.ndarray,
+        title: str,
+        t: float = 0.0,
+        config: Any = None,
+        guidance: tuple[int, float] | None = None,
+    ) -> None:
         pts = np.asarray(points, dtype=np.float64)
         self.points = pts.reshape(len(pts), -1)
         self.title = str(title)
@@ -108,6 +117,7 @@ class SampleSet:
         self.dim = int(self.points.shape[1])
         self.normalizer = Normalizer.identity((self.dim,))
         self.config = config
+        self.guidance = guidance
 
     def row(self, k: int) -> np.ndarray:
         return self.points
@@ -732,6 +742,8 @@ class DensityTab(ReferencePlotTab):
         self.cloud: ForwardCloud | None = None
         self.reference: Any = None
         self.view: _View | None = None
+        #: the samples' own (class, w) the view's truth was built for (None: the window's)
+        self._built_choice: tuple[int, float] | None = None
         self.last_redraw_ms = float("nan")
         self.model_units = False  # data units unless the window's units switch says otherwise
 
@@ -747,7 +759,7 @@ class DensityTab(ReferencePlotTab):
         if (
             self.view is not None
             and same_process(previous, state)
-            and same_guidance(previous, state)
+            and (same_guidance(previous, state) or self._built_choice is not None)
         ):
             # only training, network or sampling settings changed: p_t is the same
             self.view.state = state
@@ -758,9 +770,11 @@ class DensityTab(ReferencePlotTab):
 
     def _rebuild(self) -> None:
         # with a class chosen, the tilted density of that class (guided sampling's target)
-        state, reference = self.state, view_reference(self.state, self.reference)
+        choice = self._shown_choice()
+        state, reference = self.state, view_reference(self.state, self.reference, choice)
         if state is None:  # no experiment yet: nothing to build
             return
+        self._built_choice = choice
         self.layout_widget.clear()
         self.view = None
         reuse, self.cloud = self.cloud, None
@@ -809,8 +823,15 @@ class DensityTab(ReferencePlotTab):
         self.t = float(t)
         self.schedule_redraw()
 
+    def _shown_choice(self) -> tuple[int, float] | None:
+        """The (class, w) of the samples shown when they carry their own (a study's point)."""
+        return getattr(self.trajectory, "guidance", None)
+
     def set_trajectory(self, trajectory: Any) -> None:
         self.trajectory = trajectory
+        if self.view is not None and self._shown_choice() != self._built_choice:
+            self._rebuild()  # the truth is another class or w's
+            return
         if self.view is not None:
             self.view.set_trajectory(trajectory)
             self.schedule_redraw()

@@ -585,7 +585,10 @@ class StudyTab(PlotTab):
             config = parse_config(entry.config_toml, source=f"{entry.path}:config")
         except WorkbenchError:  # samples of an unreadable experiment: shown unchecked
             config = None
-        samples = SampleSet(entry.points, f"study: {entry.title}", 0.0, config)
+        # the truth drawn beside them is the one they were drawn for: a guidance study's class
+        # and w, a sampler study's unguided p_0, whatever the window's class and w are
+        choice = (-1, 0.0) if entry.guidance is None else (entry.class_label, entry.guidance)
+        samples = SampleSet(entry.points, f"study: {entry.title}", 0.0, config, choice)
         self.status.setText(f"{entry.title}: {len(entry.points):,} samples shown in Densities")
         self._log(f"study: {entry.title} from {entry.path} shown in Densities")
         tabs = self._window_attr("tabs_by_name") or {}
