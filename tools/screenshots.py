@@ -65,6 +65,22 @@ def wait_settled(app: Any, window: Any) -> None:
     raise TimeoutError("the experiment was not built within a minute")
 
 
+def press(app: Any, window: Any, button: Any, signal: Any, timeout_s: float) -> object:
+    """Click ``button`` once the window's worker-built state is in, then wait for ``signal``.
+
+    Right after ``set_config`` the window's Train and Sample buttons are disabled (and the Study
+    tab still holds the previous experiment) until a worker has built the new state; a click on
+    a disabled button is silently ignored, so a bare click followed by a wait for the finished
+    signal would only time out many minutes later, having drawn nothing. A button still
+    disabled once the state is in fails at once, naming it."""
+    wait_settled(app, window)
+    if not button.isEnabled():
+        name = button.objectName() or button.text()
+        raise RuntimeError(f"the {name!r} button is disabled: {window.errors[-1:] or 'no error'}")
+    button.click()
+    return _wait(app, signal, timeout_s)
+
+
 def take_screenshots(
     outdir: str | os.PathLike[str], steps: int = 1500, data: str = "8gaussians"
 ) -> list[Path]:
@@ -108,15 +124,13 @@ def take_screenshots(
         saved.append(path)
         print(f"saved {path}")
 
-    window.train_button.click()
-    result = _wait(app, window.trainingFinished, 900)
+    result = press(app, window, window.train_button, window.trainingFinished, 900)
     if result is None:
         raise RuntimeError(f"training failed: {window.errors[-1] if window.errors else '?'}")
     window.toolbox.setCurrentIndex(3)
     window.tab_widget.setCurrentWidget(window.loss_tab)
     grab("loss")
-    window.sample_button.click()
-    if _wait(app, window.samplingFinished, 900) is None:
+    if press(app, window, window.sample_button, window.samplingFinished, 900) is None:
         raise RuntimeError(f"sampling failed: {window.errors[-1] if window.errors else '?'}")
     window.toolbox.setCurrentIndex(0)
     for name, value in (("density", 100), ("score", 150), ("trajectories", 30)):

@@ -34,7 +34,7 @@ def take_flow_screenshots(outdir: str | os.PathLike[str], steps: int = 1500) -> 
     import torch
     from PySide6 import QtWidgets
 
-    from tools.screenshots import _wait, fresh_window
+    from tools.screenshots import fresh_window, press
     from workbench.gui.app import create_app
     from workbench.gui.plots.study import StudyTab, set_checked
     from workbench.presets import preset_config
@@ -59,11 +59,9 @@ def take_flow_screenshots(outdir: str | os.PathLike[str], steps: int = 1500) -> 
     window.set_config(
         preset_config("flow-matching").with_overrides({**_SMALL, "train.steps": steps})
     )
-    window.train_button.click()
-    if _wait(app, window.trainingFinished, 900) is None:
+    if press(app, window, window.train_button, window.trainingFinished, 900) is None:
         raise RuntimeError(f"training failed: {window.errors[-1] if window.errors else '?'}")
-    window.sample_button.click()
-    if _wait(app, window.samplingFinished, 900) is None:
+    if press(app, window, window.sample_button, window.samplingFinished, 900) is None:
         raise RuntimeError(f"sampling failed: {window.errors[-1] if window.errors else '?'}")
     window.toolbox.setCurrentIndex(1)
     window.tab_widget.setCurrentWidget(window.tabs_by_name["trajectories"])
@@ -79,12 +77,13 @@ def take_flow_screenshots(outdir: str | os.PathLike[str], steps: int = 1500) -> 
     set_checked(window.findChild(QtWidgets.QListWidget, "studyLosses"), ["dsm", "fm"])
     window.findChild(QtWidgets.QSpinBox, "studySteps").setValue(steps)
     window.findChild(QtWidgets.QLineEdit, "studyOut").setText(str(work / "dsm_vs_fm.h5"))
-    window.findChild(QtWidgets.QPushButton, "studyRun").click()
-    result = _wait(app, tab.studyFinished, 1800)
+    run = window.findChild(QtWidgets.QPushButton, "studyRun")
+    result = press(app, window, run, tab.studyFinished, 1800)
     if result is None or getattr(result, "status", "") != "done":
         raise RuntimeError(f"the study failed: {tab.status.text()}")
     tab.flush_redraw()
-    tab.resize(1100, 560)
+    # the tab at its size in the window: a resize of a page of the tab widget lasted only until
+    # the page's layout ran again, so the picture's size depended on when that happened
     grab(tab, "flow_study")
     window.close()
     return saved
