@@ -519,8 +519,7 @@ def _velocity(model: Any, x: Tensor, t: Tensor, sde: LinearSDE) -> Tensor:
     velocity = getattr(model, "velocity", None)
     if velocity is not None:
         return velocity(x, t)
-    g = broadcast_time(sde.diffusion(t), x)
-    return broadcast_time(sde.drift_coeff(t), x) * x - 0.5 * g * g * model(x, t)
+    return sde.probability_flow_drift(x, t, model)
 
 
 @LOSSES.register("fm")
