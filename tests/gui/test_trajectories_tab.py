@@ -37,8 +37,11 @@ def trajectory_tab(
     return tab
 
 
-def write_trajectory(window: MainWindow, path: Path, n: int = 600, rows: int = 26) -> Path:
-    """Random walks from t = T down to ~0 in the experiment's shape, by the real writer."""
+def write_trajectory(
+    window: MainWindow, path: Path, n: int = 600, rows: int = 26, sampler: str = "walk"
+) -> Path:
+    """Random walks from t = T down to ~0 in the experiment's shape, by the real writer,
+    labelled as drawn by ``sampler``."""
     state = window.state
     shape = tuple(state.dataset.sample_shape)
     times = np.linspace(state.sde.T, 1e-3 * state.sde.T, rows)
@@ -49,7 +52,7 @@ def write_trajectory(window: MainWindow, path: Path, n: int = 600, rows: int = 2
         n_samples=n,
         sample_shape=shape,
         config_toml=to_toml(window.config),
-        sampler="walk",
+        sampler=sampler,
         normalizer=state.normalizer,
     ) as writer:
         for k, t in enumerate(times):
@@ -77,6 +80,7 @@ def test_paths_dots_subset_and_export(window: MainWindow, tmp_path: Path) -> Non
     assert tab.path_count() == DEFAULT_PATHS
     assert len([i for i in tab.view.band_items if i.xData is not None and len(i.xData)]) > 1
 
+    drawn = [i.xData for i in tab.view.band_items]
     for value in (300, 800, 0, 1000):
         t = slide(window, value)
         k = traj.index_of_time(min(max(t, traj.times.min()), traj.times.max()))
@@ -84,7 +88,8 @@ def test_paths_dots_subset_and_export(window: MainWindow, tmp_path: Path) -> Non
         assert np.allclose(tab.dot_positions(), expected)
         assert tab.shown_time() == pytest.approx(traj.times[k])
         assert f"row {k} at t = {traj.times[k]:.3f}" in tab.readout.text()
-        assert tab.last_redraw_ms < 50  # the slider only moves the dots
+        # the slider only moves the dots: the paths are not drawn again
+        assert all(i.xData is x for i, x in zip(tab.view.band_items, drawn, strict=True))
     text = tab.readout.text()
     assert all(s in text for s in ("walk.h5", "sampler walk", "nfe 25", "600 samples", "26 rows"))
 
@@ -105,6 +110,24 @@ def test_paths_dots_subset_and_export(window: MainWindow, tmp_path: Path) -> Non
 
     tab.set_trajectory(None)
     assert tab.view is None and tab.message.text() == HINT and tab.export_item() is None
+
+
+@pytest.mark.parametrize(("sampler", "fades"), [("em", True), ("ode", False), ("walk", True)])
+def test_only_a_stochastic_samplers_paths_fade_towards_the_noise(
+    window: MainWindow, tmp_path: Path, sampler: str, fades: bool
+) -> None:
+    # a stochastic sampler's long random steps near T are drawn fainter so they do not hide
+    # the structure near t = 0; a deterministic sampler's smooth paths are drawn whole (an
+    # unknown sampler counts as stochastic)
+    tab = trajectory_tab(window)
+    window.open_trajectory(write_trajectory(window, tmp_path / f"{sampler}.h5", sampler=sampler))
+    assert tab.view is not None
+    alphas = [i.opts["pen"].color().alpha() for i in tab.view.band_items]
+    assert len(alphas) == TIME_BANDS
+    if fades:
+        assert alphas[-1] < alphas[0] and alphas == sorted(alphas, reverse=True)
+    else:
+        assert len(set(alphas)) == 1
 
 
 def test_hidden_tab_reads_when_shown(window: MainWindow, tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from workbench.core.samplers import SAMPLERS
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.base import PlotTab
 from workbench.gui.state import Units
@@ -89,6 +90,16 @@ _DOTS = "#111111"
 _CMAP_SPAN = (0.0, 0.88)
 
 _READ_ERRORS = (WorkbenchError, OSError, ValueError, RuntimeError, KeyError, IndexError)
+
+
+def draws_noise(sampler: str) -> bool:
+    """Whether the registered sampler ``sampler`` draws noise after x_T, as its class declares
+    (``stochastic``). A sampler whose randomness depends on its settings (DDIM's eta, Karras's
+    churn) or an unknown name counts as stochastic."""
+    if sampler not in SAMPLERS:
+        return True
+    declared = getattr(SAMPLERS.get(sampler), "stochastic", True)
+    return declared if isinstance(declared, bool) else True
 
 
 def time_colormap() -> pg.ColorMap:
@@ -192,6 +203,7 @@ class PathBlock:
         self.dim = int(trajectory.dim)
         self.sample_shape = tuple(int(s) for s in trajectory.sample_shape)
         self.sampler = trajectory.sampler or "?"
+        self.draws_noise = draws_noise(self.sampler)
         self.nfe = trajectory.nfe
         self.complete = bool(getattr(trajectory, "complete", True))
         self.normalizer = getattr(trajectory, "normalizer", None)
@@ -401,8 +413,9 @@ class _Paths(_View):
         self.alpha = alpha
         for item, (xs, ys), tb in zip(self.band_items, segments, self.band_times, strict=True):
             colour = self.colour(float(tb))
-            # the noise end fades: its long random steps would hide the structure near t = 0
-            frac = (float(tb) - b.t_lo) / (b.t_hi - b.t_lo)
+            # a stochastic sampler's noise end fades: its long random steps would hide the
+            # structure near t = 0; a deterministic sampler's smooth paths are drawn whole
+            frac = (float(tb) - b.t_lo) / (b.t_hi - b.t_lo) if b.draws_noise else 0.0
             colour.setAlpha(int(alpha * (1.0 - FADE * frac)))
             item.setPen(pg.mkPen(colour, width=1))
             item.setData(xs, ys)
