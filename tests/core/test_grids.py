@@ -15,6 +15,7 @@ from workbench.core.grids import (
     histogram,
     interpolate_grid,
     l1_distance,
+    marginals,
 )
 
 
@@ -68,3 +69,24 @@ def test_interpolation_is_exact_for_linear_functions() -> None:
     masked[2, 3] = np.nan
     got = interpolate_grid(axes, masked, np.array([[0.1, 1.0], [-0.9, 0.1]]), 0.0)
     assert np.isnan(got[0]) and np.isfinite(got[1])
+
+
+def test_marginals_of_a_product_density_are_its_factors_with_the_mass_kept() -> None:
+    # p(x1, x2) = N(x1; 1, 0.5^2) N(x2; -2, 1.5^2) on an unequal box (a window in data units)
+    low, high, bins = np.array([-1.0, -9.0]), np.array([3.0, 5.0]), 200
+    c1 = low[0] + (np.arange(bins) + 0.5) * (high[0] - low[0]) / bins
+    c2 = low[1] + (np.arange(bins) + 0.5) * (high[1] - low[1]) / bins
+
+    def normal(x: np.ndarray, m: float, s: float) -> np.ndarray:
+        return np.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+
+    f1, f2 = normal(c1, 1.0, 0.5), normal(c2, -2.0, 1.5)
+    p = f1[:, None] * f2[None, :]
+    (x1, m1), (x2, m2) = marginals(p, low, high)
+    assert np.allclose(x1, c1) and np.allclose(x2, c2)
+    # each marginal is its factor times the other factor's mass on the window (~1 here)
+    dx1, dx2 = (high - low) / bins
+    assert np.allclose(m1, f1 * f2.sum() * dx2) and np.allclose(m2, f2 * f1.sum() * dx1)
+    assert np.allclose(m1, f1, atol=1e-3) and np.allclose(m2, f2, atol=1e-3)
+    total = p.sum() * dx1 * dx2
+    assert m1.sum() * dx1 == pytest.approx(total) and m2.sum() * dx2 == pytest.approx(total)

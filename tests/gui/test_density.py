@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,80 @@ def test_reverse_panel_shows_the_trajectory_row(window: MainWindow, tmp_path: Pa
         tab.set_trajectory(None)
         window.trajectory = None
         traj.close()
+
+
+def test_marginals_under_the_panels_are_those_of_the_panels(
+    window: MainWindow, tmp_path: Path
+) -> None:
+    """The row under the 2-D panels shows p_t(x1) and p_t(x2) of the forward and reverse
+    histograms and of the exact p_t, in the units shown, each keeping its grid's mass."""
+    tab = density_tab(window, **{"model.kind": "analytic"})
+    traj = TrajectoryFile(exact_trajectory(window, tmp_path / "exact.h5"))
+    try:
+        window.trajectory = traj
+        tab.set_trajectory(traj)
+        for model_units in (False, True):
+            window.units_toggle.setChecked(model_units)
+            slide(window, 300)
+            view = tab.view
+            shown = view.marginals.shown
+            assert set(shown) == {"forward", "reverse", "exact"}
+            units = view.units
+            low, high = units.window(view.half, 2)
+            cell = (high - low) / BINS_2D
+            p = units.density(view.exact, 2)
+            for axis in range(2):
+                x, m = shown["exact"][axis]
+                np.testing.assert_allclose(m, p.sum(axis=1 - axis) * cell[1 - axis])
+                assert (x[0] - cell[axis] / 2, x[-1] + cell[axis] / 2) == pytest.approx(
+                    (low[axis], high[axis])
+                )
+                # the window holds nearly all of p_t, and a marginal keeps the grid's mass
+                assert m.sum() * cell[axis] == pytest.approx(1.0, abs=0.01)
+                for name in ("forward", "reverse"):
+                    xh, mh = shown[name]
+                    merged = cell[axis] * (BINS_2D // len(xh[1]))
+                    assert mh[1].sum() * merged == pytest.approx(1.0, abs=0.02), name
+                    # exact draws: the histogram's marginal follows the exact one
+                    coarse = m.reshape(len(xh[1]), -1).mean(1)
+                    assert np.abs(mh[1] - coarse).max() < 0.25 * coarse.max(), name
+            curve = view.marginals.curves[0]["forward"]
+            assert len(curve.getData()[0]) > 0
+        assert "exact" in view.marginals.key.text and "reverse" in view.marginals.key.text
+        # no samples: the reverse curves are empty
+        tab.set_trajectory(None)
+        tab.flush_redraw()
+        assert "reverse" not in tab.view.marginals.shown
+        assert tab.view.marginals.curves[1]["reverse"].getData()[0] is None or not len(
+            tab.view.marginals.curves[1]["reverse"].getData()[0]
+        )
+    finally:
+        tab.set_trajectory(None)
+        window.trajectory = None
+        traj.close()
+
+
+def test_a_narrow_window_keeps_the_panels_apart(window: MainWindow, qtbot) -> None:
+    """Long titles over three narrow panels are wrapped to the panels' width: no title holds
+    its panel wider than the layout gives it, so the panels never overlap."""
+    tab = density_tab(window, **{"model.kind": "analytic"})
+    window.resize(1000, 800)
+    qtbot.wait(200)
+    tab.flush_redraw()
+    qtbot.wait(100)
+    plots = list(tab.view.plots.values())
+    boxes = [plot.vb.sceneBoundingRect() for plot in plots]
+    assert all(b.width() > 20 for b in boxes)
+    for left, right in itertools.pairwise(boxes):
+        assert left.right() <= right.left() + 1.0, (left, right)
+    for plot in plots:
+        title = plot.titleLabel
+        assert title.item.boundingRect().width() <= plot.width() + 1.0
+        assert title.minimumWidth() <= plot.width() + 1.0
+    window.resize(1500, 900)
+    qtbot.wait(200)
+    # wide again: the title is on one line again
+    assert "<br>" not in plots[0].titleLabel.text
 
 
 # ------------------------------------------------------------------------------------ 1-D

@@ -17,6 +17,7 @@ __all__ = [
     "coarsen",
     "l1_distance",
     "interpolate_grid",
+    "marginals",
 ]
 
 
@@ -105,4 +106,25 @@ def interpolate_grid(
         v = values[tuple(sel)]
         out += np.where(w > 0, w * v, 0.0)  # a zero weight never brings in a neighbour's NaN
     out[~ok] = outside
+    return out
+
+
+def marginals(
+    density: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two 1-D marginals of a 2-D density on equal cells covering the box [low, high]:
+    ``[(centres of x1, p(x1)), (centres of x2, p(x2))]`` with p(x1_i) = sum_j p(x1_i, x2_j) dx2
+    (and likewise for x2), so each keeps the grid's mass: sum_i p(x1_i) dx1 = sum p dx1 dx2.
+
+    The box may be any axis-aligned rectangle (a view's window in data units), with the cell
+    widths dx_a = (high_a - low_a) / bins_a of each axis.
+    """
+    p = np.asarray(density, dtype=np.float64)
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    widths = (high - low) / np.asarray(p.shape, dtype=np.float64)
+    out = []
+    for axis in range(2):
+        other = 1 - axis
+        centres = low[axis] + (np.arange(p.shape[axis]) + 0.5) * widths[axis]
+        out.append((centres, p.sum(axis=other) * widths[other]))
     return out

@@ -112,7 +112,35 @@ class _PaletteFollower(QtCore.QObject):
 def set_title(plot: pg.PlotItem, text: str, width: int = TITLE_CHARS) -> None:
     """A plot's title on at most two lines of about ``width`` characters (the rest elided with
     an ellipsis), with the title row as tall as the text: a long title over a narrow panel is
-    wrapped, never cut off at the panel's edges (pyqtgraph gives a title one fixed 30 px row)."""
+    wrapped, never cut off at the panel's edges (pyqtgraph gives a title one fixed 30 px row).
+
+    Where the panel is narrower than ``width`` characters the lines are as wide as the panel
+    (and :func:`fit_titles` re-wraps them as the panel is resized): pyqtgraph makes a title's
+    text width the panel's minimum, and three long titles overlapped their panels in a narrow
+    window.
+    """
+    label = plot.titleLabel
+    label.setProperty("fullTitle", text)
+    label.setProperty("titleWanted", int(width))
+    _fit_title(plot, text, int(width))
+
+
+def _fit_title(plot: pg.PlotItem, text: str, width: int) -> None:
+    """Wrap ``text`` at ``width`` characters, or fewer (>= 8) until its lines fit the panel's
+    width once the panel is laid out: measured on the rendered text, whose font the HTML sets."""
+    chars = width
+    # the panel width this was fitted to: fit_titles re-fits only when it changes (a fit
+    # requests a layout, and a layout request calls fit_titles)
+    plot.titleLabel.setProperty("titleRoom", float(plot.width()))
+    for _ in range(4):
+        _wrap_title(plot, text, chars)
+        room, used = plot.width(), plot.titleLabel.item.boundingRect().width()
+        if room <= 0 or used <= room or chars <= 8:
+            return
+        chars = max(8, min(chars - 1, int(chars * room / used)))
+
+
+def _wrap_title(plot: pg.PlotItem, text: str, width: int) -> None:
     lines = textwrap.wrap(text, width) or [""]
     if len(lines) > 2:
         lines = [lines[0], textwrap.shorten(" ".join(lines[1:]), width, placeholder=" …")]
@@ -122,6 +150,21 @@ def set_title(plot: pg.PlotItem, text: str, width: int = TITLE_CHARS) -> None:
     label.setMaximumHeight(height)
     plot.layout.setRowFixedHeight(0, height)
     label.setToolTip(text)
+    label.setMinimumWidth(0)  # the layout, not the text, sets the panel's width
+    label.setProperty("titleChars", width)
+
+
+def fit_titles(view: pg.GraphicsView) -> None:
+    """Re-wrap every title set by :func:`set_title` in ``view``'s scene to its panel's width."""
+    for item in view.scene().items():
+        if not isinstance(item, pg.PlotItem):
+            continue
+        label = item.titleLabel
+        text, wanted = label.property("fullTitle"), label.property("titleWanted")
+        if text is None or wanted is None:
+            continue
+        if abs(float(label.property("titleRoom") or 0.0) - item.width()) > 1.0:
+            _fit_title(item, str(text), int(wanted))
 
 
 def locked_view_boxes(view: pg.GraphicsView) -> list[pg.ViewBox]:
@@ -281,7 +324,13 @@ class PlotTab(LazyRedraw):
             QtCore.QEvent.Type.LayoutRequest,
         ):
             QtCore.QTimer.singleShot(0, self.fit_square_panels)
+            QtCore.QTimer.singleShot(0, self._fit_titles)
         return super().eventFilter(watched, event)
+
+    def _fit_titles(self) -> None:
+        view = getattr(self, "layout_widget", None)
+        if view is not None:
+            fit_titles(view)
 
     def fit_square_panels(self) -> None:
         """Give the plots the height that makes their 1:1 panels square, no more.

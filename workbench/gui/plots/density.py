@@ -56,6 +56,7 @@ from workbench.core.sde import LinearSDE
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.gui.guidance_controls import same_guidance, view_reference
 from workbench.gui.plots.base import ReferencePlotTab, set_title
+from workbench.gui.plots.marginals import MarginalRow
 from workbench.gui.state import Units
 
 if TYPE_CHECKING:
@@ -281,7 +282,8 @@ class _View:
 
 
 class _Planar(_View):
-    """2-D data: forward histogram | reverse histogram | exact p_t, one colour scale."""
+    """2-D data: forward histogram | reverse histogram | exact p_t, one colour scale; below,
+    their marginals p_t(x₁) and p_t(x₂) (:class:`~workbench.gui.plots.marginals.MarginalRow`)."""
 
     def __init__(
         self,
@@ -328,6 +330,11 @@ class _Planar(_View):
         equal_columns(layout, list(self.plots.values()))
         self.no_reverse = message_item(NO_REVERSE)
         self.plots["reverse"].addItem(self.no_reverse)
+        # the height the square panels leave: p_t(x1) and p_t(x2) of the same densities
+        label = self.truth.short if self.truth is not None else None
+        self.marginals = MarginalRow(layout, 1, len(names) + 1, label)
+        layout.ci.layout.setRowStretchFactor(0, 3)
+        layout.ci.layout.setRowStretchFactor(1, 2)
         # results of the last draw, for tests and readers
         self.half = 1.0
         self.forward_density: np.ndarray | None = None
@@ -341,6 +348,7 @@ class _Planar(_View):
             plot.setLabel("bottom", self.units.label("x₁"))
             plot.setLabel("left", self.units.label("x₂"))
         self.bar.setLabel("left", f"density ({self.units.name})")
+        self.marginals.set_units(self.units)
 
     def draw(self, t: float) -> str:
         cloud, bins, factor = self.cloud, BINS_2D, BINS_2D // COARSE_2D
@@ -385,6 +393,10 @@ class _Planar(_View):
         self.no_reverse.setPos(rect.center().x(), rect.center().y())
         title = getattr(self.trajectory, "title", None)
         set_title(self.plots["reverse"], title or "reverse: generated at t")
+        self.marginals.show("forward", self.forward_density, self.units, h)
+        self.marginals.show("reverse", self.reverse_density, self.units, h)
+        if self.truth is not None:
+            self.marginals.show("exact", self.exact, self.units, h)
         vmax = float(self.units.density(vmax, 2)) if vmax > 0 else 1.0
         self.bar.setLevels((0.0, vmax))
         for plot in self.plots.values():
