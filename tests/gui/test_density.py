@@ -201,6 +201,10 @@ def test_a_narrow_window_keeps_the_panels_apart(window: MainWindow, qtbot) -> No
         title = plot.titleLabel
         assert title.item.boundingRect().width() <= plot.width() + 1.0
         assert title.minimumWidth() <= plot.width() + 1.0
+    # wrapped to two lines or not, the titles share one height: the panels start level
+    assert any("<br>" in plot.titleLabel.text for plot in plots)
+    assert any("<br>" not in plot.titleLabel.text for plot in plots)
+    assert max(b.top() for b in boxes) - min(b.top() for b in boxes) <= 1.0, boxes
     window.resize(1500, 900)
     qtbot.wait(200)
     # wide again: the title is on one line again

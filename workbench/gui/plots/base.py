@@ -146,16 +146,20 @@ def _wrap_title(plot: pg.PlotItem, text: str, width: int) -> None:
         lines = [lines[0], textwrap.shorten(" ".join(lines[1:]), width, placeholder=" …")]
     plot.setTitle("<br>".join(html.escape(line) for line in lines))
     label = plot.titleLabel
-    height = max(30.0, label.item.boundingRect().height() + 4)
+    height = _title_height(plot)
     label.setMaximumHeight(height)
     plot.layout.setRowFixedHeight(0, height)
+    label.setProperty("titleRowHeight", height)
     label.setToolTip(text)
     label.setMinimumWidth(0)  # the layout, not the text, sets the panel's width
     label.setProperty("titleChars", width)
 
 
 def fit_titles(view: pg.GraphicsView) -> None:
-    """Re-wrap every title set by :func:`set_title` in ``view``'s scene to its panel's width."""
+    """Re-wrap every title set by :func:`set_title` in ``view``'s scene to its panel's width,
+    then give the panels side by side one title height (the tallest of their titles): a
+    two-line title no longer pushes its panel below its neighbours'."""
+    rows: dict[tuple[int, int], list[pg.PlotItem]] = {}
     for item in view.scene().items():
         if not isinstance(item, pg.PlotItem):
             continue
@@ -165,6 +169,20 @@ def fit_titles(view: pg.GraphicsView) -> None:
             continue
         if abs(float(label.property("titleRoom") or 0.0) - item.width()) > 1.0:
             _fit_title(item, str(text), int(wanted))
+        key = (id(item.parentLayoutItem()), round(item.pos().y()))
+        rows.setdefault(key, []).append(item)
+    for plots in rows.values():
+        height = max(_title_height(plot) for plot in plots)
+        for plot in plots:
+            # only a change: setting a row's height requests a layout, which calls this again
+            if plot.titleLabel.property("titleRowHeight") != height:
+                plot.titleLabel.setProperty("titleRowHeight", height)
+                plot.titleLabel.setMaximumHeight(height)
+                plot.layout.setRowFixedHeight(0, height)
+
+
+def _title_height(plot: pg.PlotItem) -> float:
+    return max(30.0, plot.titleLabel.item.boundingRect().height() + 4)
 
 
 def locked_view_boxes(view: pg.GraphicsView) -> list[pg.ViewBox]:
