@@ -94,7 +94,7 @@ def fused_linear_available(dtype: torch.dtype = torch.float32) -> str | None:
     if not torch.backends.mkldnn.is_available():
         return "this torch is built without oneDNN (MKLDNN)"
     bf16 = dtype == torch.bfloat16
-    if bf16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if bf16 and not native_bf16():
         return "oneDNN has no bfloat16 support on this CPU"
     tol = 2e-2 if bf16 else 1e-5
     try:
