@@ -152,7 +152,6 @@ def _wrap_title(plot: pg.PlotItem, text: str, width: int) -> None:
     label.setProperty("titleRowHeight", height)
     label.setToolTip(text)
     label.setMinimumWidth(0)  # the layout, not the text, sets the panel's width
-    label.setProperty("titleChars", width)
 
 
 def fit_titles(view: pg.GraphicsView) -> None:
