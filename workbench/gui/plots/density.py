@@ -56,7 +56,7 @@ from workbench.core.sde import LinearSDE
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.gui.guidance_controls import same_guidance, view_reference
 from workbench.gui.plots.base import ReferencePlotTab, set_title
-from workbench.gui.plots.marginals import MarginalRow
+from workbench.gui.plots.marginals import CURVE_PENS, MarginalRow
 from workbench.gui.state import Units
 
 if TYPE_CHECKING:
@@ -79,9 +79,6 @@ LINE_BINS_1D = 100
 TIMES_1D = 120
 GRID_SIDE = 6  # images: GRID_SIDE x GRID_SIDE tiles
 
-_FORWARD = "#1f77b4"
-_REVERSE = "#ff7f0e"
-_EXACT = "#222222"
 _CONTOURS = ("#ff4d4d", "#ffffff")  # 50 %, 90 %
 _MUTED = "#666666"
 NO_REFERENCE = (
@@ -494,15 +491,15 @@ class _Line(_View):
         self.curve_plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 200))
         self.curves = {
             "forward": self.curve_plot.plot(
-                stepMode="center", pen=pg.mkPen(_FORWARD, width=1.5), name="forward particles"
+                stepMode="center", pen=CURVE_PENS["forward"], name="forward particles"
             ),
             "reverse": self.curve_plot.plot(
-                stepMode="center", pen=pg.mkPen(_REVERSE, width=1.5), name="reverse (generated)"
+                stepMode="center", pen=CURVE_PENS["reverse"], name="reverse (generated)"
             ),
         }
         if self.truth is not None:
             self.curves["exact"] = self.curve_plot.plot(
-                pen=pg.mkPen(_EXACT, width=2, style=QtCore.Qt.PenStyle.DashLine),
+                pen=CURVE_PENS["exact"],
                 name=self.truth.label,
             )
         layout.ci.layout.setRowStretchFactor(0, 3)

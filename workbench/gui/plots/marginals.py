@@ -14,13 +14,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from workbench.core.grids import marginals
+from workbench.core.grids import coarsen, marginals
 from workbench.gui.state import Units
 
-__all__ = ["MarginalRow"]
+__all__ = ["CURVE_PENS", "MarginalRow"]
 
-#: the 1-D view's colours and styles: forward blue, reverse orange, reference dashed black
-_PENS = {
+#: the pens of the Densities tab's curves (here and in the 1-D view): forward blue, reverse
+#: orange, the reference dashed black
+CURVE_PENS = {
     "forward": pg.mkPen("#1f77b4", width=1.5),
     "reverse": pg.mkPen("#ff7f0e", width=1.5),
     "exact": pg.mkPen("#222222", width=2, style=QtCore.Qt.PenStyle.DashLine),
@@ -38,7 +39,7 @@ def _key(names: list[str], labels: dict[str, str]) -> str:
     """The curves' key as one line of HTML: each name after a stroke of its colour."""
     parts = []
     for name in names:
-        colour = _PENS[name].color().name()
+        colour = CURVE_PENS[name].color().name()
         stroke = f"<span style='color:{colour}'>{_STROKES[name]}</span>"
         parts.append(f"{stroke} {html.escape(labels[name])}")
     return "&nbsp;&nbsp;&nbsp;".join(parts)
@@ -70,7 +71,7 @@ class MarginalRow:
             curves = {}
             for name in names:
                 step = "center" if name != "exact" else None
-                curves[name] = plot.plot(stepMode=step, pen=_PENS[name])
+                curves[name] = plot.plot(stepMode=step, pen=CURVE_PENS[name])
             self.plots.append(plot)
             self.curves.append(curves)
         #: what each curve shows: name -> [(x₁ centres, p(x₁)), (x₂ centres, p(x₂))]
@@ -94,8 +95,7 @@ class MarginalRow:
         if name != "exact" and p.shape[0] % HISTOGRAM_MERGE == 0:
             # a histogram's marginal on cells HISTOGRAM_MERGE times wider: a few thousand
             # samples leave the panels' fine cells too noisy to read as a curve
-            k = HISTOGRAM_MERGE
-            p = p.reshape(p.shape[0] // k, k, p.shape[1] // k, k).mean(axis=(1, 3))
+            p = coarsen(p, HISTOGRAM_MERGE) / HISTOGRAM_MERGE**2  # the blocks' mean density
         pairs = marginals(p, low, high)
         self.shown[name] = pairs
         for axis, (centres, values) in enumerate(pairs):
