@@ -41,6 +41,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from workbench.core.samplers import SAMPLERS
+from workbench.core.study import is_stochastic
 from workbench.errors import WorkbenchError
 from workbench.gui.plots.base import PlotTab
 from workbench.gui.state import Units
@@ -94,12 +95,10 @@ _READ_ERRORS = (WorkbenchError, OSError, ValueError, RuntimeError, KeyError, Ind
 
 def draws_noise(sampler: str) -> bool:
     """Whether the registered sampler ``sampler`` draws noise after x_T, as its class declares
-    (``stochastic``). A sampler whose randomness depends on its settings (DDIM's eta, Karras's
-    churn) or an unknown name counts as stochastic."""
-    if sampler not in SAMPLERS:
-        return True
-    declared = getattr(SAMPLERS.get(sampler), "stochastic", True)
-    return declared if isinstance(declared, bool) else True
+    (:func:`~workbench.core.study.is_stochastic` of the class). A sampler whose randomness
+    depends on its settings (DDIM's eta, Karras's churn: set per instance, over the class's
+    default True) or an unknown name counts as stochastic."""
+    return sampler not in SAMPLERS or is_stochastic(SAMPLERS.get(sampler))
 
 
 def time_colormap() -> pg.ColorMap:
