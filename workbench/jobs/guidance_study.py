@@ -40,7 +40,7 @@ from workbench.core.guidance import TiltedGrid, guidance_gap, guide, tilted_grid
 from workbench.core.samplers import build_sampler
 from workbench.core.study import steps_for_nfe
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.io.study_file import StudyFile, csv_path
+from workbench.io.study_file import StudyFile
 from workbench.jobs.study import (
     FIXED_INTEGRATOR,
     Progress_,
@@ -48,9 +48,10 @@ from workbench.jobs.study import (
     _data_mixture,
     _finish,
     _label,
-    _run,
     _sampling_setup,
     _tick,
+    _timed_samples,
+    _write_entry,
     parse_samplers,
 )
 
@@ -192,14 +193,10 @@ def guidance_study(
                 sampler = sampler_for(i, score)
                 # the same noise at every w: the curves along w differ by the guidance only
                 noise = torch.Generator(device=dev).manual_seed(seed * 1009 + 7919 * (i + 1))
-                t0 = time.perf_counter()
-                final = _run(sampler, x_T, noise, cancel)
-                if final is None:
+                timed = _timed_samples(sampler, x_T, noise, cancel, normalizer)
+                if timed is None:
                     return _finish(study, out, "cancelled", ran, skipped, started, warnings)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                seconds = time.perf_counter() - t0
-                x = normalizer.to_data(final.reshape(n, -1).to("cpu", torch.float64))
+                x, seconds = timed
                 values: dict[str, float] = {"seconds": seconds}
                 if bool(torch.isfinite(x).all()):
                     if w not in grids:
@@ -207,17 +204,8 @@ def guidance_study(
                     values.update(_measures(x, grids[w], conditional, seed, j))
                 else:
                     warnings.append(f"{what}: samples not finite; its measurements are left NaN")
-                study.write_sampler_entry(
-                    i,
-                    j,
-                    values,
-                    sampler.nfe,
-                    -1 if sampler.n_steps is None else int(sampler.n_steps),
-                    time.time(),
-                    samples=x.numpy(),
-                    grid="" if sampler.adaptive else str(getattr(sampler, "grid", "")),
-                )
-                study.write_csv(csv_path(out))
+                steps = -1 if sampler.n_steps is None else int(sampler.n_steps)
+                _write_entry(study, out, i, j, values, sampler, steps, x)
                 ran += 1
         _tick(progress, 1.0, "done")
         return _finish(study, out, "done", ran, skipped, started, warnings)

@@ -288,14 +288,10 @@ def sampler_study(
                     steps, _ = steps_for_nfe(make, budget, shape)
                     sampler = make(steps, model)
                 noise = torch.Generator(device=dev).manual_seed(seed * 1009 + 7919 * (i + 1) + j)
-                t0 = time.perf_counter()
-                final = _run(sampler, x_T, noise, cancel)
-                if final is None:
+                timed = _timed_samples(sampler, x_T, noise, cancel, normalizer)
+                if timed is None:
                     return _finish(study, out, "cancelled", ran, skipped, started, warnings)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                seconds = time.perf_counter() - t0
-                x = normalizer.to_data(final.reshape(n, -1).to("cpu", torch.float64))
+                x, seconds = timed
                 finite = bool(torch.isfinite(x).all())
                 values: dict[str, float] = {"seconds": seconds}
                 if finite:
@@ -309,17 +305,7 @@ def sampler_study(
                             return _finish(study, out, "cancelled", ran, skipped, started, warnings)
                         x_ref = normalizer.to_data(x_ref.reshape(n, -1).to("cpu", torch.float64))
                     values["pathwise_error"] = pathwise_error(x, x_ref)
-                study.write_sampler_entry(
-                    i,
-                    j,
-                    values,
-                    sampler.nfe,
-                    steps,
-                    time.time(),
-                    samples=x.numpy(),
-                    grid="" if sampler.adaptive else str(getattr(sampler, "grid", "")),
-                )
-                study.write_csv(csv_path(out))
+                _write_entry(study, out, i, j, values, sampler, steps, x)
                 ran += 1
         _tick(progress, 1.0, "done")
         return _finish(study, out, "done", ran, skipped, started, warnings)
@@ -341,6 +327,50 @@ def _run(
     if last is None:
         raise WorkbenchError("the sampler produced nothing")
     return last
+
+
+def _timed_samples(
+    sampler: Any,
+    x_T: torch.Tensor,
+    noise: torch.Generator,
+    cancel: Callable[[], bool] | None,
+    normalizer: Any,
+) -> tuple[torch.Tensor, float] | None:
+    """(the final samples in data units, (n, dim) float64 on the CPU, the run's wall time in
+    seconds, the device's queue drained), or None on a cancel."""
+    dev = x_T.device
+    t0 = time.perf_counter()
+    final = _run(sampler, x_T, noise, cancel)
+    if final is None:
+        return None
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    return normalizer.to_data(final.reshape(len(x_T), -1).to("cpu", torch.float64)), seconds
+
+
+def _write_entry(
+    study: StudyFile,
+    out: str | os.PathLike[str],
+    i: int,
+    j: int,
+    values: dict[str, float],
+    sampler: Any,
+    steps: int,
+    x: torch.Tensor,
+) -> None:
+    """Sampler i's entry at budget (or w) j with its samples and time grid, then the CSV."""
+    study.write_sampler_entry(
+        i,
+        j,
+        values,
+        sampler.nfe,
+        steps,
+        time.time(),
+        samples=x.numpy(),
+        grid="" if sampler.adaptive else str(getattr(sampler, "grid", "")),
+    )
+    study.write_csv(csv_path(out))
 
 
 def _reference_solution(
