@@ -40,16 +40,27 @@ def _wait(app: object, signal: object, timeout_s: float) -> object:
     return box["value"]
 
 
-def fresh_window(prefix: str) -> tuple[Any, Path]:
-    """A main window with its own settings and runs folder in a new temporary folder (the
-    user's settings untouched); the QApplication must exist. Returns (window, folder)."""
+def fresh_window(
+    prefix: str, outdir: str | os.PathLike[str], size: tuple[int, int] = (1500, 900)
+) -> tuple[Any, Any, Path, Path]:
+    """The application and a main window shown at ``size``, with its own settings and runs
+    folder in a new temporary folder (the user's settings untouched) and every question it
+    asks answered yes. Returns (app, window, that folder, ``outdir`` created)."""
     from PySide6 import QtCore
 
+    from workbench.gui.app import create_app
     from workbench.gui.main_window import MainWindow
 
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    app = create_app()
     work = Path(tempfile.mkdtemp(prefix=prefix))
     settings = QtCore.QSettings(str(work / "settings.ini"), QtCore.QSettings.IniFormat)
-    return MainWindow(settings=settings, runs_dir=work / "runs"), work
+    window = MainWindow(settings=settings, runs_dir=work / "runs")
+    window.confirm = lambda question: True
+    window.resize(*size)
+    window.show()
+    return app, window, work, out
 
 
 def wait_settled(app: Any, window: Any) -> None:
@@ -87,15 +98,7 @@ def take_screenshots(
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6 import QtCore, QtWidgets
 
-    from workbench.gui.app import create_app
-
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    app = create_app()
-    window, work = fresh_window("sde-workbench-shots-")
-    window.confirm = lambda question: True
-    window.resize(1500, 900)
-    window.show()
+    app, window, work, out = fresh_window("sde-workbench-shots-", outdir)
     window.set_config(
         window.config.with_overrides(
             {
@@ -310,15 +313,7 @@ def take_draw_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
     from PySide6 import QtCore
     from PySide6.QtTest import QTest
 
-    from workbench.gui.app import create_app
-
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    app = create_app()
-    window, work = fresh_window("sde-workbench-draw-")
-    window.confirm = lambda question: True
-    window.resize(1400, 900)
-    window.show()
+    app, window, work, out = fresh_window("sde-workbench-draw-", outdir, (1400, 900))
     window.save_experiment(work / "experiment.toml")
     window.data_panel.draw_button.click()
     dialog = window.draw_dialog
@@ -389,16 +384,10 @@ def study_screenshots(
     import h5py
 
     from workbench.config import parse_config
-    from workbench.gui.app import create_app
     from workbench.gui.plots.study import StudyTab
     from workbench.io.study_file import read_study
 
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    app = create_app()
-    window, _work = fresh_window("sde-workbench-shots-")
-    window.resize(1500, 900)
-    window.show()
+    app, window, _work, out = fresh_window("sde-workbench-shots-", outdir)
     tab = window.tabs_by_name["study"]
     assert isinstance(tab, StudyTab)
     saved = []

@@ -35,18 +35,11 @@ def take_flow_screenshots(outdir: str | os.PathLike[str], steps: int = 1500) -> 
     from PySide6 import QtWidgets
 
     from tools.screenshots import fresh_window, press
-    from workbench.gui.app import create_app
     from workbench.gui.plots.study import StudyTab, set_checked
     from workbench.presets import preset_config
 
     torch.set_num_threads(1)
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    app = create_app()
-    window, work = fresh_window("sde-workbench-flow-shots-")
-    window.confirm = lambda question: True
-    window.resize(1500, 900)
-    window.show()
+    app, window, work, out = fresh_window("sde-workbench-flow-shots-", outdir)
     saved: list[Path] = []
 
     def grab(widget: QtWidgets.QWidget, name: str) -> None:

@@ -22,15 +22,8 @@ def take_guidance_screenshots(outdir: str | os.PathLike[str]) -> list[Path]:
     from PySide6 import QtCore
 
     from tools.screenshots import fresh_window, wait_settled
-    from workbench.gui.app import create_app
 
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    app = create_app()
-    window, _work = fresh_window("sde-workbench-guidance-")
-    window.confirm = lambda question: True
-    window.resize(1500, 900)
-    window.show()
+    app, window, _work, out = fresh_window("sde-workbench-guidance-", outdir)
     saved: list[Path] = []
 
     def grab(name: str) -> None:

@@ -21,17 +21,10 @@ def take_guidance_study_screenshot(outdir: str | os.PathLike[str]) -> list[Path]
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from tools.screenshots import fresh_window
-    from workbench.gui.app import create_app
     from workbench.jobs.guidance_study import guidance_study
     from workbench.jobs.sample import load_model
 
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    app = create_app()
-    window, work = fresh_window("sde-workbench-guidance-study-")
-    window.confirm = lambda question: True
-    window.resize(1500, 900)
-    window.show()
+    app, window, work, out = fresh_window("sde-workbench-guidance-study-", outdir)
     config = window.config.with_overrides(
         {
             "data.name": "gmm1d",
