@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.core.test_conditional_train import conditional_config
 from workbench.config import default_config, save_config
 from workbench.core.data import build_dataset
 
@@ -107,24 +108,7 @@ def test_usage_errors_exit_2(analytic: Path, tmp_path: Path):
 
 
 def test_a_trained_conditional_run_samples_its_classes(tmp_path: Path):
-    cfg = default_config().with_overrides(
-        {
-            "data.name": "gmm1d",
-            "data.n": 4000,
-            "model.conditional": True,
-            "model.hidden": 64,
-            "model.depth": 2,
-            "model.embed_dim": 32,
-            "train.steps": 800,
-            "train.batch_size": 256,
-            "train.device": "cpu",
-            "train.seed": 1,
-            "train.warmup": 20,
-            "sample.n": 1000,
-            "sample.steps": 100,
-            "sample.record_every": 0,
-        }
-    )
+    cfg = conditional_config(**{"sample.n": 1000, "sample.steps": 100, "sample.record_every": 0})
     config = tmp_path / "c.toml"
     save_config(cfg, config)
     run = tmp_path / "run"

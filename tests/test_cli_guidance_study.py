@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
+from tests.test_cli_study import analytic_experiment, assert_study_refused
 from workbench.cli import main
 from workbench.io.study_file import read_samples, read_study
 
@@ -36,16 +37,9 @@ def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _experiment(tmp_path: Path, preset: str = "gmm1d") -> Path:
-    cfg = tmp_path / f"{preset}.toml"
-    assert main(["init", str(cfg), "--preset", preset]) == 0
-    cfg.write_text(cfg.read_text().replace('kind = "mlp"', 'kind = "analytic"', 1))
-    return cfg
-
-
 @pytest.fixture()
 def analytic(tmp_path: Path) -> Path:
-    return _experiment(tmp_path)
+    return analytic_experiment(tmp_path)
 
 
 def test_guided_samples_leave_the_tilted_density_as_w_grows(analytic: Path, tmp_path: Path):
@@ -126,7 +120,7 @@ def test_a_stopped_guidance_study_resumes_at_the_next_w(analytic: Path, tmp_path
 
 
 def test_the_config_sampler_and_2d_mixture(tmp_path: Path):
-    cfg = _experiment(tmp_path, "8gaussians")
+    cfg = analytic_experiment(tmp_path, "8gaussians")
     out = tmp_path / "e.h5"
     argv = ["study", str(cfg), "--class", "3", "--guidance", "0,2", "--n", "300", "--nfe", "30"]
     assert main([*argv, "--out", str(out), "-q"]) == 0
@@ -156,19 +150,12 @@ def test_the_config_sampler_and_2d_mixture(tmp_path: Path):
 )
 def test_bad_guidance_arguments_are_one_line(
     analytic: Path,
-    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     extra: list[str],
     status: int,
     words: str,
 ) -> None:
-    out = tmp_path / "bad.h5"
-    assert main(["study", str(analytic), *extra, "--out", str(out)]) == status
-    err = capsys.readouterr().err.strip().splitlines()
-    assert words in err[-1] and err[-1].startswith("sde-workbench")
-    if status == 1:
-        assert len(err) == 1
-    assert not out.exists()
+    assert_study_refused(capsys, analytic, extra, status, words)
 
 
 def test_data_that_is_not_a_mixture_is_refused(tmp_path: Path, capsys) -> None:

@@ -35,8 +35,13 @@ def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture()
 def analytic(tmp_path: Path) -> Path:
-    cfg = tmp_path / "exp.toml"
-    assert main(["init", str(cfg), "--preset", "gmm1d"]) == 0
+    return analytic_experiment(tmp_path)
+
+
+def analytic_experiment(folder: Path, preset: str = "gmm1d") -> Path:
+    """``preset``'s experiment with the analytic score, written into ``folder``."""
+    cfg = folder / f"{preset}.toml"
+    assert main(["init", str(cfg), "--preset", preset]) == 0
     cfg.write_text(cfg.read_text().replace('kind = "mlp"', 'kind = "analytic"', 1))
     return cfg
 
@@ -69,6 +74,20 @@ def test_study_subprocess_writes_h5_csv_and_json(analytic: Path, tmp_path: Path)
     assert "0 runs, 4 already stored" in again.stdout
 
 
+def assert_study_refused(
+    capsys: pytest.CaptureFixture[str], config: Path, extra: list[str], status: int, words: str
+) -> None:
+    """``study CONFIG EXTRA`` exits with ``status``, its last line names ``words`` (and is
+    the only line for a refusal, status 1), and writes nothing."""
+    out = config.parent / "bad.h5"
+    assert main(["study", str(config), *extra, "--out", str(out)]) == status
+    err = capsys.readouterr().err.strip().splitlines()
+    assert words in err[-1] and err[-1].startswith("sde-workbench")
+    if status == 1:
+        assert len(err) == 1
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "status", "words"),
     [
@@ -84,19 +103,12 @@ def test_study_subprocess_writes_h5_csv_and_json(analytic: Path, tmp_path: Path)
 )
 def test_bad_arguments_are_one_line(
     analytic: Path,
-    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     extra: list[str],
     status: int,
     words: str,
 ) -> None:
-    out = tmp_path / "bad.h5"
-    assert main(["study", str(analytic), *extra, "--out", str(out)]) == status
-    err = capsys.readouterr().err.strip().splitlines()
-    assert words in err[-1] and err[-1].startswith("sde-workbench")
-    if status == 1:
-        assert len(err) == 1
-    assert not out.exists()
+    assert_study_refused(capsys, analytic, extra, status, words)
 
 
 def test_other_arguments_on_an_existing_study_are_refused(

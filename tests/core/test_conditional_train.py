@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from workbench.config import default_config
+from workbench.config import ExperimentConfig, default_config
 from workbench.core.experiment import build_data, build_model, data_section, model_section
 from workbench.core.guidance import Conditioned, drop_labels, guide
 from workbench.core.losses import build_loss
@@ -95,7 +95,8 @@ def test_sliced_losses_repeat_the_bound_labels():
         assert torch.isfinite(value)
 
 
-def _config(**overrides):
+def conditional_config(**overrides: object) -> ExperimentConfig:
+    """A small class-conditional gmm1d experiment that learns its classes in 800 CPU steps."""
     base = {
         "data.name": "gmm1d",
         "data.n": 4000,
@@ -116,7 +117,9 @@ def _config(**overrides):
 @pytest.mark.parametrize(("p", "trained_rows"), [(0.0, [0, 1, 2]), (1.0, [3])])
 def test_trainer_drops_labels_as_asked(p, trained_rows):
     """p_uncond = 0: the null row of the embedding never sees a gradient; 1: only it does."""
-    trainer = Trainer(_config(**{"train.steps": 5, "train.p_uncond": p, "train.ema": 0.0}))
+    trainer = Trainer(
+        conditional_config(**{"train.steps": 5, "train.p_uncond": p, "train.ema": 0.0})
+    )
     before = trainer.model.net.label.weight.detach().clone()
     trainer.run()
     after = trainer.model.net.label.weight.detach()
@@ -136,7 +139,7 @@ def test_trainer_drops_labels_as_asked(p, trained_rows):
 
 def test_a_tiny_conditional_run_learns_to_separate_the_classes():
     torch.set_num_threads(1)
-    trainer = Trainer(_config())
+    trainer = Trainer(conditional_config())
     trainer.run()
     model = trainer.ema_model.eval()
     mix = trainer.dataset.mixture()
@@ -159,6 +162,8 @@ def test_a_trainer_with_its_own_step_refuses_a_conditional_network():
             return super().train_step()
 
     with pytest.raises(ConfigError, match="one process") as info:
-        OwnStep(_config(**{"train.steps": 1}))
+        OwnStep(conditional_config(**{"train.steps": 1}))
     assert info.value.key == "model.conditional"
-    OwnStep(_config(**{"train.steps": 1, "model.conditional": False}))  # unconditional: fine
+    OwnStep(
+        conditional_config(**{"train.steps": 1, "model.conditional": False})
+    )  # unconditional: fine
