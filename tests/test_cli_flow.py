@@ -4,36 +4,15 @@ compares the two objectives in a real subprocess, and bad flow-matching input is
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from tests.cli_process import run_cli
 from workbench.cli import main
 from workbench.config import load_config
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        # one thread: a small MLP gains nothing from more, and a shared machine loses a lot
-        "OMP_NUM_THREADS": "1",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "workbench", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
 
 
 def _small(path: Path) -> None:
@@ -56,12 +35,12 @@ def test_study_compares_dsm_and_fm(tmp_path: Path) -> None:
     assert (config.sde.kind, config.model.output) == ("rectified", "v")
     _small(cfg)
     argv = ["study", str(cfg), "--losses", "dsm,fm", "--json"]
-    trained = _cli(*argv, "--steps", "300", "--out", "trained.h5", cwd=tmp_path)
+    trained = run_cli(*argv, "--steps", "300", "--out", "trained.h5", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
     assert report["ok"] and report["study"] == "losses" and report["ran"] == 2
     assert [r["loss"] for r in report["rows"]] == ["dsm", "fm"]
-    untrained = _cli(*argv, "--steps", "1", "--out", "untrained.h5", cwd=tmp_path)
+    untrained = run_cli(*argv, "--steps", "1", "--out", "untrained.h5", cwd=tmp_path)
     assert untrained.returncode == 0, untrained.stderr
     with h5py.File(tmp_path / "trained.h5", "r") as f, h5py.File(tmp_path / "untrained.h5") as g:
         after, before = f["entry/losses/error"][()], g["entry/losses/error"][()]

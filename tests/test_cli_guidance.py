@@ -5,9 +5,6 @@ file; bad input is one line."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -15,24 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.cli_process import run_cli
 from tests.core.test_conditional_train import conditional_config
 from workbench.config import default_config, save_config
 from workbench.core.data import build_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    # one thread: tiny tensors gain nothing from more, and lose much on a shared machine
-    env = {**os.environ, "TERM": "dumb", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "workbench", *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=600,
-    )
 
 
 def _shares(samples: np.ndarray, data: str = "gmm1d") -> np.ndarray:
@@ -62,7 +45,7 @@ def analytic(tmp_path: Path) -> Path:
 
 def test_sample_a_class_with_guidance_from_the_analytic_model(analytic: Path, tmp_path: Path):
     out = tmp_path / "g.h5"
-    proc = cli(
+    proc = run_cli(
         "sample", str(analytic), "--out", str(out), "--class", "2", "--guidance", "1.5", "--json"
     )
     assert proc.returncode == 0, proc.stderr
@@ -76,7 +59,7 @@ def test_sample_a_class_with_guidance_from_the_analytic_model(analytic: Path, tm
     assert _shares(samples)[2] > 0.95
     # unconditional: no class attributes, all three components drawn
     plain = tmp_path / "p.h5"
-    assert cli("sample", str(analytic), "--out", str(plain)).returncode == 0
+    assert run_cli("sample", str(analytic), "--out", str(plain)).returncode == 0
     with h5py.File(plain, "r") as f:
         assert "class_label" not in f["trajectories"].attrs
         assert _shares(f["samples"][()]).min() > 0.1
@@ -93,7 +76,7 @@ def test_sample_a_class_with_guidance_from_the_analytic_model(analytic: Path, tm
 )
 def test_bad_class_or_guidance_is_one_line(analytic: Path, tmp_path: Path, args, message):
     out = tmp_path / "bad.h5"
-    proc = cli("sample", str(analytic), "--out", str(out), *args)
+    proc = run_cli("sample", str(analytic), "--out", str(out), *args)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sde-workbench: error: "), proc.stderr
@@ -103,7 +86,7 @@ def test_bad_class_or_guidance_is_one_line(analytic: Path, tmp_path: Path, args,
 
 def test_usage_errors_exit_2(analytic: Path, tmp_path: Path):
     for args in (("--class", "two"), ("--guidance", "nan")):
-        proc = cli("sample", str(analytic), "--out", str(tmp_path / "x.h5"), *args)
+        proc = run_cli("sample", str(analytic), "--out", str(tmp_path / "x.h5"), *args)
         assert proc.returncode == 2 and "--" in proc.stderr
 
 
@@ -112,11 +95,11 @@ def test_a_trained_conditional_run_samples_its_classes(tmp_path: Path):
     config = tmp_path / "c.toml"
     save_config(cfg, config)
     run = tmp_path / "run"
-    proc = cli("train", str(config), "--out", str(run))
+    proc = run_cli("train", str(config), "--out", str(run))
     assert proc.returncode == 0, proc.stderr
     for c in (0, 2):
         out = tmp_path / f"c{c}.h5"
-        proc = cli("sample", str(run), "--out", str(out), "--class", str(c), "--guidance", "1")
+        proc = run_cli("sample", str(run), "--out", str(out), "--class", str(c), "--guidance", "1")
         assert proc.returncode == 0, proc.stderr
         with h5py.File(out, "r") as f:
             assert _shares(f["samples"][()])[c] > 0.9
@@ -124,8 +107,10 @@ def test_a_trained_conditional_run_samples_its_classes(tmp_path: Path):
     # an unconditional run refuses a class in one line
     plain = tmp_path / "plain.toml"
     save_config(cfg.with_overrides({"model.conditional": False, "train.steps": 20}), plain)
-    assert cli("train", str(plain), "--out", str(tmp_path / "prun")).returncode == 0
-    proc = cli("sample", str(tmp_path / "prun"), "--out", str(tmp_path / "x.h5"), "--class", "1")
+    assert run_cli("train", str(plain), "--out", str(tmp_path / "prun")).returncode == 0
+    proc = run_cli(
+        "sample", str(tmp_path / "prun"), "--out", str(tmp_path / "x.h5"), "--class", "1"
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "trained without labels" in proc.stderr
 
@@ -139,7 +124,7 @@ def test_conditional_on_unlabelled_data_is_one_line(tmp_path: Path):
             if command == "check"
             else (command, str(config), "--out", str(tmp_path / "r"))
         )
-        proc = cli(*argv)
+        proc = run_cli(*argv)
         assert proc.returncode == 1
         assert proc.stderr.strip().count("\n") == 0
         assert "model.conditional: needs labelled data" in proc.stderr
@@ -165,16 +150,16 @@ def test_file_labels_train_and_sample_even_after_the_file_is_gone(tmp_path: Path
         "[sample]\nn = 500\nsteps = 100\nrecord_every = 0\n"
     )
     run = tmp_path / "run"
-    proc = cli("train", str(config), "--out", str(run))
+    proc = run_cli("train", str(config), "--out", str(run))
     assert proc.returncode == 0, proc.stderr
     data.unlink()
     for c in (0, 1):
         out = tmp_path / f"f{c}.h5"
-        proc = cli("sample", str(run), "--out", str(out), "--class", str(c))
+        proc = run_cli("sample", str(run), "--out", str(out), "--class", str(c))
         assert proc.returncode == 0, proc.stderr
         with h5py.File(out, "r") as f:
             x = f["samples"][()]
         # the chosen cluster: x on its side of 0
         assert float(np.mean(np.sign(x[:, 0]) == np.sign(centres[c, 0]))) > 0.9
-    proc = cli("sample", str(run), "--out", str(tmp_path / "bad.h5"), "--class", "2")
+    proc = run_cli("sample", str(run), "--out", str(tmp_path / "bad.h5"), "--class", "2")
     assert proc.returncode == 1 and "0 .. 1" in proc.stderr

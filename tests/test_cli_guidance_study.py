@@ -6,35 +6,19 @@ more than the floor. A stopped study resumes where it stopped; bad input is one 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from tests.cli_process import run_cli
 from tests.test_cli_study import analytic_experiment, assert_study_refused
 from workbench.cli import main
 from workbench.io.study_file import read_samples, read_study
 
-ROOT = Path(__file__).resolve().parents[1]
 N = 3000
 WEIGHTS = "0,1,4"
-
-
-def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    # one thread: tiny tensors gain nothing from more, and lose much on a shared machine
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TERM": "dumb"}
-    return subprocess.run(
-        [sys.executable, "-m", "workbench", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
 
 
 @pytest.fixture()
@@ -44,7 +28,7 @@ def analytic(tmp_path: Path) -> Path:
 
 def test_guided_samples_leave_the_tilted_density_as_w_grows(analytic: Path, tmp_path: Path):
     argv = ["study", str(analytic), "--class", "1", "--guidance", WEIGHTS, "--samplers", "ode"]
-    proc = _cli(*argv, "--nfe", "100", "--n", str(N), "--out", "g.h5", "--json", cwd=tmp_path)
+    proc = run_cli(*argv, "--nfe", "100", "--n", str(N), "--out", "g.h5", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] and report["study"] == "guidance" and report["ran"] == 3
@@ -111,7 +95,7 @@ def test_a_stopped_guidance_study_resumes_at_the_next_w(analytic: Path, tmp_path
         first = f["entry/guidance/finished_at"][0, 0]
 
     argv = ["study", str(analytic), "--class", "0", "--guidance", "0,2,3", "--samplers", "em"]
-    proc = _cli(*argv, "--nfe", "20", "--n", "200", "--out", str(out), cwd=tmp_path)
+    proc = run_cli(*argv, "--nfe", "20", "--n", "200", "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "2 runs, 1 already stored" in proc.stdout
     with h5py.File(out, "r") as f:

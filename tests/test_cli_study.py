@@ -4,33 +4,14 @@ budgets are one-line errors; a rerun resumes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from tests.cli_process import run_cli
 from workbench.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "workbench", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
 
 
 @pytest.fixture()
@@ -48,7 +29,7 @@ def analytic_experiment(folder: Path, preset: str = "gmm1d") -> Path:
 
 def test_study_subprocess_writes_h5_csv_and_json(analytic: Path, tmp_path: Path) -> None:
     argv = ["study", str(analytic), "--samplers", "em,ode", "--nfe", "5,10", "--n", "300"]
-    proc = _cli(*argv, "--out", "s.h5", "--json", cwd=tmp_path)
+    proc = run_cli(*argv, "--out", "s.h5", "--json", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] and report["study"] == "samplers" and report["ran"] == 4
@@ -69,7 +50,7 @@ def test_study_subprocess_writes_h5_csv_and_json(analytic: Path, tmp_path: Path)
     assert len(rows) == 5 and rows[0].startswith("sampler,nfe_budget,nfe")
 
     # the same command again finds everything stored
-    again = _cli(*argv, "--out", "s.h5", cwd=tmp_path)
+    again = run_cli(*argv, "--out", "s.h5", cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "0 runs, 4 already stored" in again.stdout
 
