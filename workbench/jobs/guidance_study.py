@@ -64,17 +64,18 @@ DEFAULT_GUIDANCE = (0.0, 0.5, 1.0, 2.0, 4.0)
 FLOOR_REPEATS = 10
 
 
-def check_weights(weights: Sequence[float]) -> list[float]:
-    """The guidance weights: finite, >= 0, each once, at least one (one-line errors)."""
+def check_weights(weights: Sequence[float], key: str = "--guidance") -> list[float]:
+    """The guidance weights: finite, >= 0, each once, at least one (one-line errors that
+    begin with ``key``, the option or field they came from)."""
     out: list[float] = []
     if not weights:
-        raise WorkbenchError("--guidance: give at least one weight, e.g. 0,0.5,1,2,4")
+        raise WorkbenchError(f"{key}: give at least one weight, e.g. 0,0.5,1,2,4")
     for value in weights:
         w = float(value)
         if not math.isfinite(w) or w < 0:
-            raise WorkbenchError(f"--guidance: a weight must be a number >= 0, got {value!r}")
+            raise WorkbenchError(f"{key}: {w:g} is not a weight (a number >= 0)")
         if w in out:
-            raise WorkbenchError(f"--guidance: {w:g} is named twice")
+            raise WorkbenchError(f"{key}: {w:g} is named twice")
         out.append(w)
     return out
 

@@ -48,21 +48,15 @@ _COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 def parse_weights(text: str) -> list[float]:
     """``"0,0.5,1"`` (commas or spaces) as guidance weights; one-line WorkbenchError naming
     the bad one (not a number, negative or not finite, or named twice)."""
-    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    if not parts:
-        raise WorkbenchError("guidance: give at least one weight, e.g. 0,0.5,1,2,4")
-    out: list[float] = []
-    for part in parts:
+    from workbench.jobs.guidance_study import check_weights  # the study's own rules
+
+    values: list[float] = []
+    for part in (p for p in re.split(r"[,\s]+", text.strip()) if p):
         try:
-            w = float(part)
+            values.append(float(part))
         except ValueError:
             raise WorkbenchError(f"guidance: {part!r} is not a number") from None
-        if not np.isfinite(w) or w < 0:
-            raise WorkbenchError(f"guidance: {part} is not a weight (a number >= 0)")
-        if w in out:
-            raise WorkbenchError(f"guidance: {w:g} is named twice")
-        out.append(w)
-    return out
+    return check_weights(values, key="guidance")
 
 
 class GuidancePage(QtWidgets.QWidget):
