@@ -89,18 +89,30 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         path = path / "checkpoint.pt"
     if not path.exists():
         raise WorkbenchError(f"no checkpoint at {path}")
+    state = load_versioned(path, "checkpoint", CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+    _check_layout(state, path)
+    return state
+
+
+def load_versioned(path: Path, what: str, fmt: str, newest: int) -> dict[str, Any]:
+    """The dict saved at ``path`` (an existing path) as an SDE Workbench ``what`` of format
+    ``fmt``, at a format version from 1 to ``newest``: a checkpoint or a snapshot. Every
+    failure is one line naming the file: not a regular file, unreadable or pickled code
+    (:func:`load_weights_only`), another format, a version that is not a count, or one newer
+    than this version of SDE Workbench reads."""
     if not path.is_file():  # a FIFO or a device would block the loader
         raise WorkbenchError(f"{path} is not a regular file")
-    state = load_weights_only(path, "checkpoint")
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise WorkbenchError(f"{path} is not an SDE Workbench checkpoint")
+    state = load_weights_only(path, what)
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise WorkbenchError(f"{path} is not an SDE Workbench {what}")
     version = state.get("format_version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise WorkbenchError(f"{path} is damaged: its format_version {version!r} is not a count")
+    if version > newest:
         raise WorkbenchError(
-            f"{path} has checkpoint format version {version!r}; this version of SDE Workbench "
-            f"reads up to {CHECKPOINT_VERSION}; please update"
+            f"{path} has {what} format version {version!r}; this version of SDE Workbench "
+            f"reads up to {newest}; please update"
         )
-    _check_layout(state, path)
     return state
 
 

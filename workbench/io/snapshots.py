@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.io.checkpoints import load_weights_only, save_atomically
+from workbench.io.checkpoints import load_versioned, save_atomically
 
 __all__ = [
     "SNAPSHOT_FORMAT",
@@ -83,19 +83,7 @@ def load_snapshot(run: str | os.PathLike[str], step: int) -> dict[str, torch.Ten
     path = snapshot_path(run, step)
     if not path.exists():
         raise WorkbenchError(f"no snapshot at step {step}: {path} does not exist")
-    if not path.is_file():  # a FIFO or a device would block the loader
-        raise WorkbenchError(f"{path} is not a regular file")
-    state = load_weights_only(path, "snapshot")
-    if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
-        raise WorkbenchError(f"{path} is not an SDE Workbench snapshot")
-    version = state.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise WorkbenchError(f"{path} is damaged: its format_version {version!r} is not a count")
-    if version > SNAPSHOT_VERSION:
-        raise WorkbenchError(
-            f"{path} has snapshot format version {version!r}; this version of SDE Workbench "
-            f"reads up to {SNAPSHOT_VERSION}; please update"
-        )
+    state = load_versioned(path, "snapshot", SNAPSHOT_FORMAT, SNAPSHOT_VERSION)
     if state.get("step") != int(step):
         raise WorkbenchError(
             f"{path} is damaged: it says step {state.get('step')!r}, its name step {step}"
